@@ -1,0 +1,42 @@
+"""Budgets: how much a search may spend. Any combination of limits; the search stops launching at the
+first one reached, lets (or, for wall-clock, makes) in-flight trials end, and returns the best so far.
+Spending carries across `resume`: trials already in the tree and time already recorded count.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Budget(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    trials: int | None = Field(6, ge=1, description="Fine-tuning trials (tree nodes below the root).")
+    wall_clock_s: float | None = Field(None, gt=0, description="Wall-clock seconds for the whole search.")
+    accelerator_hours: float | None = Field(
+        None, gt=0, description="Device-hours spent in training and evaluation (CPU seconds count on CPU-only runs)."
+    )
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> "Budget":
+        if self.trials is None and self.wall_clock_s is None and self.accelerator_hours is None:
+            raise ValueError("set at least one of trials, wall_clock_s or accelerator_hours")
+        return self
+
+
+class Spend(BaseModel):
+    """What has been spent so far (persisted in result.json, rebuilt from the journal on resume)."""
+
+    trials: int = 0
+    wall_clock_s: float = 0.0
+    accelerator_s: float = 0.0
+
+    def exhausted(self, budget: Budget) -> str | None:
+        """The name of the first limit reached, or None."""
+        if budget.trials is not None and self.trials >= budget.trials:
+            return "trials"
+        if budget.wall_clock_s is not None and self.wall_clock_s >= budget.wall_clock_s:
+            return "wall_clock_s"
+        if budget.accelerator_hours is not None and self.accelerator_s >= budget.accelerator_hours * 3600:
+            return "accelerator_hours"
+        return None

@@ -1,0 +1,143 @@
+"""The `trex-ray` command.
+
+    trex-ray demo                         a real search on the built-in clock task (SmolLM2-135M, local Ray)
+    trex-ray run config.yaml [--key v]    a search from a YAML config; any key can be overridden
+    trex-ray resume runs/<run> [--key v]  continue a run after the driver stopped (or with a larger budget)
+    trex-ray show runs/<run>              the tree as a table
+
+Mistakes in input exit with code 2 and one line naming the field and the fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import typing
+
+from trex_ray.errors import ConfigError
+
+
+def _add_overrides(p: argparse.ArgumentParser) -> None:
+    from trex_ray.config import RunConfig
+
+    for name, field in RunConfig.model_fields.items():
+        kind = typing.get_args(field.annotation) or (field.annotation,)
+        kind = [k for k in kind if k is not type(None)][0]
+        if typing.get_origin(kind) is list:
+            p.add_argument(f"--{name}", nargs="+", default=None, help=field.description)
+        else:
+            p.add_argument(f"--{name}", type=str, default=None, help=field.description)
+
+
+def _overrides(args: argparse.Namespace) -> dict:
+    """Command-line values by key; pydantic converts strings like "6" to the field's type."""
+    from trex_ray.config import RunConfig
+
+    return {name: getattr(args, name) for name in RunConfig.model_fields if getattr(args, name, None) is not None}
+
+
+def _run(cfg) -> int:
+    from trex_ray.search import search
+
+    result = search(cfg.task(), **cfg.search_kwargs())
+    return 0 if result.best is not None else 1
+
+
+def cmd_run(args) -> int:
+    from trex_ray.config import build, load_yaml
+
+    data = load_yaml(args.config)
+    base = os.path.dirname(os.path.abspath(args.config))
+    for split in ("train", "val", "test"):  # relative data paths are relative to the config file
+        if isinstance(data.get(split), str) and not os.path.isabs(data[split]):
+            data[split] = os.path.join(base, data[split])
+    data.update(_overrides(args))
+    return _run(build(data))
+
+
+def cmd_demo(args) -> int:
+    from trex_ray.config import build
+    from trex_ray.demo import GOAL, write_demo_task
+
+    over = _overrides(args)
+    storage = over.get("storage", "runs")
+    paths = write_demo_task(os.path.join(storage, "demo-data"))
+    data = {"name": "clock", "goal": GOAL, "input_field": "question", "output_field": "answer",
+            "metric": "exact_match", "base_model": "smollm2-135m", "trials": 4, "max_concurrent": 2,
+            "wall_clock_s": 900, **paths}
+    data.update(over)
+    return _run(build(data))
+
+
+def cmd_resume(args) -> int:
+    from trex_ray.config import build, load_yaml
+    from trex_ray.search import search
+
+    run_dir = args.run.rstrip("/")
+    cfg_path = os.path.join(run_dir, "config.yaml")
+    if not os.path.exists(os.path.join(run_dir, "journal.jsonl")):
+        raise ConfigError("run", f"{run_dir} is not a run folder (no journal.jsonl)", "give a folder under your storage")
+    data = load_yaml(cfg_path)
+    data.update(_overrides(args))
+    data["storage"] = os.path.dirname(os.path.abspath(run_dir))
+    data["run_name"] = os.path.basename(os.path.abspath(run_dir))
+    cfg = build(data)
+    result = search(cfg.task(), resume=True, **cfg.search_kwargs())
+    return 0 if result.best is not None else 1
+
+
+def cmd_show(args) -> int:
+    from trex_ray.runs import load_tree
+
+    tree = load_tree(args.run.rstrip("/"))
+    rows = [("id", "parent", "depth", "direction", "status", "val", "test", "reward", "visits", "seconds")]
+    for nid in sorted(tree.nodes):
+        n = tree.nodes[nid]
+        fmt = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
+        rows.append((str(n.id), "-" if n.parent_id is None else str(n.parent_id), str(n.depth), n.direction[:40],
+                     n.status, fmt(n.score), fmt((n.test or {}).get("score")), f"{n.reward:.3f}", str(n.visits),
+                     f"{(n.result or {}).get('seconds', 0):.0f}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for i, r in enumerate(rows):
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+    if tree.root.status == "ok":
+        best = tree.best()
+        print(f"\nbest: node {best.id} ({best.direction}), val {best.score:.3f}; baseline val {tree.root.score:.3f}")
+    for s in tree.insights:
+        print(f"insight: {s}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="trex-ray", description="Automated LLM fine-tuning as a tree search on Ray.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("run", help="run a search from a YAML config")
+    p.add_argument("config")
+    _add_overrides(p)
+    p.set_defaults(fn=cmd_run)
+    p = sub.add_parser("demo", help="run a real search on the built-in clock-time task")
+    _add_overrides(p)
+    p.set_defaults(fn=cmd_demo)
+    p = sub.add_parser("resume", help="continue a run folder")
+    p.add_argument("run")
+    _add_overrides(p)
+    p.set_defaults(fn=cmd_resume)
+    p = sub.add_parser("show", help="print the tree of a run folder")
+    p.add_argument("run")
+    p.set_defaults(fn=cmd_show)
+    args = parser.parse_args(argv)
+    try:
+        return args.fn(args)
+    except ConfigError as e:
+        print(f"trex-ray: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("trex-ray: interrupted; resume with `trex-ray resume <run folder>`", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""The flat run config shared by the CLI's YAML files and `trex-ray resume`: keys are named like the
+arguments of `trex_ray.search` and `Task`, and every key can be overridden on the command line.
+
+    # trex-ray run examples/clock.yaml --storage runs/
+    name: clock
+    train: data/train.jsonl
+    ...
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from trex_ray.errors import ConfigError
+
+
+class RunConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # the task
+    name: str = Field(description="Task name (run folders are named after it).")
+    goal: str = Field("", description="What the model should learn to do, in words.")
+    train: str = Field(description="Training JSONL file.")
+    val: str = Field(description="Validation JSONL file.")
+    test: str = Field(description="Test JSONL file (used once, on the best node).")
+    input_field: str = Field("input", description="Input field name in the JSONL rows.")
+    output_field: str = Field("output", description="Output field name in the JSONL rows.")
+    metric: str = Field("exact_match", description="Primary metric.")
+    labels: list[str] | None = Field(None, description="Label set for classification metrics.")
+    # the search
+    base_model: str = Field("smollm2-135m", description="Packaged model name, HF id or local checkpoint dir.")
+    storage: str = Field("runs", description="Folder for run folders and the dataset cache.")
+    run_name: str | None = Field(None, description="Run folder name (default: <name>-<timestamp>).")
+    trials: int | None = Field(6, description="Budget: fine-tuning trials.")
+    wall_clock_s: float | None = Field(None, description="Budget: wall-clock seconds.")
+    accelerator_hours: float | None = Field(None, description="Budget: device-hours of training and eval.")
+    max_concurrent: int = Field(2, ge=1, description="Trials in flight at once.")
+    policy: str = Field("mcts", description="Selection policy: mcts, greedy, sequential, random.")
+    researcher: str = Field("heuristic", description="Researcher: heuristic (offline).")
+    seed: int = Field(0, description="Search seed.")
+    evaluator: str = Field("transformers", description="Evaluation backend.")
+    address: str | None = Field(None, description="Ray cluster address (default: local Ray or RAY_ADDRESS).")
+
+    def task(self):
+        from trex_ray.task import Task
+
+        base = os.getcwd()
+        paths = {s: getattr(self, s) for s in ("train", "val", "test")}
+        return Task(name=self.name, goal=self.goal, input_field=self.input_field, output_field=self.output_field,
+                    metric=self.metric, labels=self.labels,
+                    **{k: v if os.path.isabs(v) else os.path.join(base, v) for k, v in paths.items()})
+
+    def budget(self):
+        from trex_ray.budget import Budget
+
+        try:
+            return Budget(trials=self.trials, wall_clock_s=self.wall_clock_s, accelerator_hours=self.accelerator_hours)
+        except ValidationError as e:
+            err = e.errors()[0]
+            field = ".".join(str(x) for x in err["loc"]) or "budget"
+            raise ConfigError(field, err["msg"], "give a positive budget (e.g. trials: 6)") from None
+
+    def search_kwargs(self) -> dict[str, Any]:
+        return dict(base_model=self.base_model, budget=self.budget(), researcher=self.researcher, policy=self.policy,
+                    max_concurrent=self.max_concurrent, storage=self.storage, run_name=self.run_name, seed=self.seed,
+                    evaluator=self.evaluator, address=self.address)
+
+
+def load_yaml(path: str) -> dict:
+    if not os.path.isfile(path):
+        raise ConfigError("config", f"file not found: {path}", "give the path of a YAML config file")
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError("config", f"{path} is not valid YAML{where}: {getattr(e, 'problem', e)}",
+                          "fix the YAML syntax (keys as `key: value`)") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError("config", f"{path} must hold a mapping of keys to values", "write `key: value` lines")
+    return data
+
+
+def build(data: dict) -> RunConfig:
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        field = ".".join(str(x) for x in err["loc"]) or "config"
+        if err["type"] == "extra_forbidden":
+            raise ConfigError(field, "unknown config key", f"known keys: {', '.join(RunConfig.model_fields)}") from None
+        if err["type"] == "missing":
+            raise ConfigError(field, "missing", f"add `{field}: ...` to the config or pass --{field}") from None
+        raise ConfigError(field, err["msg"], f"fix the value of {field}") from None

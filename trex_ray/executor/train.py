@@ -1,0 +1,186 @@
+"""Fine-tuning: one trial = one Ray Train `TorchTrainer` run of the loop below (transformers + PEFT).
+
+The loop is written out in full: read the prepared rows from the Ray Data shard, tokenise with
+answer-only labels (prompt tokens are -100), AdamW with linear warm-up/decay, gradient clipping, and
+at the end rank 0 saves the LoRA adapter (`save_pretrained`) or the full model plus `train_stats.json`
+into a checkpoint that Ray Train persists; the driver copies it into the node folder.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+
+
+def tokenize_rows(tok, rows: list[dict], max_seq_len: int) -> tuple[list[dict], int]:
+    """Prompt and answer tokenised apart and joined, so generation sees exactly the prompt it trained on."""
+    from trex_ray import prompting
+
+    out, cut = [], 0
+    eos = [tok.eos_token_id] if tok.eos_token_id is not None else []
+    for r in rows:
+        p = tok(prompting.render(tok, r["user"], r["system"] or None), add_special_tokens=False)["input_ids"]
+        a = tok(r["output"], add_special_tokens=False)["input_ids"] + eos
+        ids, labels = p + a, [-100] * len(p) + a
+        if len(ids) > max_seq_len:
+            cut += 1
+            ids, labels = ids[:max_seq_len], labels[:max_seq_len]
+        if any(x != -100 for x in labels):
+            out.append({"input_ids": ids, "labels": labels})
+    return out, cut
+
+
+def _collate(batch: list[dict], pad_id: int):
+    import torch
+
+    n = max(len(b["input_ids"]) for b in batch)
+    ids = torch.full((len(batch), n), pad_id, dtype=torch.long)
+    labels = torch.full((len(batch), n), -100, dtype=torch.long)
+    mask = torch.zeros((len(batch), n), dtype=torch.long)
+    for i, b in enumerate(batch):
+        k = len(b["input_ids"])
+        ids[i, :k] = torch.tensor(b["input_ids"])
+        labels[i, :k] = torch.tensor(b["labels"])
+        mask[i, :k] = 1
+    return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+def train_loop(config: dict) -> None:
+    """Runs on each Ray Train worker."""
+    import ray.train
+    import torch
+    from transformers import get_linear_schedule_with_warmup
+
+    from trex_ray.executor.evaluate import load_model, torch_threads
+
+    cfg = config["train"]
+    torch_threads(config.get("threads"))
+    torch.manual_seed(cfg["seed"])
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    t0 = time.time()
+
+    rows = list(ray.train.get_dataset_shard("train").iter_rows())
+    model, tok = load_model(config["model_path"], None)
+    examples, cut = tokenize_rows(tok, rows, cfg["max_seq_len"])
+    if not examples:
+        raise ValueError("no trainable examples after tokenisation")
+
+    warm = config.get("init_adapter")
+    if cfg["method"] == "lora":
+        from peft import LoraConfig, PeftModel, get_peft_model
+
+        if warm:
+            model = PeftModel.from_pretrained(model, warm, is_trainable=True)
+        else:
+            model = get_peft_model(model, LoraConfig(
+                r=cfg["lora_r"], lora_alpha=cfg["lora_alpha"], lora_dropout=cfg["lora_dropout"],
+                target_modules=cfg["target_modules"], task_type="CAUSAL_LM",
+            ))
+    model.train()
+    if world > 1:
+        model = ray.train.torch.prepare_model(model)
+
+    g = torch.Generator().manual_seed(cfg["seed"])
+    loader = torch.utils.data.DataLoader(
+        examples, batch_size=cfg["batch_size"], shuffle=True, generator=g,
+        collate_fn=lambda b: _collate(b, tok.pad_token_id),
+    )
+    total_steps = max(1, math.ceil(cfg["epochs"] * len(loader)))
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg["learning_rate"], weight_decay=cfg["weight_decay"])
+    sched = get_linear_schedule_with_warmup(opt, int(cfg["warmup_ratio"] * total_steps), total_steps)
+    device = next(model.parameters()).device
+
+    curve, step, tokens, epoch = [], 0, 0, 0
+    while step < total_steps:
+        for batch in loader:
+            batch = {k: v.to(device) for k, v in batch.items()}
+            loss = model(**batch).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            curve.append(round(float(loss.detach()), 4))
+            tokens += int(batch["attention_mask"].sum())
+            step += 1
+            if step >= total_steps:
+                break
+        epoch += 1
+        if step < total_steps:
+            ray.train.report({"epoch": epoch, "step": step, "loss": curve[-1]})
+
+    stats = {
+        "steps": step, "epochs": cfg["epochs"], "examples": len(examples), "truncated": cut,
+        "tokens": tokens * world, "seconds": round(time.time() - t0, 2), "workers": world,
+        "device": str(device), "final_loss": sum(curve[-5:]) / len(curve[-5:]),
+        "loss_curve": _downsample(curve, 100), "warm_start": bool(warm),
+        "trainable_params": sum(p.numel() for p in params),
+    }
+    with tempfile.TemporaryDirectory() as d:
+        checkpoint = None
+        if rank == 0:
+            inner = getattr(model, "module", model)
+            inner.save_pretrained(os.path.join(d, "adapter" if cfg["method"] == "lora" else "model"))
+            if cfg["method"] == "full":
+                tok.save_pretrained(os.path.join(d, "model"))
+            with open(os.path.join(d, "train_stats.json"), "w") as f:
+                json.dump(stats, f)
+            checkpoint = ray.train.Checkpoint.from_directory(d)
+        ray.train.report({"epoch": epoch, "step": step, "loss": stats["final_loss"]}, checkpoint=checkpoint)
+
+
+def _downsample(xs: list[float], n: int) -> list[float]:
+    if len(xs) <= n:
+        return xs
+    k = len(xs) / n
+    return [round(sum(xs[int(i * k): int((i + 1) * k)]) / max(1, len(xs[int(i * k): int((i + 1) * k)])), 4)
+            for i in range(n)]
+
+
+def fit(
+    *, data_dir: str, model_path: str, train_cfg: dict, init_adapter: str | None, node_dir: str,
+    num_workers: int = 1, use_gpu: bool = False, threads: int | None = None,
+) -> dict:
+    """Run the training loop under Ray Train; copy the artifact into `node_dir`; return train stats."""
+    import ray.data
+    import ray.train
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    storage = os.path.join(node_dir, "ray_train")
+    shutil.rmtree(storage, ignore_errors=True)  # same storage + name would make Ray Train resume a stale run
+    trainer = TorchTrainer(
+        train_loop,
+        train_loop_config={"train": train_cfg, "model_path": model_path, "init_adapter": init_adapter,
+                           "threads": threads},
+        scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu,
+                                     resources_per_worker=None if use_gpu else {"CPU": 1}),
+        run_config=RunConfig(storage_path=storage, name="fit"),
+        datasets={"train": ray.data.read_parquet(data_dir)},
+    )
+    try:
+        result = trainer.fit()
+    except ray.train.TrainingFailedError as e:
+        failures = getattr(e, "worker_failures", None) or {}
+        if failures:  # the worker's own exception, not Ray's wrapper text
+            err = next(iter(failures.values()))
+            raise RuntimeError(f"{type(err).__name__}: {err}") from None
+        raise
+    if result.checkpoint is None:
+        raise RuntimeError(f"training reported no checkpoint ({result.error})")
+    with result.checkpoint.as_directory() as d:
+        with open(os.path.join(d, "train_stats.json")) as f:
+            stats = json.load(f)
+        name = "adapter" if train_cfg["method"] == "lora" else "model"
+        dst = os.path.join(node_dir, name)
+        shutil.rmtree(dst, ignore_errors=True)
+        shutil.copytree(os.path.join(d, name), dst)
+    shutil.rmtree(storage, ignore_errors=True)  # the copy in the node folder is the artifact of record
+    stats["artifact"] = dst
+    return stats

@@ -1,0 +1,119 @@
+"""One trial as Ray work: data recipe (Ray Data) -> fine-tune (Ray Train) -> val evaluation (a Ray
+task behind the Evaluator interface). Returns a `NodeResult` as a dict and writes the node folder:
+`nodes/<id>/plan.json`, `result.json`, `adapter/`, `logs/trial.log`. A failing stage becomes a failed
+result naming the stage and the error, never a crashed search.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import traceback
+
+import ray
+
+from trex_ray.aidp.ops import OpContext
+from trex_ray.aidp.pipeline import run_recipe
+from trex_ray.executor import train as train_mod
+from trex_ray.executor.evaluate import EVALUATORS, evaluate_rows, torch_threads
+from trex_ray.metrics import METRIC_BEST, normalized_reward
+from trex_ray.plan import Plan
+from trex_ray.results import NodeResult
+
+
+@ray.remote(num_cpus=1)
+def evaluate_task(evaluator: str, model_path: str, adapter: str | None, rows: list[dict], template: str,
+                  system: str | None, metric: str, labels: list[str] | None, eval_cfg: dict,
+                  threads: int | None) -> dict:
+    torch_threads(threads)
+    return evaluate_rows(
+        EVALUATORS[evaluator](), model_path, adapter, rows, template=template, system=system, metric=metric,
+        labels=labels, max_new_tokens=eval_cfg["max_new_tokens"], batch_size=eval_cfg["batch_size"],
+        num_bad_cases=eval_cfg["num_bad_cases"],
+    )
+
+
+def _log(node_dir: str, msg: str) -> None:
+    os.makedirs(os.path.join(node_dir, "logs"), exist_ok=True)
+    with open(os.path.join(node_dir, "logs", "trial.log"), "a") as f:
+        f.write(f"{time.strftime('%H:%M:%S')} {msg}\n")
+
+
+def write_json(path: str, obj) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1, default=str)
+    os.replace(tmp, path)
+
+
+@ray.remote(num_cpus=0)
+def run_trial(*, node_id: int, plan: dict, parent_adapter: str | None, task: dict, model_path: str,
+              run_dir: str, cache_root: str, baseline_score: float, evaluator: str = "transformers",
+              threads: int | None = None, use_gpu: bool = False) -> dict:
+    node_dir = os.path.join(run_dir, "nodes", str(node_id))
+    os.makedirs(node_dir, exist_ok=True)
+    write_json(os.path.join(node_dir, "plan.json"), plan)
+    p = Plan.model_validate(plan)
+    t0 = time.time()
+    stage, data_stats, train_stats = "data", {}, {}
+    try:
+        _log(node_dir, f"data: {p.recipe.to_yaml_list()}")
+        ctx = OpContext(train_path=task["train"], input_field=task["input_field"],
+                        output_field=task["output_field"], tokenizer_path=model_path)
+        data_dir, data_stats = run_recipe(p.recipe, ctx, cache_root)
+        _log(node_dir, f"data: {data_stats['rows']} rows (cache hit: {data_stats['cache_hit']})")
+
+        stage = "train"
+        init = parent_adapter if p.train.warm_start == "parent" else None
+        if p.train.warm_start == "parent" and not parent_adapter:
+            raise ValueError("warm_start=parent but the parent has no adapter (it is the base model or failed)")
+        train_stats = train_mod.fit(data_dir=data_dir, model_path=model_path, train_cfg=p.train.model_dump(),
+                                    init_adapter=init, node_dir=node_dir, threads=threads, use_gpu=use_gpu)
+        _log(node_dir, f"train: {train_stats['steps']} steps, final loss {train_stats['final_loss']:.4f}")
+
+        stage = "eval"
+        prompt = p.recipe.prompt
+        adapter = train_stats["artifact"] if p.train.method == "lora" else None
+        eval_model = model_path if p.train.method == "lora" else train_stats["artifact"]
+        val = ray.get(evaluate_task.remote(
+            evaluator, eval_model, adapter, task["val_rows"], prompt.template, prompt.system, task["metric"],
+            task.get("labels"), p.eval.model_dump(), threads,
+        ))
+        _log(node_dir, f"eval: val {val['metric']} = {val['score']:.4f}")
+        result = NodeResult(
+            status="ok", score=val["score"], metric=val["metric"],
+            reward=normalized_reward(val["score"], baseline_score, METRIC_BEST.get(task["metric"], 1.0)),
+            val={k: v for k, v in val.items() if k not in ("bad_cases", "predictions")},
+            bad_cases=val["bad_cases"], data_stats=data_stats, train_stats=train_stats,
+            artifacts={"adapter" if adapter else "model": train_stats["artifact"], "dataset": data_dir},
+            seconds=round(time.time() - t0, 2),
+            accelerator_s=round(train_stats["seconds"] * train_stats["workers"] + val["seconds"], 2),
+        )
+    except Exception as e:  # noqa: BLE001 - any failure of a trial is data for the search
+        _log(node_dir, f"{stage} failed:\n{traceback.format_exc()}")
+        result = NodeResult(
+            status="failed", metric=task["metric"], data_stats=data_stats, train_stats=train_stats,
+            error={"stage": stage, "type": type(e).__name__, "message": str(e)[:2000]},
+            seconds=round(time.time() - t0, 2),
+        )
+    out = result.model_dump()
+    write_json(os.path.join(node_dir, "result.json"), out)
+    return out
+
+
+def run_baseline(*, task: dict, model_path: str, run_dir: str, evaluator: str, threads: int | None,
+                 eval_cfg: dict, template: str, system: str | None) -> dict:
+    """Evaluate the base model on val (the reward reference); returns the root's NodeResult dict."""
+    t0 = time.time()
+    val = ray.get(evaluate_task.remote(evaluator, model_path, None, task["val_rows"], template, system,
+                                       task["metric"], task.get("labels"), eval_cfg, threads))
+    result = NodeResult(
+        status="ok", score=val["score"], metric=val["metric"], reward=0.0,
+        val={k: v for k, v in val.items() if k not in ("bad_cases", "predictions")},
+        bad_cases=val["bad_cases"], seconds=round(time.time() - t0, 2), accelerator_s=val["seconds"],
+    ).model_dump()
+    node_dir = os.path.join(run_dir, "nodes", "0")
+    os.makedirs(node_dir, exist_ok=True)
+    write_json(os.path.join(node_dir, "result.json"), result)
+    return result

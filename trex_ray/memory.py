@@ -1,0 +1,49 @@
+"""Memory context for a proposal: what the Researcher sees about the tree when refining a parent.
+
+The parent's trajectory (its ancestors), the parent's siblings and its own children so far, and
+global key nodes (largest gains and notable failures), each compressed to a few fields, and the set of
+plan signatures already tried. The context stays bounded however large the tree grows.
+"""
+
+from __future__ import annotations
+
+from trex_ray.tree import Node, Tree
+
+
+def _brief(n: Node, full: bool = False) -> dict:
+    res = n.result or {}
+    out = {
+        "id": n.id, "parent_id": n.parent_id, "direction": n.direction, "status": n.status,
+        "score": n.score, "reward": round(n.reward, 4), "diagnosis": n.diagnosis,
+    }
+    if n.status == "failed" and res.get("error"):
+        out["error"] = res["error"].get("message", "")[:300]
+    if full:
+        out["plan"] = n.plan
+        out["train_stats"] = {k: v for k, v in res.get("train_stats", {}).items() if k != "loss_curve"}
+        curve = res.get("train_stats", {}).get("loss_curve") or []
+        out["loss_first_last"] = [curve[0], curve[-1]] if curve else None
+        out["data_stats"] = res.get("data_stats", {})
+        out["bad_cases"] = res.get("bad_cases", [])[:12]
+        out["categories"] = (res.get("diagnosis") or {}).get("categories")
+    return out
+
+
+def build_context(tree: Tree, parent_id: int, max_siblings: int = 8, max_key: int = 6) -> dict:
+    parent = tree.nodes[parent_id]
+    finished = [n for n in tree.nodes.values() if n.status in ("ok", "failed") and n.parent_id is not None]
+    gains = sorted((n for n in finished if n.status == "ok"), key=lambda n: -(n.score or 0))[:max_key // 2]
+    failures = [n for n in finished if n.status == "failed"][-(max_key - len(gains)):] if finished else []
+    siblings = [] if parent.parent_id is None else [c for c in tree.children(parent.parent_id) if c.id != parent_id]
+    return {
+        "parent": _brief(parent, full=True),
+        "baseline_score": tree.root.score,
+        "ancestors": [_brief(a) for a in tree.ancestors(parent_id)],
+        "siblings": [_brief(c) for c in siblings][-max_siblings:],
+        "children": [_brief(c) for c in tree.children(parent_id)][-max_siblings:],
+        "key_nodes": [_brief(n) for n in gains + failures],
+        "best_score": tree.best().score,
+        "tried": sorted(tree.signatures()),
+        "insights": list(tree.insights),
+        "num_nodes": len(tree.nodes),
+    }

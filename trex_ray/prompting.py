@@ -1,0 +1,20 @@
+"""One way to turn an input into a prompt, shared by training and evaluation so they never drift:
+the recipe's `format` op (system prompt + user template) rendered with the tokenizer's chat template,
+or a plain `System:/User:/Assistant:` layout when the tokenizer has none.
+"""
+
+from __future__ import annotations
+
+DEFAULT_SYSTEM = "You are a precise assistant. Answer with the answer only."
+
+
+def messages(user: str, system: str | None) -> list[dict]:
+    return [{"role": "system", "content": system or DEFAULT_SYSTEM}, {"role": "user", "content": user}]
+
+
+def render(tokenizer, user: str, system: str | None) -> str:
+    """The prompt text up to where the model's answer starts."""
+    msgs = messages(user, system)
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+    return f"System: {msgs[0]['content']}\nUser: {user}\nAssistant: "

@@ -1,0 +1,321 @@
+"""The offline researcher: no network, no LLM, but it works like one.
+
+- analyze: reads the data profile (sizes, lengths, label balance, duplicates) and the baseline's bad
+  cases; writes a brief with risks and starting settings sized to the data.
+- propose: a coarse direction first, chosen by weights that the parent's result moves (under-fitting
+  loss -> more epochs / higher lr / more capacity; format errors -> prompt format; regression ->
+  lower lr, cleaner data; improvement -> warm start and keep going), then the concrete plan: the
+  parent's plan with that direction applied. A plan whose signature is already in the tree is skipped.
+- diagnose: sorts bad cases into empty / wrong format / verbose / wrong value by comparing the shape
+  of the output with the reference, and compares with the parent.
+- distill: mean change over the parent per direction, across the tree.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter, defaultdict
+
+from trex_ray.plan import Plan, Recipe, TrainConfig, EvalConfig
+
+TEMPLATES = [
+    "{input}",
+    "{goal}\n\nInput: {input}\nAnswer:",
+    "Task: {goal}\nReply with the answer only.\n\n{input}",
+]
+
+
+def shape(text: str) -> str:
+    """A coarse shape of a string: digits -> 9, letters -> a, runs collapsed ('15:15' -> '9:9')."""
+    s = re.sub(r"\d+", "9", text.strip())
+    s = re.sub(r"[^\W\d_]+", "a", s)
+    return re.sub(r"\s+", " ", s)
+
+
+class HeuristicResearcher:
+    name = "heuristic"
+
+    # -- requirement analysis ---------------------------------------------------------------------
+    def analyze(self, profile: dict, baseline: dict) -> dict:
+        train = profile["train"]
+        n = train["rows"]
+        chars = train["input_chars"]["p95"] + train["output_chars"]["p95"]
+        # ~3.5 characters a token in English, plus the chat template's own tokens
+        seq = min(2048, max(64, 1 << (int(chars / 3.5 + 60) - 1).bit_length()))
+        risks = []
+        if n < 300:
+            risks.append(f"small training set ({n} rows): over-fitting, keep epochs and capacity moderate")
+        if profile.get("train_duplicates"):
+            risks.append(f"{profile['train_duplicates']} duplicate training rows")
+        if profile.get("train_val_overlap"):
+            risks.append(f"{profile['train_val_overlap']} training inputs also appear in val (contamination)")
+        if profile.get("classification_like") and profile.get("majority_share", 0) > 0.6:
+            risks.append(f"label imbalance: majority label is {profile['majority_share']:.0%}")
+        cats = self._categories(baseline.get("bad_cases", []))
+        if cats.get("wrong format", 0) + cats.get("verbose", 0) > len(baseline.get("bad_cases", [])) / 2:
+            risks.append("the base model mostly answers in the wrong format: training on the answer format matters")
+        out_len = train["output_chars"]["p95"]
+        params = profile.get("model_params") or 1e9
+        # LoRA learning rates shrink with model size (tiny test models need large steps)
+        lr = 1e-2 if params < 2e7 else 2e-3 if params < 5e8 else 1e-3 if params < 5e9 else 5e-4
+        steps_target = 60  # enough optimizer steps for LoRA to take hold, few enough for a quick first trial
+        batch = 8 if n >= 64 else 4
+        epochs = max(1.0, min(4.0, round(steps_target * batch / max(n, 1), 1)))
+        return {
+            "objective": profile.get("goal") or f"improve {profile['metric']} on {profile['name']}",
+            "metric": profile["metric"],
+            "baseline_val": baseline.get("score"),
+            "train_rows": n,
+            "risks": risks,
+            "baseline_failures": cats,
+            "start": {
+                "max_seq_len": seq,
+                "max_new_tokens": max(8, min(512, int(out_len / 2.5) + 8)),
+                "epochs": epochs,
+                "batch_size": batch,
+                "learning_rate": lr,
+                "lora_r": 8,
+                "dedup": bool(profile.get("train_duplicates")),
+            },
+            "goal": profile.get("goal", ""),
+        }
+
+    # -- planning ---------------------------------------------------------------------------------
+    def initial_plan(self, brief: dict) -> Plan:
+        s = brief["start"]
+        ops: list[dict] = [{"load": {}}]
+        if s["dedup"]:
+            ops.append({"dedup_exact": {}})
+        ops.append({"format": {"template": "{input}", "system": self._system(brief)}})
+        return Plan(
+            direction="standard LoRA SFT",
+            rationale="A first LoRA fine-tune on the task data with settings sized to the data profile.",
+            recipe=Recipe(ops=ops),
+            train=TrainConfig(lora_r=s["lora_r"], lora_alpha=2 * s["lora_r"], learning_rate=s["learning_rate"],
+                              epochs=s["epochs"], batch_size=s["batch_size"], max_seq_len=s["max_seq_len"]),
+            eval=EvalConfig(max_new_tokens=s["max_new_tokens"]),
+        )
+
+    def _system(self, brief: dict) -> str:
+        goal = brief.get("goal") or brief.get("objective", "")
+        return f"{goal} Answer with the answer only.".strip()
+
+    def propose(self, brief: dict, context: dict, rng: random.Random) -> Plan:
+        tried = set(context.get("tried", []))
+        parent = context["parent"]
+        if parent["plan"] is None:  # the root: start from the standard plan
+            first = self.initial_plan(brief)
+            if first.signature() not in tried:
+                return first
+            base = first
+        else:
+            base = Plan.model_validate(parent["plan"])
+        weights = self._weights(brief, context)
+        names = list(weights)
+        # draw directions without replacement by weight; the first untried plan wins
+        order = []
+        pool = dict(weights)
+        while pool:
+            pick = rng.choices(list(pool), weights=list(pool.values()))[0]
+            order.append(pick)
+            pool.pop(pick)
+        for name in order:
+            plan = self._apply(name, base, brief, parent, rng)
+            if plan is not None and plan.signature() not in tried:
+                return plan
+        # every single step was tried: combine two directions
+        for _ in range(50):
+            a, b = rng.sample(names, 2)
+            first = self._apply(a, base, brief, parent, rng)
+            plan = self._apply(b, first, brief, parent, rng) if first else None
+            if plan is not None and plan.signature() not in tried:
+                return plan.model_copy(update={"direction": f"{a} + {b}"})
+        # last resort: a random learning-rate jitter is always new
+        lr = base.train.learning_rate * rng.uniform(0.5, 2.0)
+        return base.model_copy(update={
+            "direction": "learning-rate jitter", "rationale": "Every structured refinement of this node was tried.",
+            "train": base.train.model_copy(update={"learning_rate": lr}),
+        })
+
+    def _weights(self, brief: dict, ctx: dict) -> dict[str, float]:
+        parent = ctx["parent"]
+        w = {
+            "more epochs": 1.0, "fewer epochs": 0.5, "higher learning rate": 1.0, "lower learning rate": 0.7,
+            "more LoRA capacity": 0.8, "less LoRA capacity": 0.4, "cleaner data": 0.5, "more data": 0.5,
+            "prompt format": 0.6, "warm start from parent": 0.0,
+        }
+        if parent["plan"] is None:
+            return {k: v for k, v in w.items() if v > 0}
+        loss = parent.get("loss_first_last")
+        cats = parent.get("categories") or {}
+        bad = sum(cats.values()) or 1
+        if parent["status"] == "failed":
+            w.update({"lower learning rate": 3.0, "fewer epochs": 1.0, "less LoRA capacity": 1.0, "more epochs": 0.2})
+            return {k: v for k, v in w.items() if v > 0}
+        if loss and loss[-1] > 0.3:  # still under-fitting
+            w["more epochs"] += 2.0
+            w["higher learning rate"] += 1.5
+            w["more LoRA capacity"] += 1.0
+        elif loss and loss[-1] < 0.02:  # memorised the training set
+            w["fewer epochs"] += 1.0
+            w["lower learning rate"] += 1.0
+            w["more data"] += 1.0
+            w["cleaner data"] += 0.5
+        if (cats.get("wrong format", 0) + cats.get("verbose", 0)) / bad > 0.3:
+            w["prompt format"] += 1.5
+            w["more epochs"] += 0.5
+        if cats.get("wrong value", 0) / bad > 0.6:
+            w["more LoRA capacity"] += 0.5
+            w["more epochs"] += 0.5
+        anc = ctx.get("ancestors") or []
+        prev = anc[-1]["score"] if anc else None
+        if prev is not None and parent["score"] is not None:
+            if parent["score"] > prev:  # the last step helped: build on it
+                w["warm start from parent"] = 2.0
+                w[parent["direction"]] = w.get(parent["direction"], 0.5) + 1.0
+            elif parent["score"] < prev:
+                w["lower learning rate"] += 0.5
+                w["cleaner data"] += 0.5
+        return {k: v for k, v in w.items() if v > 0}
+
+    def _apply(self, name: str, base: Plan, brief: dict, parent: dict, rng: random.Random) -> Plan | None:
+        t = base.train
+        ops = base.recipe.to_yaml_list()
+        upd: dict = {}
+        why = ""
+        if name == "more epochs":
+            if t.epochs >= 12:
+                return None
+            upd = {"epochs": round(min(12.0, t.epochs * 1.5 + 0.5), 1)}
+            why = "the parent's loss was still falling; train longer"
+        elif name == "fewer epochs":
+            if t.epochs <= 0.5:
+                return None
+            upd = {"epochs": round(max(0.5, t.epochs * 0.6), 1)}
+            why = "limit over-fitting by training less"
+        elif name == "higher learning rate":
+            if t.learning_rate >= 3e-2:
+                return None
+            upd = {"learning_rate": min(3e-2, t.learning_rate * 2)}
+            why = "the adapter moved too little; take larger steps"
+        elif name == "lower learning rate":
+            if t.learning_rate <= 2e-5:
+                return None
+            upd = {"learning_rate": t.learning_rate / 2}
+            why = "steadier optimisation with a smaller step"
+        elif name == "more LoRA capacity":
+            if t.lora_r >= 64:
+                return None
+            mods = list(t.target_modules)
+            if t.lora_r >= 16:
+                mods = sorted(set(mods) | {"gate_proj", "up_proj", "down_proj"})
+            upd = {"lora_r": t.lora_r * 2, "lora_alpha": t.lora_alpha * 2, "target_modules": mods}
+            why = "more adapter capacity for what the model gets wrong"
+        elif name == "less LoRA capacity":
+            if t.lora_r <= 2:
+                return None
+            upd = {"lora_r": t.lora_r // 2, "lora_alpha": max(1, t.lora_alpha // 2)}
+            why = "a smaller adapter generalises better on little data"
+        elif name == "cleaner data":
+            names = [next(iter(o)) for o in ops]
+            if "dedup_exact" in names and "length_filter" in names:
+                return None
+            if "dedup_exact" not in names:
+                ops.insert(1, {"dedup_exact": {}})
+            if "length_filter" not in names:
+                ops.insert(1, {"length_filter": {"min_chars": 1, "max_tokens": t.max_seq_len}})
+            why = "drop duplicates and rows the sequence limit would cut"
+            return self._plan(base, name, why, ops, {})
+        elif name == "more data":
+            names = [next(iter(o)) for o in ops]
+            if "sample" not in names:
+                return None  # already every training row
+            ops = [o for o in ops if next(iter(o)) != "sample"]
+            why = "use every training row instead of a sample"
+            return self._plan(base, name, why, ops, {})
+        elif name == "prompt format":
+            i = next(i for i, o in enumerate(ops) if next(iter(o)) == "format")
+            cur = ops[i]["format"].get("template", "{input}")
+            goal = brief.get("goal") or brief.get("objective", "")
+            options = [x.replace("{goal}", goal) for x in TEMPLATES]
+            options = [x for x in options if x != cur]
+            ops[i] = {"format": {**ops[i]["format"], "template": rng.choice(options)}}
+            why = "the outputs miss the expected format; state the task and answer format in the prompt"
+            return self._plan(base, name, why, ops, {})
+        elif name == "warm start from parent":
+            if parent["plan"] is None or t.warm_start == "parent" and parent["status"] != "ok":
+                return None
+            upd = {"warm_start": "parent", "epochs": round(max(0.5, t.epochs / 2), 1),
+                   "learning_rate": t.learning_rate / 2}
+            why = "the parent improved; continue training its adapter gently"
+        else:
+            return None
+        return self._plan(base, name, why, ops, upd)
+
+    def _plan(self, base: Plan, direction: str, why: str, ops: list, train_update: dict) -> Plan:
+        train = base.train.model_copy(update=train_update)
+        if direction != "warm start from parent" and "warm_start" not in train_update:
+            train = train.model_copy(update={"warm_start": "base"})
+        return Plan(direction=direction, rationale=why, recipe=Recipe(ops=ops),
+                    train=TrainConfig.model_validate(train.model_dump()), eval=base.eval)
+
+    # -- diagnosis and insights ---------------------------------------------------------------------
+    def _categories(self, bad_cases: list[dict]) -> dict[str, int]:
+        c: Counter = Counter()
+        for b in bad_cases:
+            got, exp = (b.get("got") or "").strip(), str(b.get("expected", "")).strip()
+            if not got:
+                c["empty"] += 1
+            elif len(got) > 3 * max(len(exp), 4):
+                c["verbose"] += 1
+            elif shape(got) != shape(exp):
+                c["wrong format"] += 1
+            else:
+                c["wrong value"] += 1
+        return dict(c)
+
+    def diagnose(self, result: dict, parent: dict | None) -> dict:
+        if result.get("status") != "ok":
+            err = result.get("error") or {}
+            return {"text": f"failed in {err.get('stage', '?')}: {err.get('message', '')[:200]}", "categories": {}}
+        cats = self._categories(result.get("bad_cases", []))
+        score = result.get("score") or 0.0
+        parts = [f"val {score:.3f}"]
+        if parent and parent.get("score") is not None:
+            parts.append(f"({score - parent['score']:+.3f} vs parent)")
+        nbad = result.get("val", {}).get("num_bad", sum(cats.values()))
+        if cats:
+            total = sum(cats.values())
+            parts.append(f"{nbad} failures; of {total} sampled: " +
+                         ", ".join(f"{v} {k}" for k, v in sorted(cats.items(), key=lambda kv: -kv[1])))
+        curve = result.get("train_stats", {}).get("loss_curve") or []
+        if curve:
+            parts.append(f"train loss {curve[0]:.2f} -> {curve[-1]:.2f}")
+            if curve[-1] > 0.3:
+                parts.append("under-fitting")
+            elif curve[-1] < 0.02:
+                parts.append("memorised the training set")
+        return {"text": "; ".join(parts), "categories": cats}
+
+    def distill(self, nodes: list[dict]) -> list[str]:
+        by_id = {n["id"]: n for n in nodes}
+        deltas: dict[str, list[float]] = defaultdict(list)
+        failed: Counter = Counter()
+        for n in nodes:
+            if n["parent_id"] is None:
+                continue
+            if n["status"] == "failed":
+                failed[n["direction"]] += 1
+                continue
+            p = by_id.get(n["parent_id"])
+            if p and p.get("score") is not None and n.get("score") is not None:
+                deltas[n["direction"]].append(n["score"] - p["score"])
+        out = []
+        for d, xs in sorted(deltas.items(), key=lambda kv: -sum(kv[1]) / len(kv[1])):
+            mean = sum(xs) / len(xs)
+            verdict = "helped" if mean > 0.005 else "hurt" if mean < -0.005 else "made no difference"
+            out.append(f"{d}: {verdict} ({mean:+.3f} mean change over the parent, {len(xs)} trial(s))")
+        for d, k in failed.items():
+            out.append(f"{d}: {k} trial(s) failed")
+        return out

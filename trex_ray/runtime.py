@@ -1,0 +1,52 @@
+"""Starting or joining Ray, quietly. Local by default (`ray.init()` on this machine); `address=` or
+`RAY_ADDRESS` joins a cluster. Logical CPUs are declared above the core count when trials are
+concurrent, because a trial's driver task mostly waits; torch threads are divided explicitly instead.
+Training workers of K concurrent trials hold K CPUs, so at least K+1 are declared: with every CPU held
+by a training worker, Ray Data could not schedule the task that feeds them and the trials would hang.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def physical_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def threads_per_trial(max_concurrent: int) -> int:
+    return max(1, physical_cores() // max(1, max_concurrent))
+
+
+def init_ray(address: str | None, max_concurrent: int) -> None:
+    import ray
+
+    os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+    os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    # Ray Train V2: faster worker health polling, no preemption-watcher actor per fit; and no raylet
+    # warning about many worker processes (each trial starts several short-lived ones by design)
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
+    os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
+    os.environ.setdefault("RAY_worker_maximum_startup_concurrency", "8")
+    if ray.is_initialized():
+        return
+    verbose = bool(os.environ.get("TREX_RAY_VERBOSE"))
+    address = address or os.environ.get("RAY_ADDRESS")
+    kwargs: dict = dict(log_to_driver=verbose, configure_logging=True, logging_level="INFO" if verbose else "ERROR")
+    if address:
+        ray.init(address=address, **kwargs)
+    else:
+        ray.init(num_cpus=max(physical_cores(), 2 * max_concurrent + 1), include_dashboard=False, **kwargs)
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False

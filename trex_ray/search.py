@@ -1,0 +1,199 @@
+"""The TREX loop. Start here.
+
+    search(task, base_model, budget, researcher, policy, max_concurrent, storage)
+      1. validate everything, then open (or resume) the run folder and its journal
+      2. root = the base model, evaluated on val and test: the baseline every reward is measured against
+      3. the researcher analyses the task into a brief
+      4. while the budget allows: keep `max_concurrent` trials in flight; each picks a parent by the
+         policy (UCT with virtual loss by default), asks the researcher for a plan refining it, and runs
+         it as Ray work; as each finishes, record it (backprop), diagnose it, distil insights
+      5. the best node by val is evaluated once on test; result.json and a SearchResult come back
+
+Every step is one call into a named module: the tree (`tree_actor`), the researcher (`researcher/`),
+the executor (`executor/trial.py`), the progress lines (`progress`).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+
+from trex_ray import runs
+from trex_ray.budget import Budget, Spend
+from trex_ray.errors import ConfigError
+from trex_ray.models import check_model, resolve_model
+from trex_ray.policies import make_policy
+from trex_ray.progress import Progress
+from trex_ray.researcher import make_researcher
+from trex_ray.results import SearchResult
+from trex_ray.task import Task
+
+EVAL_DEFAULTS = {"max_new_tokens": 32, "batch_size": 32, "num_bad_cases": 20}
+
+
+def search(
+    task: Task,
+    base_model: str = "smollm2-135m",
+    budget: Budget | None = None,
+    *,
+    researcher: str = "heuristic",
+    policy: str = "mcts",
+    max_concurrent: int = 2,
+    storage: str = "runs",
+    run_name: str | None = None,
+    resume: bool = False,
+    seed: int = 0,
+    evaluator: str = "transformers",
+    address: str | None = None,
+    use_gpu: bool | None = None,
+    progress: bool = True,
+) -> SearchResult:
+    # 1. everything a user can get wrong is checked before any folder is touched
+    budget = budget or Budget()
+    task.check()
+    check_model(base_model)
+    make_policy(policy)
+    agent = make_researcher(researcher)
+    if not isinstance(max_concurrent, int) or max_concurrent < 1:
+        raise ConfigError("max_concurrent", f"must be a positive integer, got {max_concurrent!r}", "e.g. 2")
+    settings = dict(base_model=base_model, researcher=researcher, policy=policy, max_concurrent=max_concurrent,
+                    seed=seed, evaluator=evaluator, budget=budget.model_dump())
+    run_dir = runs.open_run_dir(storage, task, run_name, resume, settings)
+
+    import ray
+
+    from trex_ray.executor.trial import run_baseline, run_trial
+    from trex_ray.runtime import init_ray, threads_per_trial
+    from trex_ray.tree_actor import TreeActor
+
+    init_ray(address, max_concurrent)
+    if use_gpu is None:
+        use_gpu = bool(ray.cluster_resources().get("GPU"))
+    threads = threads_per_trial(max_concurrent)
+    show = Progress(enabled=progress, budget=budget)
+    model_path = resolve_model(base_model)
+    tree = TreeActor.remote(os.path.join(run_dir, "journal.jsonl"), policy, seed)
+    spend = runs.spent_so_far(run_dir)
+    session_start = time.time()
+    tree.record.remote({"type": "session_started", "resume": resume})
+    rng = random.Random(seed + len(spend.model_dump_json()))
+    task_info = {**task.model_dump(), "train": task.path("train"), "val_rows": task.rows("val")}
+    default_prompt = ("{input}", None)
+
+    # 2. the root: the base model's baseline on val and test
+    nodes = ray.get(tree.nodes.remote())
+    if not nodes or nodes[0]["status"] != "ok":
+        if not nodes:
+            ray.get(tree.add_node.remote(None, None, None))
+        show.line("baseline: evaluating the base model on val and test")
+        base = run_baseline(task=task_info, model_path=model_path, run_dir=run_dir, evaluator=evaluator,
+                            threads=threads, eval_cfg=EVAL_DEFAULTS, template=default_prompt[0],
+                            system=default_prompt[1])
+        ray.get(tree.record.remote({"type": "node_finished", "id": 0, "result": base}))
+        test = runs.evaluate_test(task, model_path, None, evaluator, threads, EVAL_DEFAULTS, *default_prompt)
+        ray.get(tree.record.remote({"type": "test_evaluated", "id": 0, "result": test}))
+    root = ray.get(tree.node.remote(0))
+    show.baseline(root)
+
+    # 3. requirement analysis (once per run; a resumed run keeps its brief)
+    brief = runs.load_brief(run_dir)
+    if brief is None:
+        from trex_ray.models import count_params
+
+        profile = {**task.profile(), "base_model": base_model, "model_params": count_params(model_path)}
+        brief = agent.analyze(profile, root["result"])
+        runs.save_brief(run_dir, brief)
+        ray.get(tree.record.remote({"type": "brief", "brief": brief}))
+
+    # 4. the search: keep K trials in flight until the budget is spent
+    in_flight: dict = {}
+
+    def launch(nid: int, parent_id: int, plan: dict) -> None:
+        parent = ray.get(tree.node.remote(parent_id))
+        ref = run_trial.remote(
+            node_id=nid, plan=plan, parent_adapter=(parent["result"] or {}).get("artifacts", {}).get("adapter"),
+            task=task_info, model_path=model_path, run_dir=run_dir, cache_root=runs.cache_root(storage),
+            baseline_score=root["score"], evaluator=evaluator, threads=threads, use_gpu=use_gpu,
+        )
+        in_flight[ref] = (nid, parent_id)
+        show.launched(nid, parent_id, plan)
+
+    for n in ray.get(tree.nodes.remote()):  # trials that were in flight when a previous driver died
+        if n["status"] in ("running", "cancelled") and n["parent_id"] is not None:
+            ray.get(tree.record.remote({"type": "node_relaunched", "id": n["id"]}))
+            launch(n["id"], n["parent_id"], n["plan"])
+
+    def spent() -> Spend:
+        s = ray.get(tree.state.remote())
+        return Spend(trials=s["trials"], wall_clock_s=spend.wall_clock_s + time.time() - session_start,
+                     accelerator_s=s["accelerator_s"])
+
+    stop_reason = None
+    while True:
+        stop_reason = spent().exhausted(budget)
+        while stop_reason is None and len(in_flight) < max_concurrent:
+            parent_id = ray.get(tree.select.remote())
+            context = ray.get(tree.context.remote(parent_id))
+            plan = agent.propose(brief, context, rng)
+            nid = ray.get(tree.add_node.remote(parent_id, plan.model_dump(), plan.signature()))
+            launch(nid, parent_id, plan.model_dump())
+            stop_reason = spent().exhausted(budget)
+        if not in_flight:
+            break
+        timeout = None
+        if budget.wall_clock_s is not None:
+            timeout = max(0.0, budget.wall_clock_s - spent().wall_clock_s)
+        done, _ = ray.wait(list(in_flight), num_returns=1, timeout=timeout)
+        if not done:  # out of wall-clock: stop the trials in flight, keep everything finished
+            for ref, (nid, _) in in_flight.items():
+                ray.cancel(ref, force=True, recursive=True)
+                ray.get(tree.record.remote({"type": "node_cancelled", "id": nid, "reason": "wall_clock_s"}))
+            in_flight.clear()
+            stop_reason = "wall_clock_s"
+            break
+        nid, parent_id = in_flight.pop(done[0])
+        result = ray.get(done[0])
+        ray.get(tree.record.remote({"type": "node_finished", "id": nid, "result": result}))
+        parent = ray.get(tree.node.remote(parent_id))
+        diagnosis = agent.diagnose(result, parent["result"])
+        ray.get(tree.record.remote({"type": "diagnosis", "id": nid, "text": diagnosis["text"]}))
+        finished = [n for n in ray.get(tree.nodes.remote()) if n["status"] in ("ok", "failed")]
+        if (len(finished) - 1) % 3 == 0:
+            ray.get(tree.record.remote({"type": "insights", "items": agent.distill(finished)}))
+        show.finished(ray.get(tree.node.remote(nid)), ray.get(tree.state.remote()), spent())
+
+    # 5. the best node by val, evaluated once on test
+    nodes = ray.get(tree.nodes.remote())
+    if len(nodes) > 1:
+        ray.get(tree.record.remote({"type": "insights", "items": agent.distill(
+            [n for n in nodes if n["status"] in ("ok", "failed")])}))
+    best = nodes[ray.get(tree.state.remote())["best"]]
+    if best["test"] is None:
+        plan = best["plan"]
+        from trex_ray.plan import Plan
+
+        p = Plan.model_validate(plan)
+        art = best["result"]["artifacts"]
+        test = runs.evaluate_test(task, model_path if "adapter" in art else art["model"], art.get("adapter"),
+                                  evaluator, threads, p.eval.model_dump(), p.recipe.prompt.template,
+                                  p.recipe.prompt.system)
+        ray.get(tree.record.remote({"type": "test_evaluated", "id": best["id"], "result": test}))
+    final_spend = spent()
+    ray.get(tree.record.remote({"type": "run_finished", "stop_reason": stop_reason, "spent": final_spend.model_dump()}))
+    ray.get(tree.close.remote())
+    result = runs.load_result(run_dir, spent=final_spend.model_dump(), stop_reason=stop_reason or "")
+    result.save()
+    show.done(result)
+    return result
+
+
+# `trex_ray.search` names both this module and the function above. Importing the module makes Python
+# set the package attribute to the module, so the module itself is made callable: `trex_ray.search(...)`
+# calls `search(...)` whichever of the two the attribute holds.
+class _CallableModule(__import__("types").ModuleType):
+    def __call__(self, *args, **kwargs) -> SearchResult:
+        return search(*args, **kwargs)
+
+
+__import__("sys").modules[__name__].__class__ = _CallableModule

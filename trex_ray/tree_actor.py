@@ -1,0 +1,72 @@
+"""`TreeActor`: the search tree as a Ray actor. It owns the `Tree` and the run's journal; every change
+is an event that is appended to journal.jsonl first and applied second, so the journal is always at
+least as new as the tree. Reads return plain data (node summaries, contexts), never live objects.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+
+import ray
+
+from trex_ray.journal import Journal, read_events
+from trex_ray.memory import build_context
+from trex_ray.policies import make_policy
+from trex_ray.tree import Tree
+
+
+class TreeCore:
+    """The actor's logic, usable without Ray (tests drive it directly)."""
+
+    def __init__(self, journal_path: str, policy: str = "mcts", seed: int = 0) -> None:
+        self.tree = Tree.replay(read_events(journal_path))
+        self.journal = Journal(journal_path)
+        self.policy = make_policy(policy)
+        # a resumed run continues with a fresh but reproducible stream
+        self.rng = random.Random(f"{seed}:{len(self.tree.nodes)}")
+
+    def record(self, event: dict) -> None:
+        event = {"ts": time.time(), **event}
+        self.journal.append(event)
+        self.tree.apply(event)
+
+    def add_node(self, parent_id: int | None, plan: dict | None, signature: str | None) -> int:
+        nid = self.tree.next_id()
+        self.record({"type": "node_added", "id": nid, "parent_id": parent_id, "plan": plan, "signature": signature})
+        return nid
+
+    def select(self) -> int:
+        return self.policy.select(self.tree, self.rng)
+
+    def context(self, parent_id: int) -> dict:
+        return build_context(self.tree, parent_id)
+
+    def node(self, nid: int) -> dict:
+        n = self.tree.nodes[nid]
+        return {**n.summary(), "result": n.result}
+
+    def nodes(self) -> list[dict]:
+        return [{**n.summary(), "result": n.result} for n in sorted(self.tree.nodes.values(), key=lambda n: n.id)]
+
+    def state(self) -> dict:
+        t = self.tree
+        return {
+            "num_nodes": len(t.nodes),
+            "trials": t.trials(),
+            "running": [n.id for n in t.running()],
+            "best": t.best().id if t.nodes and t.root.status == "ok" else None,
+            "insights": list(t.insights),
+            "accelerator_s": sum((n.result or {}).get("accelerator_s", 0.0) for n in t.nodes.values()),
+        }
+
+    def rng_seed(self) -> int:
+        return self.rng.randrange(2**31)
+
+    def close(self) -> None:
+        self.journal.close()
+
+
+@ray.remote(num_cpus=0, max_restarts=0)
+class TreeActor(TreeCore):
+    pass
