@@ -62,7 +62,7 @@ class RunConfig(BaseModel):
         except ValidationError as e:
             err = e.errors()[0]
             field = ".".join(str(x) for x in err["loc"]) or "budget"
-            raise ConfigError(field, err["msg"], "give a positive budget (e.g. trials: 6)") from None
+            raise ConfigError(field, err["msg"].removeprefix("Value error, "), "give a positive budget (e.g. trials: 6)") from None
 
     def search_kwargs(self) -> dict[str, Any]:
         return dict(base_model=self.base_model, budget=self.budget(), researcher=self.researcher, policy=self.policy,
@@ -98,4 +98,4 @@ def build(data: dict) -> RunConfig:
             raise ConfigError(field, "unknown config key", f"known keys: {', '.join(RunConfig.model_fields)}") from None
         if err["type"] == "missing":
             raise ConfigError(field, "missing", f"add `{field}: ...` to the config or pass --{field}") from None
-        raise ConfigError(field, err["msg"], f"fix the value of {field}") from None
+        raise ConfigError(field, err["msg"].removeprefix("Value error, "), f"fix the value of {field}") from None

@@ -33,13 +33,20 @@ class Journal:
         self._f = open(path, "a", encoding="utf-8")
 
     def _repair(self) -> None:
-        """Cut a torn final line so appends start on a fresh line."""
+        """Make the file end on a line boundary: a final line that lost only its newline is complete and
+        kept (newline added); a torn one is cut. Either way the next append starts on a fresh line."""
         if not os.path.exists(self.path):
             return
         with open(self.path, "rb+") as f:
             data = f.read()
-            if data and not data.endswith(b"\n"):
-                f.truncate(data.rfind(b"\n") + 1)
+            if not data or data.endswith(b"\n"):
+                return
+            cut = data.rfind(b"\n") + 1
+            try:
+                json.loads(data[cut:])
+                f.write(b"\n")
+            except ValueError:
+                f.truncate(cut)
 
     def append(self, event: dict) -> None:
         self._f.write(json.dumps(event, default=str) + "\n")

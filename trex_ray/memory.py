@@ -29,16 +29,19 @@ def _brief(n: Node, full: bool = False) -> dict:
     return out
 
 
-def build_context(tree: Tree, parent_id: int, max_siblings: int = 8, max_key: int = 6) -> dict:
+def build_context(tree: Tree, parent_id: int, max_siblings: int = 8, max_key: int = 6, max_ancestors: int = 8) -> dict:
     parent = tree.nodes[parent_id]
     finished = [n for n in tree.nodes.values() if n.status in ("ok", "failed") and n.parent_id is not None]
     gains = sorted((n for n in finished if n.status == "ok"), key=lambda n: -(n.score or 0))[:max_key // 2]
     failures = [n for n in finished if n.status == "failed"][-(max_key - len(gains)):] if finished else []
+    anc = tree.ancestors(parent_id)
     siblings = [] if parent.parent_id is None else [c for c in tree.children(parent.parent_id) if c.id != parent_id]
     return {
         "parent": _brief(parent, full=True),
         "baseline_score": tree.root.score,
-        "ancestors": [_brief(a) for a in tree.ancestors(parent_id)],
+        # the root and the nearest ancestors; a deep chain is summarised by how much was left out
+        "ancestors": [_brief(a) for a in (anc[:1] + anc[1:][-max_ancestors:] if len(anc) > max_ancestors + 1 else anc)],
+        "ancestors_omitted": max(0, len(anc) - max_ancestors - 1),
         "siblings": [_brief(c) for c in siblings][-max_siblings:],
         "children": [_brief(c) for c in tree.children(parent_id)][-max_siblings:],
         "key_nodes": [_brief(n) for n in gains + failures],

@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 def normalize(text: str) -> str:
     text = str(text).strip().split("\n", 1)[0] if str(text).strip() else ""
     text = " ".join(text.split()).casefold()
-    return text[:-1] if text.endswith(".") else text
+    return text[:-1].rstrip() if text.endswith(".") else text
 
 
 def exact_match(pred: str, ref: str, labels: Sequence[str] | None = None) -> float:

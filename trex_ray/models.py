@@ -72,6 +72,10 @@ def resolve_model(name: str) -> str:
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):
         if not (target / "config.json").exists():
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+            print(f"trex-ray: preparing {name} once into {target}", flush=True)
             tmp = target.with_name(target.name + ".tmp")
             shutil.rmtree(tmp, ignore_errors=True)
             (_materialize_smollm2 if name == "smollm2-135m" else _materialize_tiny)(tmp)

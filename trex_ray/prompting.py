@@ -8,6 +8,11 @@ from __future__ import annotations
 DEFAULT_SYSTEM = "You are a precise assistant. Answer with the answer only."
 
 
+def task_system(goal: str) -> str:
+    """The system prompt for a task: its goal, then an instruction to answer tersely."""
+    return f"{goal.strip()} Answer with the answer only.".strip() if goal.strip() else DEFAULT_SYSTEM
+
+
 def messages(user: str, system: str | None) -> list[dict]:
     return [{"role": "system", "content": system or DEFAULT_SYSTEM}, {"role": "user", "content": user}]
 

@@ -25,6 +25,7 @@ from trex_ray.errors import ConfigError
 from trex_ray.models import check_model, resolve_model
 from trex_ray.policies import make_policy
 from trex_ray.progress import Progress
+from trex_ray.prompting import task_system
 from trex_ray.researcher import make_researcher
 from trex_ray.results import SearchResult
 from trex_ray.task import Task
@@ -79,7 +80,7 @@ def search(
     tree.record.remote({"type": "session_started", "resume": resume})
     rng = random.Random(seed + len(spend.model_dump_json()))
     task_info = {**task.model_dump(), "train": task.path("train"), "val_rows": task.rows("val")}
-    default_prompt = ("{input}", None)
+    default_prompt = ("{input}", task_system(task.goal))  # the baseline is prompted with the goal
 
     # 2. the root: the base model's baseline on val and test
     nodes = ray.get(tree.nodes.remote())

@@ -20,8 +20,8 @@ class TreeCore:
     """The actor's logic, usable without Ray (tests drive it directly)."""
 
     def __init__(self, journal_path: str, policy: str = "mcts", seed: int = 0) -> None:
+        self.journal = Journal(journal_path)  # repairs a torn tail first, so replay sees what appends extend
         self.tree = Tree.replay(read_events(journal_path))
-        self.journal = Journal(journal_path)
         self.policy = make_policy(policy)
         # a resumed run continues with a fresh but reproducible stream
         self.rng = random.Random(f"{seed}:{len(self.tree.nodes)}")

@@ -1,28 +1,12 @@
-"""Shared helpers for the unit tests: small JSONL tasks and tree-building shortcuts (no Ray, no models)."""
+"""Fixtures for the unit tests (no Ray cluster, no models). Helpers live in helpers.py."""
 
 from __future__ import annotations
 
-import json
-import os
+import sys
 
 import pytest
 
-from trex_ray.tree import Tree
-
-
-def write_jsonl(path, rows) -> str:
-    with open(path, "w", encoding="utf-8") as f:
-        for r in rows:
-            f.write((r if isinstance(r, str) else json.dumps(r)) + "\n")
-    return str(path)
-
-
-def qa_rows(n: int, start: int = 0, labels: int | None = None) -> list[dict]:
-    out = []
-    for i in range(start, start + n):
-        ans = f"label{i % labels}" if labels else f"{i % 24:02d}:{(i * 5) % 60:02d}"
-        out.append({"question": f"what is item number {i}?", "answer": ans})
-    return out
+from .helpers import TreeBuilder, qa_rows, write_jsonl
 
 
 @pytest.fixture
@@ -37,61 +21,9 @@ def data_files(tmp_path):
     }
 
 
-# -- tree helpers ------------------------------------------------------------------------------
-def ok(score: float, reward: float = 0.0, **extra) -> dict:
-    return {"status": "ok", "score": score, "reward": reward, **extra}
-
-
-def failed(stage: str = "train", message: str = "boom") -> dict:
-    return {"status": "failed", "score": None, "reward": 0.3, "error": {"stage": stage, "message": message}}
-
-
-class TreeBuilder:
-    """Drives a Tree through events only, remembering them for replay."""
-
-    def __init__(self, root_score: float | None = 0.2) -> None:
-        self.tree = Tree()
-        self.events: list[dict] = []
-        self.ts = 1000.0
-        self.emit({"type": "node_added", "id": 0, "parent_id": None, "plan": None, "signature": None})
-        if root_score is not None:
-            self.finish(0, ok(root_score, 0.0))
-
-    def emit(self, ev: dict) -> None:
-        self.ts += 1.0
-        ev = {"ts": self.ts, **ev}
-        self.events.append(ev)
-        self.tree.apply(ev)
-
-    def add(self, parent: int, direction: str = "more epochs", sig: str | None = None) -> int:
-        nid = self.tree.next_id()
-        self.emit({"type": "node_added", "id": nid, "parent_id": parent, "plan": {"direction": direction},
-                   "signature": sig or f"sig{nid}"})
-        return nid
-
-    def finish(self, nid: int, result: dict) -> None:
-        self.emit({"type": "node_finished", "id": nid, "result": result})
-
-    def cancel(self, nid: int) -> None:
-        self.emit({"type": "node_cancelled", "id": nid, "reason": "test"})
-
-    def relaunch(self, nid: int) -> None:
-        self.emit({"type": "node_relaunched", "id": nid})
-
-    def child(self, parent: int, score: float, reward: float = 0.0, **kw) -> int:
-        nid = self.add(parent, **kw)
-        self.finish(nid, ok(score, reward))
-        return nid
-
-
 @pytest.fixture
 def tb():
     return TreeBuilder()
-
-
-def stats(tree: Tree) -> dict:
-    return {nid: (n.parent_id, n.depth, n.status, n.visits, round(n.value, 12), n.virtual, n.score, n.reward,
-                  tuple(n.children), n.finish_order, n.diagnosis, n.test) for nid, n in sorted(tree.nodes.items())}
 
 
 @pytest.fixture(autouse=True)
@@ -100,16 +32,11 @@ def _no_ray_cluster(monkeypatch):
     def boom(*a, **k):
         raise AssertionError("a unit test tried to start Ray")
 
-    monkeypatch.setenv("RAY_ADDRESS", "")
-    try:
-        import trex_ray.runtime as rt
-        monkeypatch.setattr(rt, "init_ray", boom)
-    except Exception:  # pragma: no cover - runtime imports nothing heavy today
-        pass
-    if "ray" in __import__("sys").modules:
+    import trex_ray.runtime as rt
+
+    monkeypatch.setattr(rt, "init_ray", boom)
+    if "ray" in sys.modules:
         import ray
+
         monkeypatch.setattr(ray, "init", boom)
     yield
-
-
-os.environ.setdefault("TREX_RAY_CACHE", os.path.join(os.path.dirname(__file__), ".no-cache-should-be-written"))

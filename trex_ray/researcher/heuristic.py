@@ -17,7 +17,8 @@ import random
 import re
 from collections import Counter, defaultdict
 
-from trex_ray.plan import Plan, Recipe, TrainConfig, EvalConfig
+from trex_ray.plan import EvalConfig, Plan, Recipe, TrainConfig
+from trex_ray.prompting import task_system
 
 TEMPLATES = [
     "{input}",
@@ -98,8 +99,7 @@ class HeuristicResearcher:
         )
 
     def _system(self, brief: dict) -> str:
-        goal = brief.get("goal") or brief.get("objective", "")
-        return f"{goal} Answer with the answer only.".strip()
+        return task_system(brief.get("goal") or "")
 
     def propose(self, brief: dict, context: dict, rng: random.Random) -> Plan:
         tried = set(context.get("tried", []))
@@ -129,6 +129,8 @@ class HeuristicResearcher:
             a, b = rng.sample(names, 2)
             first = self._apply(a, base, brief, parent, rng)
             plan = self._apply(b, first, brief, parent, rng) if first else None
+            if plan is not None and "warm start from parent" in (a, b):
+                plan = plan.model_copy(update={"train": plan.train.model_copy(update={"warm_start": "parent"})})
             if plan is not None and plan.signature() not in tried:
                 return plan.model_copy(update={"direction": f"{a} + {b}"})
         # last resort: a random learning-rate jitter is always new

@@ -1,0 +1,248 @@
+"""The CLI's bad-input paths: exit code 2, one stderr line naming the field, no traceback, nothing written,
+and all of it before Ray starts. Also the config and budget models behind them."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from trex_ray.budget import Budget, Spend
+from trex_ray.cli import main
+from trex_ray.config import RunConfig, build, load_yaml
+from trex_ray.errors import ConfigError
+
+from .helpers import write_jsonl
+
+PREFIX = "trex-ray: error: "
+
+
+@pytest.fixture
+def setup(tmp_path, data_files):
+    """A valid config (everything passes validation) whose run would start Ray; each test breaks one thing."""
+    storage = tmp_path / "runs"
+    cfg = {"name": "clock", "input_field": "question", "output_field": "answer", "metric": "exact_match",
+           "base_model": "tiny-random", "storage": str(storage), "trials": 2, **data_files}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n\n")
+    return {"config": str(path), "storage": storage, "tmp": tmp_path, "empty": str(empty), "cfg": cfg}
+
+
+def _yaml(setup, text: str) -> str:
+    p = setup["tmp"] / f"cfg-{hashlib.sha1(text.encode()).hexdigest()[:10]}.yaml"
+    p.write_text(text)
+    return str(p)
+
+
+def _cases(setup) -> dict[str, tuple[list[str], str]]:
+    c, tmp = setup["config"], setup["tmp"]
+    bad_json = write_jsonl(tmp / "bad.jsonl", [{"question": "q", "answer": "a"}, "{not json"])
+    not_obj = write_jsonl(tmp / "list.jsonl", ["[1, 2]"])
+    full = {**setup["cfg"], "trails": 3}
+    return {
+        "missing data file": (["run", c, "--train", str(tmp / "nope.jsonl")], "train"),
+        "field not in data": (["run", c, "--input_field", "prompt"], "input_field"),
+        "output field not in data": (["run", c, "--output_field", "label"], "output_field"),
+        "unknown metric": (["run", c, "--metric", "bleu"], "metric"),
+        "unknown model": (["run", c, "--base_model", "no-such-model"], "base_model"),
+        "model dir without config": (["run", c, "--base_model", str(tmp)], "base_model"),
+        "empty split": (["run", c, "--val", setup["empty"]], "val"),
+        "invalid json line": (["run", c, "--test", bad_json], "test"),
+        "row not an object": (["run", c, "--train", not_obj], "train"),
+        "trials 0": (["run", c, "--trials", "0"], "trials"),
+        "no budget at all": (["run", _yaml(setup, yaml.safe_dump({**setup["cfg"], "trials": None}))], "budget"),
+        "trials not a number": (["run", c, "--trials", "many"], "trials"),
+        "max_concurrent 0": (["run", c, "--max_concurrent", "0"], "max_concurrent"),
+        "unknown policy": (["run", c, "--policy", "bandit"], "policy"),
+        "unknown researcher": (["run", c, "--researcher", "gpt"], "researcher"),
+        "bad task name": (["run", c, "--name", "a b"], "name"),
+        "malformed yaml": (["run", _yaml(setup, "name: [clock\ntrain: x\n")], "config"),
+        "yaml not a mapping": (["run", _yaml(setup, "- a\n- b\n")], "config"),
+        "unknown config key": (["run", _yaml(setup, yaml.safe_dump(full))], "trails"),
+        "missing required key": (["run", _yaml(setup, "name: clock\n")], "train"),
+        "config file missing": (["run", str(tmp / "nope.yaml")], "config"),
+        "resume non-run folder": (["resume", str(tmp)], "run"),
+        "show non-run folder": (["show", str(tmp)], "run"),
+    }
+
+
+CASE_NAMES = [
+    "missing data file", "field not in data", "output field not in data", "unknown metric", "unknown model",
+    "model dir without config", "empty split", "invalid json line", "row not an object", "trials 0",
+    "no budget at all", "trials not a number", "max_concurrent 0", "unknown policy", "unknown researcher",
+    "bad task name", "malformed yaml", "yaml not a mapping", "unknown config key", "missing required key",
+    "config file missing", "resume non-run folder", "show non-run folder",
+]
+
+
+def _check_one_error_line(rc: int, out: str, err: str, field: str) -> None:
+    assert rc == 2, (rc, out, err)
+    assert "Traceback" not in err and "Traceback" not in out
+    err_lines = err.splitlines()
+    assert len(err_lines) == 1, err
+    assert err_lines[0].startswith(f"{PREFIX}{field}:"), err
+
+
+@pytest.mark.parametrize("case", CASE_NAMES)
+def test_cli_bad_input_in_process(setup, capsys, case):
+    argv, field = _cases(setup)[case]
+    t0 = time.process_time()
+    rc = main(argv)
+    out, err = capsys.readouterr()
+    _check_one_error_line(rc, out, err, field)
+    assert out == ""
+    assert not setup["storage"].exists()  # no run folder was touched
+    assert time.process_time() - t0 < 2  # CPU seconds (robust on a loaded machine): no Ray, no model
+
+
+def test_all_cases_listed(setup):
+    assert set(_cases(setup)) == set(CASE_NAMES)
+
+
+def test_relative_data_paths_are_relative_to_the_config_file(setup, capsys, monkeypatch, tmp_path):
+    cfg = {**setup["cfg"], "train": "data/train.jsonl", "val": "data/val.jsonl", "test": "data/test.jsonl",
+           "base_model": "no-such-model"}
+    path = tmp_path / "rel.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    rc = main(["run", str(path)])
+    _, err = capsys.readouterr()
+    _check_one_error_line(rc, "", err, "base_model")  # the data files were found: the next check failed
+
+
+def _snapshot(folder) -> dict[str, str]:
+    out = {}
+    for root, dirs, files in os.walk(folder):
+        for d in dirs:
+            out[os.path.relpath(os.path.join(root, d), folder) + "/"] = "dir"
+        for f in files:
+            p = os.path.join(root, f)
+            with open(p, "rb") as fh:
+                out[os.path.relpath(p, folder)] = hashlib.sha256(fh.read()).hexdigest()
+    return out
+
+
+def _existing_run(setup):
+    run = setup["storage"] / "r1"
+    (run / "nodes" / "0").mkdir(parents=True)
+    (run / "journal.jsonl").write_text('{"type": "node_added", "id": 0, "parent_id": null}\n')
+    (run / "config.yaml").write_text("# an earlier run's config\nname: clock\n")
+    (run / "brief.json").write_text('{"objective": "x"}')
+    (run / "nodes" / "0" / "result.json").write_text('{"status": "ok", "score": 0.25}')
+    return run
+
+
+def test_run_into_existing_run_folder_fails_and_keeps_every_byte(setup, capsys):
+    run = _existing_run(setup)
+    before = _snapshot(run)
+    rc = main(["run", setup["config"], "--run_name", "r1"])
+    out, err = capsys.readouterr()
+    _check_one_error_line(rc, out, err, "run_name")
+    assert "already exists" in err
+    assert _snapshot(run) == before
+    assert os.listdir(setup["storage"]) == ["r1"]
+
+
+# -- the same through a real process -----------------------------------------------------------
+# Runs the CLI in a fresh process with the heavy libraries made unimportable (so a regression fails fast
+# instead of starting a Ray cluster), then reports which of them were imported on the way.
+NO_RAY = """
+import sys
+BLOCKED = ('ray', 'torch', 'transformers', 'vllm')
+class Blocker:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in BLOCKED:
+            print('HEAVY-IMPORT=' + name)
+            raise ImportError('blocked in a unit test: ' + name)
+        return None
+sys.meta_path.insert(0, Blocker())
+from trex_ray.cli import main
+rc = main(sys.argv[1:])
+print('HEAVY=' + ','.join(sorted(m for m in sys.modules if m.split('.')[0] in BLOCKED)))
+sys.exit(rc)
+"""
+
+
+def _child_cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+@pytest.mark.parametrize("case", ["missing data file", "unknown model", "malformed yaml"])
+def test_cli_bad_input_subprocess(setup, case):
+    argv, field = _cases(setup)[case]
+    # first with Ray (and torch, ...) unimportable: the error comes before any of them is needed
+    q = subprocess.run([sys.executable, "-c", NO_RAY, *argv], capture_output=True, text=True, timeout=120)
+    _check_one_error_line(q.returncode, "", q.stderr, field)
+    assert q.stdout.strip() == "HEAVY=", q.stdout
+    # then the real command line
+    cpu0 = _child_cpu_s()
+    p = subprocess.run([sys.executable, "-m", "trex_ray.cli", *argv], capture_output=True, text=True, timeout=120)
+    _check_one_error_line(p.returncode, p.stdout, p.stderr, field)
+    assert p.stdout == ""
+    assert _child_cpu_s() - cpu0 < 3  # CPU seconds of the whole process: importing Ray/torch alone costs more
+    assert not setup["storage"].exists()
+
+
+def test_existing_run_folder_subprocess(setup):
+    run = _existing_run(setup)
+    before = _snapshot(run)
+    p = subprocess.run([sys.executable, "-c", NO_RAY, "run", setup["config"], "--run_name", "r1"],
+                       capture_output=True, text=True, timeout=120)
+    _check_one_error_line(p.returncode, "", p.stderr, "run_name")
+    assert p.stdout.strip() == "HEAVY="
+    assert _snapshot(run) == before
+
+
+# -- config and budget models ------------------------------------------------------------------
+def test_build_and_overrides(setup):
+    cfg = build(load_yaml(setup["config"]))
+    assert isinstance(cfg, RunConfig) and cfg.trials == 2 and cfg.policy == "mcts"
+    assert build({**setup["cfg"], "trials": "6", "max_concurrent": "3"}).max_concurrent == 3  # CLI strings convert
+    kw = cfg.search_kwargs()
+    assert kw["budget"].trials == 2 and kw["base_model"] == "tiny-random"
+    t = cfg.task()
+    assert t.input_field == "question" and os.path.isabs(t.train)
+
+
+@pytest.mark.parametrize("data, field, words", [
+    ({"trails": 3}, "trails", "unknown config key"),
+    ({"max_concurrent": 0}, "max_concurrent", "greater than or equal to 1"),
+    ({"seed": "abc"}, "seed", "integer"),
+])
+def test_build_errors_name_the_field(setup, data, field, words):
+    with pytest.raises(ConfigError) as e:
+        build({**setup["cfg"], **data})
+    assert e.value.field == field and words in str(e.value)
+
+
+def test_load_yaml_empty_file_is_empty_mapping(tmp_path):
+    p = tmp_path / "e.yaml"
+    p.write_text("")
+    assert load_yaml(str(p)) == {}
+    with pytest.raises(ConfigError) as e:
+        build({})
+    assert e.value.field in {"name", "train", "val", "test"} and "missing" in str(e.value)
+
+
+def test_budget_and_spend():
+    with pytest.raises(Exception):
+        Budget(trials=None)
+    with pytest.raises(Exception):
+        Budget(trials=0)
+    b = Budget(trials=3, wall_clock_s=100, accelerator_hours=0.5)
+    assert Spend().exhausted(b) is None
+    assert Spend(trials=3).exhausted(b) == "trials"
+    assert Spend(trials=2, wall_clock_s=100).exhausted(b) == "wall_clock_s"
+    assert Spend(accelerator_s=1800).exhausted(b) == "accelerator_hours"
+    assert Spend(accelerator_s=1799).exhausted(b) is None
+    assert Spend(trials=99).exhausted(Budget(trials=None, wall_clock_s=5)) is None

@@ -1,0 +1,277 @@
+"""The offline HeuristicResearcher: analysis of a real task profile, proposals that never repeat, direction
+weights moved by the parent's result, diagnosis categories and distilled insights."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import pytest
+
+from trex_ray.memory import build_context
+from trex_ray.plan import Plan
+from trex_ray.researcher import make_researcher
+from trex_ray.researcher.heuristic import HeuristicResearcher, shape
+from trex_ray.task import Task
+
+from .helpers import TreeBuilder, qa_rows, write_jsonl
+
+GOAL = "Convert spoken times to HH:MM."
+CAPACITY_UP = {"more epochs", "higher learning rate", "more LoRA capacity"}
+
+
+@pytest.fixture
+def task(tmp_path):
+    train = qa_rows(40) + qa_rows(3)  # 3 exact duplicates
+    val = qa_rows(2) + qa_rows(8, start=100)  # 2 val inputs also in train
+    paths = {s: write_jsonl(tmp_path / f"{s}.jsonl", rows)
+             for s, rows in [("train", train), ("val", val), ("test", qa_rows(5, start=200))]}
+    return Task.from_jsonl(name="clock", input_field="question", output_field="answer", goal=GOAL, **paths)
+
+
+@pytest.fixture
+def profile(task):
+    return {**task.profile(), "base_model": "tiny", "model_params": 1e8}
+
+
+@pytest.fixture
+def agent():
+    return HeuristicResearcher()
+
+
+@pytest.fixture
+def brief(agent, profile):
+    return agent.analyze(profile, {"score": 0.1, "bad_cases": []})
+
+
+def test_profile_of_task(profile):
+    assert profile["train"]["rows"] == 43 and profile["val"]["rows"] == 10
+    assert profile["train_duplicates"] == 3 and profile["train_val_overlap"] == 2 + 2  # duplicated rows count twice
+    assert "test" not in profile  # test is never profiled
+    assert profile["classification_like"] is False
+    assert profile["train"]["input_chars"]["max"] >= profile["train"]["input_chars"]["p50"]
+
+
+def test_analyze_brief(brief):
+    assert brief["metric"] == "exact_match" and brief["baseline_val"] == 0.1 and brief["train_rows"] == 43
+    assert brief["objective"] == GOAL and brief["goal"] == GOAL
+    risks = " | ".join(brief["risks"])
+    assert "small training set (43 rows)" in risks
+    assert "3 duplicate training rows" in risks
+    assert "appear in val" in risks
+    s = brief["start"]
+    assert s["learning_rate"] == 2e-3  # 1e8 parameters
+    assert s["batch_size"] == 4 and s["epochs"] == 4.0  # 60 steps * 4 / 43 rows = 5.6 -> capped at 4
+    assert s["dedup"] is True
+    assert s["max_seq_len"] >= 64 and s["max_seq_len"] & (s["max_seq_len"] - 1) == 0  # a power of two
+    assert 8 <= s["max_new_tokens"] <= 512
+
+
+@pytest.mark.parametrize("params, lr", [(1e6, 1e-2), (1e8, 2e-3), (1e9, 1e-3), (7e9, 5e-4), (None, 1e-3)])
+def test_analyze_learning_rate_by_model_size(agent, profile, params, lr):
+    assert agent.analyze({**profile, "model_params": params}, {})["start"]["learning_rate"] == lr
+
+
+def test_analyze_label_imbalance_and_format_risk(agent, tmp_path):
+    rows = [{"question": f"q{i}", "answer": "yes" if i % 5 else "no"} for i in range(100)]
+    paths = {s: write_jsonl(tmp_path / f"{s}.jsonl", rows) for s in ("train", "val", "test")}
+    t = Task.from_jsonl(name="yn", input_field="question", output_field="answer", metric="accuracy", **paths)
+    prof = {**t.profile(), "model_params": 1e9}
+    assert prof["classification_like"] and prof["majority_share"] == 0.8
+    bad = [{"got": "Well, I think the answer might be yes", "expected": "no"}] * 3 + [{"got": "yes", "expected": "no"}]
+    b = agent.analyze(prof, {"score": 0.5, "bad_cases": bad})
+    risks = " | ".join(b["risks"])
+    assert "label imbalance: majority label is 80%" in risks
+    assert "wrong format" in risks
+    assert b["baseline_failures"] == {"verbose": 3, "wrong value": 1}
+    assert b["start"]["batch_size"] == 8 and b["start"]["dedup"] is False
+    assert b["objective"] == "improve accuracy on yn"
+
+
+def test_initial_plan(agent, brief):
+    p = agent.initial_plan(brief)
+    assert isinstance(p, Plan) and p.direction == "standard LoRA SFT"
+    assert [o.op for o in p.recipe.ops] == ["load", "dedup_exact", "format"]
+    assert GOAL in p.recipe.prompt.system
+    assert p.train.learning_rate == brief["start"]["learning_rate"] and p.train.lora_alpha == 2 * p.train.lora_r
+    assert p.eval.max_new_tokens == brief["start"]["max_new_tokens"]
+
+
+def test_propose_from_root_returns_initial_plan_then_never_repeats(agent, brief):
+    tb = TreeBuilder(root_score=0.1)
+    ctx = build_context(tb.tree, 0)
+    first = agent.propose(brief, ctx, random.Random(0))
+    assert first.signature() == agent.initial_plan(brief).signature()
+    tried = {first.signature()}
+    rng = random.Random(1)
+    for _ in range(30):
+        p = agent.propose(brief, {**ctx, "tried": sorted(tried)}, rng)
+        Plan.model_validate(p.model_dump())  # a valid plan
+        assert p.signature() not in tried
+        assert p.train.warm_start == "base"  # the root has no adapter to continue from
+        tried.add(p.signature())
+    assert len(tried) == 31
+
+
+def _parent_ctx(agent, brief, loss=(2.0, 0.1), score=0.5, prev=0.5, status="ok", categories=None,
+                direction="more epochs") -> dict:
+    plan = agent.initial_plan(brief).model_copy(update={"direction": direction})
+    parent = {"id": 1, "parent_id": 0, "direction": direction, "status": status, "score": score,
+              "plan": plan.model_dump(), "loss_first_last": list(loss) if loss else None,
+              "categories": categories or {}}
+    return {"parent": parent, "ancestors": [{"id": 0, "score": prev}], "tried": [plan.signature()]}
+
+
+def test_propose_from_a_node_never_repeats(agent, brief):
+    ctx = _parent_ctx(agent, brief, score=0.6, prev=0.5)
+    tried = set(ctx["tried"])
+    rng = random.Random(7)
+    for _ in range(40):
+        p = agent.propose(brief, {**ctx, "tried": sorted(tried)}, rng)
+        assert p.signature() not in tried
+        tried.add(p.signature())
+
+
+def test_propose_is_deterministic_given_seed(agent, brief):
+    ctx = _parent_ctx(agent, brief, loss=(2.0, 1.5))
+    a = [agent.propose(brief, ctx, random.Random(s)).signature() for s in range(20)]
+    b = [agent.propose(brief, ctx, random.Random(s)).signature() for s in range(20)]
+    assert a == b and len(set(a)) > 3
+
+
+def _direction_counts(agent, brief, ctx, n=600) -> Counter:
+    return Counter(agent.propose(brief, ctx, random.Random(s)).direction for s in range(n))
+
+
+def test_underfitting_parent_favours_more_training(agent, brief):
+    n = 600
+    under = _direction_counts(agent, brief, _parent_ctx(agent, brief, loss=(2.0, 1.5)), n)
+    steady = _direction_counts(agent, brief, _parent_ctx(agent, brief, loss=(2.0, 0.1)), n)
+    memorised = _direction_counts(agent, brief, _parent_ctx(agent, brief, loss=(2.0, 0.01)), n)
+    share = lambda c: sum(c[d] for d in CAPACITY_UP) / n  # noqa: E731
+    assert share(under) > share(steady) + 0.12
+    assert share(under) > share(memorised) + 0.3
+    for d in CAPACITY_UP:
+        assert under[d] > memorised[d]
+    assert memorised["fewer epochs"] + memorised["lower learning rate"] > \
+        under["fewer epochs"] + under["lower learning rate"]
+
+
+def test_failed_parent_favours_lower_learning_rate(agent, brief):
+    c = _direction_counts(agent, brief, _parent_ctx(agent, brief, status="failed", score=None, loss=None), 400)
+    assert c.most_common(1)[0][0] == "lower learning rate"
+    assert c["lower learning rate"] > 3 * c["more epochs"]
+
+
+def test_format_failures_favour_prompt_format(agent, brief):
+    fmt = _direction_counts(agent, brief, _parent_ctx(agent, brief, categories={"wrong format": 8, "wrong value": 2}), 400)
+    val = _direction_counts(agent, brief, _parent_ctx(agent, brief, categories={"wrong value": 10}), 400)
+    assert fmt["prompt format"] > 2 * val["prompt format"]
+
+
+def test_warm_start_only_when_parent_improved(agent, brief):
+    improved = _direction_counts(agent, brief, _parent_ctx(agent, brief, score=0.6, prev=0.5), 300)
+    assert improved["warm start from parent"] > 20
+    for score in (0.5, 0.4):  # equal to or worse than its own parent
+        c = _direction_counts(agent, brief, _parent_ctx(agent, brief, score=score, prev=0.5), 300)
+        assert c["warm start from parent"] == 0
+    tb = TreeBuilder(root_score=0.1)
+    root = _direction_counts(agent, brief, {**build_context(tb.tree, 0), "tried": [
+        agent.initial_plan(brief).signature()]}, 200)
+    assert root["warm start from parent"] == 0
+    ctx = _parent_ctx(agent, brief, score=0.6, prev=0.5)
+    plans = [agent.propose(brief, ctx, random.Random(s)) for s in range(100)]
+    for p in plans:
+        assert (p.train.warm_start == "parent") == (p.direction == "warm start from parent")
+    warm = next(p for p in plans if p.direction == "warm start from parent")
+    base = Plan.model_validate(ctx["parent"]["plan"])
+    assert warm.train.learning_rate == base.train.learning_rate / 2
+    assert warm.train.epochs == round(max(0.5, base.train.epochs / 2), 1)
+
+
+# BUG (trex_ray/researcher/heuristic.py:258-259, used by propose's combination step at :127-133): when
+# every single step was tried, propose combines two directions by applying b on top of a. `_plan` resets
+# warm_start to "base" for every direction other than "warm start from parent", so the combination
+# "warm start from parent + X" silently drops the warm start: its direction says one thing, the plan
+# does another (and its signature may collide with plain "X"-like plans). Fix: in `_plan`, keep
+# base.train.warm_start when composing (e.g. pass a `compose=True` flag from the combination loop, or
+# only reset warm_start when `base` is the parent's own plan).
+def test_combined_warm_start_direction_keeps_warm_start(agent, brief):
+    ctx = _parent_ctx(agent, brief, score=0.6, prev=0.5)
+    tried = set(ctx["tried"])
+    rng = random.Random(0)
+    combos = []
+    for _ in range(120):
+        p = agent.propose(brief, {**ctx, "tried": sorted(tried)}, rng)
+        tried.add(p.signature())
+        if p.direction.startswith("warm start from parent + "):
+            combos.append(p)
+    assert combos, "the combination step was not reached"
+    assert [p.direction for p in combos if p.train.warm_start != "parent"] == []
+
+
+# -- diagnosis and insights --------------------------------------------------------------------
+def test_shape():
+    assert shape("15:15") == shape("03:45") == "9:9"
+    assert shape("quarter past three") == "a a a"
+    assert shape(" 3:15 PM ") == "9:9 a"
+
+
+def test_diagnose_categories_and_text(agent):
+    bad = [
+        {"got": "", "expected": "15:15"},
+        {"got": "   ", "expected": "15:15"},
+        {"got": "The time you asked about is quarter past three, so 15:15", "expected": "15:15"},
+        {"got": "3:15 PM", "expected": "15:15"},
+        {"got": "fifteen fifteen", "expected": "15:15"},
+        {"got": "14:15", "expected": "15:15"},
+        {"got": "09:05", "expected": "15:15"},
+    ]
+    result = {"status": "ok", "score": 0.625, "bad_cases": bad, "val": {"num_bad": 30},
+              "train_stats": {"loss_curve": [2.5, 1.0, 0.45]}}
+    d = agent.diagnose(result, {"score": 0.5})
+    assert d["categories"] == {"empty": 2, "verbose": 1, "wrong format": 2, "wrong value": 2}
+    text = d["text"]
+    assert text.startswith("val 0.625") and "(+0.125 vs parent)" in text
+    assert "30 failures; of 7 sampled" in text
+    assert "train loss 2.50 -> 0.45" in text and "under-fitting" in text
+    d2 = agent.diagnose({**result, "train_stats": {"loss_curve": [1.0, 0.01]}, "bad_cases": []}, None)
+    assert d2["categories"] == {} and "memorised" in d2["text"] and "vs parent" not in d2["text"]
+
+
+def test_diagnose_failure_text(agent):
+    msg = "CUDA out of memory. " * 30
+    d = agent.diagnose({"status": "failed", "error": {"stage": "train", "message": msg}}, {"score": 0.5})
+    assert d["categories"] == {}
+    assert d["text"].startswith("failed in train: CUDA out of memory.")
+    assert len(d["text"]) == len("failed in train: ") + 200
+    assert agent.diagnose({"status": "failed"}, None)["text"] == "failed in ?: "
+
+
+def test_distill_verdicts(agent):
+    nodes = [
+        {"id": 0, "parent_id": None, "direction": "baseline", "status": "ok", "score": 0.2},
+        {"id": 1, "parent_id": 0, "direction": "more epochs", "status": "ok", "score": 0.5},
+        {"id": 2, "parent_id": 1, "direction": "more epochs", "status": "ok", "score": 0.6},
+        {"id": 3, "parent_id": 1, "direction": "higher learning rate", "status": "ok", "score": 0.3},
+        {"id": 4, "parent_id": 1, "direction": "prompt format", "status": "ok", "score": 0.502},
+        {"id": 5, "parent_id": 1, "direction": "more LoRA capacity", "status": "failed", "score": None},
+        {"id": 6, "parent_id": 2, "direction": "more LoRA capacity", "status": "failed", "score": None},
+    ]
+    out = agent.distill(nodes)
+    assert out[0] == "more epochs: helped (+0.200 mean change over the parent, 2 trial(s))"
+    assert "prompt format: made no difference (+0.002 mean change over the parent, 1 trial(s))" in out
+    assert "higher learning rate: hurt (-0.200 mean change over the parent, 1 trial(s))" in out
+    assert "more LoRA capacity: 2 trial(s) failed" in out
+    assert out.index("prompt format: made no difference (+0.002 mean change over the parent, 1 trial(s))") < \
+        out.index("higher learning rate: hurt (-0.200 mean change over the parent, 1 trial(s))")
+    assert agent.distill(nodes[:1]) == []
+
+
+def test_make_researcher():
+    from trex_ray.errors import ConfigError
+
+    assert isinstance(make_researcher("heuristic"), HeuristicResearcher)
+    with pytest.raises(ConfigError) as e:
+        make_researcher("gpt")
+    assert e.value.field == "researcher"
