@@ -90,12 +90,12 @@ def save_brief(run_dir: str, brief: dict) -> None:
 
 
 def evaluate_test(task: Task, model_path: str, adapter: str | None, evaluator: str, threads: int | None,
-                  eval_cfg: dict, template: str, system: str | None) -> dict:
+                  eval_cfg: dict, template: str, system: str | None, use_gpu: bool = False) -> dict:
     import ray
 
-    from trex_ray.executor.trial import evaluate_task
+    from trex_ray.executor.trial import evaluation
 
-    out = ray.get(evaluate_task.remote(evaluator, model_path, adapter, task.rows("test"), template, system,
+    out = ray.get(evaluation(use_gpu).remote(evaluator, model_path, adapter, task.rows("test"), template, system,
                                        task.metric, task.labels, eval_cfg, threads))
     return {k: out[k] for k in ("score", "metric", "n", "backend", "seconds", "num_bad")}
 

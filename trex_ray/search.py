@@ -64,7 +64,7 @@ def search(
 
     import ray
 
-    from trex_ray.executor.trial import run_baseline, run_trial
+    from trex_ray.executor.trial import run_trial
     from trex_ray.runtime import init_ray, threads_per_trial
     from trex_ray.tree_actor import TreeActor
 
@@ -78,22 +78,13 @@ def search(
     spend = runs.spent_so_far(run_dir)
     session_start = time.time()
     tree.record.remote({"type": "session_started", "resume": resume})
-    rng = random.Random(seed + len(spend.model_dump_json()))
+    rng = random.Random(f"{seed}:{len(ray.get(tree.nodes.remote()))}")  # a resumed run draws a fresh stream
     task_info = {**task.model_dump(), "train": task.path("train"), "val_rows": task.rows("val")}
-    default_prompt = ("{input}", task_system(task.goal))  # the baseline is prompted with the goal
 
     # 2. the root: the base model's baseline on val and test
-    nodes = ray.get(tree.nodes.remote())
-    if not nodes or nodes[0]["status"] != "ok":
-        if not nodes:
-            ray.get(tree.add_node.remote(None, None, None))
+    if ray.get(tree.state.remote())["best"] is None:
         show.line("baseline: evaluating the base model on val and test")
-        base = run_baseline(task=task_info, model_path=model_path, run_dir=run_dir, evaluator=evaluator,
-                            threads=threads, eval_cfg=EVAL_DEFAULTS, template=default_prompt[0],
-                            system=default_prompt[1])
-        ray.get(tree.record.remote({"type": "node_finished", "id": 0, "result": base}))
-        test = runs.evaluate_test(task, model_path, None, evaluator, threads, EVAL_DEFAULTS, *default_prompt)
-        ray.get(tree.record.remote({"type": "test_evaluated", "id": 0, "result": test}))
+        _evaluate_baseline(tree, task, task_info, model_path, run_dir, evaluator, threads, use_gpu)
     root = ray.get(tree.node.remote(0))
     show.baseline(root)
 
@@ -171,15 +162,7 @@ def search(
             [n for n in nodes if n["status"] in ("ok", "failed")])}))
     best = nodes[ray.get(tree.state.remote())["best"]]
     if best["test"] is None:
-        plan = best["plan"]
-        from trex_ray.plan import Plan
-
-        p = Plan.model_validate(plan)
-        art = best["result"]["artifacts"]
-        test = runs.evaluate_test(task, model_path if "adapter" in art else art["model"], art.get("adapter"),
-                                  evaluator, threads, p.eval.model_dump(), p.recipe.prompt.template,
-                                  p.recipe.prompt.system)
-        ray.get(tree.record.remote({"type": "test_evaluated", "id": best["id"], "result": test}))
+        _evaluate_on_test(tree, best, task, model_path, evaluator, threads, use_gpu)
     final_spend = spent()
     ray.get(tree.record.remote({"type": "run_finished", "stop_reason": stop_reason, "spent": final_spend.model_dump()}))
     ray.get(tree.close.remote())
@@ -187,6 +170,39 @@ def search(
     result.save()
     show.done(result)
     return result
+
+
+def _evaluate_baseline(tree, task: Task, task_info: dict, model_path: str, run_dir: str, evaluator: str,
+                       threads: int, use_gpu: bool) -> None:
+    """The root node: the base model, prompted with the task's goal, scored on val and test."""
+    import ray
+
+    from trex_ray.executor.trial import run_baseline
+
+    if not ray.get(tree.nodes.remote()):
+        ray.get(tree.add_node.remote(None, None, None))
+    prompt = ("{input}", task_system(task.goal))
+    base = run_baseline(task=task_info, model_path=model_path, run_dir=run_dir, evaluator=evaluator,
+                        threads=threads, eval_cfg=EVAL_DEFAULTS, template=prompt[0], system=prompt[1],
+                        use_gpu=use_gpu)
+    ray.get(tree.record.remote({"type": "node_finished", "id": 0, "result": base}))
+    test = runs.evaluate_test(task, model_path, None, evaluator, threads, EVAL_DEFAULTS, *prompt, use_gpu=use_gpu)
+    ray.get(tree.record.remote({"type": "test_evaluated", "id": 0, "result": test}))
+
+
+def _evaluate_on_test(tree, node: dict, task: Task, model_path: str, evaluator: str, threads: int,
+                      use_gpu: bool) -> None:
+    """The one test-split evaluation of a trained node, with the prompt and decoding it was trained for."""
+    import ray
+
+    from trex_ray.plan import Plan
+
+    plan = Plan.model_validate(node["plan"])
+    art = node["result"]["artifacts"]
+    test = runs.evaluate_test(task, art.get("model", model_path), art.get("adapter"), evaluator, threads,
+                              plan.eval.model_dump(), plan.recipe.prompt.template, plan.recipe.prompt.system,
+                              use_gpu=use_gpu)
+    ray.get(tree.record.remote({"type": "test_evaluated", "id": node["id"], "result": test}))
 
 
 # `trex_ray.search` names both this module and the function above. Importing the module makes Python

@@ -34,6 +34,11 @@ def evaluate_task(evaluator: str, model_path: str, adapter: str | None, rows: li
     )
 
 
+def evaluation(use_gpu: bool):
+    """The evaluation task, on a GPU when the cluster has them."""
+    return evaluate_task.options(num_gpus=1 if use_gpu else 0, num_cpus=1)
+
+
 def _log(node_dir: str, msg: str) -> None:
     os.makedirs(os.path.join(node_dir, "logs"), exist_ok=True)
     with open(os.path.join(node_dir, "logs", "trial.log"), "a") as f:
@@ -76,7 +81,7 @@ def run_trial(*, node_id: int, plan: dict, parent_adapter: str | None, task: dic
         prompt = p.recipe.prompt
         adapter = train_stats["artifact"] if p.train.method == "lora" else None
         eval_model = model_path if p.train.method == "lora" else train_stats["artifact"]
-        val = ray.get(evaluate_task.remote(
+        val = ray.get(evaluation(use_gpu).remote(
             evaluator, eval_model, adapter, task["val_rows"], prompt.template, prompt.system, task["metric"],
             task.get("labels"), p.eval.model_dump(), threads,
         ))
@@ -103,10 +108,10 @@ def run_trial(*, node_id: int, plan: dict, parent_adapter: str | None, task: dic
 
 
 def run_baseline(*, task: dict, model_path: str, run_dir: str, evaluator: str, threads: int | None,
-                 eval_cfg: dict, template: str, system: str | None) -> dict:
+                 eval_cfg: dict, template: str, system: str | None, use_gpu: bool = False) -> dict:
     """Evaluate the base model on val (the reward reference); returns the root's NodeResult dict."""
     t0 = time.time()
-    val = ray.get(evaluate_task.remote(evaluator, model_path, None, task["val_rows"], template, system,
+    val = ray.get(evaluation(use_gpu).remote(evaluator, model_path, None, task["val_rows"], template, system,
                                        task["metric"], task.get("labels"), eval_cfg, threads))
     result = NodeResult(
         status="ok", score=val["score"], metric=val["metric"], reward=0.0,

@@ -60,7 +60,7 @@ class HeuristicResearcher:
         params = profile.get("model_params") or 1e9
         # LoRA learning rates shrink with model size (tiny test models need large steps)
         lr = 1e-2 if params < 2e7 else 2e-3 if params < 5e8 else 1e-3 if params < 5e9 else 5e-4
-        steps_target = 60  # enough optimizer steps for LoRA to take hold, few enough for a quick first trial
+        steps_target = 48  # enough optimizer steps for LoRA to take hold, few enough for a quick first trial
         batch = 8 if n >= 64 else 4
         epochs = max(1.0, min(4.0, round(steps_target * batch / max(n, 1), 1)))
         return {
@@ -209,11 +209,10 @@ class HeuristicResearcher:
         elif name == "more LoRA capacity":
             if t.lora_r >= 64:
                 return None
-            mods = list(t.target_modules)
-            if t.lora_r >= 16:
-                mods = sorted(set(mods) | {"gate_proj", "up_proj", "down_proj"})
+            # the MLP projections first (a large gain for small models), then rank
+            mods = sorted(set(t.target_modules) | {"gate_proj", "up_proj", "down_proj"})
             upd = {"lora_r": t.lora_r * 2, "lora_alpha": t.lora_alpha * 2, "target_modules": mods}
-            why = "more adapter capacity for what the model gets wrong"
+            why = "more adapter capacity (MLP projections too) for what the model gets wrong"
         elif name == "less LoRA capacity":
             if t.lora_r <= 2:
                 return None
