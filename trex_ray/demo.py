@@ -66,7 +66,7 @@ def write_demo_task(directory: str, seed: int = 0, n_val: int = 48, n_test: int 
     return paths
 
 
-GOAL = "Convert the spoken time to 24-hour HH:MM (quarter past three in the afternoon -> 15:15)."
+GOAL = "Convert the spoken time to 24-hour HH:MM."
 
 
 def demo_task(directory: str):

@@ -128,9 +128,11 @@ class Plan(Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
 
-    def signature(self) -> str:
-        """A hash of what the plan does (recipe, training and eval config; not its words or seed)."""
+    def signature(self, parent_id: int | None = None) -> str:
+        """A hash of what the plan does (recipe, training and eval config; not its words or seed). A plan
+        that warm-starts from its parent is a different experiment under each parent."""
         body = {
+            "from": parent_id if self.train.warm_start == "parent" else None,
             "recipe": self.recipe.model_dump(),
             "train": self.train.model_dump(exclude={"seed"}),
             "eval": self.eval.model_dump(),

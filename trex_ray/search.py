@@ -65,7 +65,7 @@ def search(
     import ray
 
     from trex_ray.executor.trial import run_trial
-    from trex_ray.runtime import init_ray, threads_per_trial
+    from trex_ray.runtime import init_ray, physical_cores, threads_per_trial
     from trex_ray.tree_actor import TreeActor
 
     init_ray(address, max_concurrent)
@@ -84,7 +84,7 @@ def search(
     # 2. the root: the base model's baseline on val and test
     if ray.get(tree.state.remote())["best"] is None:
         show.line("baseline: evaluating the base model on val and test")
-        _evaluate_baseline(tree, task, task_info, model_path, run_dir, evaluator, threads, use_gpu)
+        _evaluate_baseline(tree, task, task_info, model_path, run_dir, evaluator, physical_cores(), use_gpu)
     root = ray.get(tree.node.remote(0))
     show.baseline(root)
 
@@ -128,7 +128,7 @@ def search(
             parent_id = ray.get(tree.select.remote())
             context = ray.get(tree.context.remote(parent_id))
             plan = agent.propose(brief, context, rng)
-            nid = ray.get(tree.add_node.remote(parent_id, plan.model_dump(), plan.signature()))
+            nid = ray.get(tree.add_node.remote(parent_id, plan.model_dump(), plan.signature(parent_id)))
             launch(nid, parent_id, plan.model_dump())
             stop_reason = spent().exhausted(budget)
         if not in_flight:
@@ -162,7 +162,7 @@ def search(
             [n for n in nodes if n["status"] in ("ok", "failed")])}))
     best = nodes[ray.get(tree.state.remote())["best"]]
     if best["test"] is None:
-        _evaluate_on_test(tree, best, task, model_path, evaluator, threads, use_gpu)
+        _evaluate_on_test(tree, best, task, model_path, evaluator, physical_cores(), use_gpu)
     final_spend = spent()
     ray.get(tree.record.remote({"type": "run_finished", "stop_reason": stop_reason, "spent": final_spend.model_dump()}))
     ray.get(tree.close.remote())
@@ -182,11 +182,14 @@ def _evaluate_baseline(tree, task: Task, task_info: dict, model_path: str, run_d
     if not ray.get(tree.nodes.remote()):
         ray.get(tree.add_node.remote(None, None, None))
     prompt = ("{input}", task_system(task.goal))
+    # room for the answer and some preamble (exact match reads the first line; accuracy finds the label)
+    out_chars = max(len(r["output"]) for r in task.rows("val"))
+    eval_cfg = {**EVAL_DEFAULTS, "max_new_tokens": min(512, max(16, out_chars // 2 + 12))}
     base = run_baseline(task=task_info, model_path=model_path, run_dir=run_dir, evaluator=evaluator,
-                        threads=threads, eval_cfg=EVAL_DEFAULTS, template=prompt[0], system=prompt[1],
+                        threads=threads, eval_cfg=eval_cfg, template=prompt[0], system=prompt[1],
                         use_gpu=use_gpu)
     ray.get(tree.record.remote({"type": "node_finished", "id": 0, "result": base}))
-    test = runs.evaluate_test(task, model_path, None, evaluator, threads, EVAL_DEFAULTS, *prompt, use_gpu=use_gpu)
+    test = runs.evaluate_test(task, model_path, None, evaluator, threads, eval_cfg, *prompt, use_gpu=use_gpu)
     ray.get(tree.record.remote({"type": "test_evaluated", "id": 0, "result": test}))
 
 

@@ -159,3 +159,10 @@ def test_catalogue_lists_every_op_with_schema():
         assert c["description"] and c["args"]["type"] == "object"
     fmt = next(c for c in cat if c["name"] == "format")
     assert "template" in fmt["args"]["properties"]
+
+
+def test_warm_start_signature_depends_on_the_parent():
+    warm = Plan.model_validate(plan_dict(warm_start="parent"))
+    cold = Plan.model_validate(plan_dict())
+    assert warm.signature(1) != warm.signature(2)  # continuing different adapters: different experiments
+    assert cold.signature(1) == cold.signature(2)  # from the base model the parent does not matter

@@ -128,8 +128,8 @@ def test_propose_from_a_node_never_repeats(agent, brief):
     rng = random.Random(7)
     for _ in range(40):
         p = agent.propose(brief, {**ctx, "tried": sorted(tried)}, rng)
-        assert p.signature() not in tried
-        tried.add(p.signature())
+        assert p.signature(1) not in tried  # signatures as the search records them, under parent 1
+        tried.add(p.signature(1))
 
 
 def test_propose_is_deterministic_given_seed(agent, brief):

@@ -60,7 +60,7 @@ class HeuristicResearcher:
         params = profile.get("model_params") or 1e9
         # LoRA learning rates shrink with model size (tiny test models need large steps)
         lr = 1e-2 if params < 2e7 else 2e-3 if params < 5e8 else 1e-3 if params < 5e9 else 5e-4
-        steps_target = 48  # enough optimizer steps for LoRA to take hold, few enough for a quick first trial
+        steps_target = 40  # enough optimizer steps for LoRA to take hold, few enough for a quick first trial
         batch = 8 if n >= 64 else 4
         epochs = max(1.0, min(4.0, round(steps_target * batch / max(n, 1), 1)))
         return {
@@ -106,7 +106,7 @@ class HeuristicResearcher:
         parent = context["parent"]
         if parent["plan"] is None:  # the root: start from the standard plan
             first = self.initial_plan(brief)
-            if first.signature() not in tried:
+            if first.signature(parent["id"]) not in tried:
                 return first
             base = first
         else:
@@ -122,7 +122,7 @@ class HeuristicResearcher:
             pool.pop(pick)
         for name in order:
             plan = self._apply(name, base, brief, parent, rng)
-            if plan is not None and plan.signature() not in tried:
+            if plan is not None and plan.signature(parent["id"]) not in tried:
                 return plan
         # every single step was tried: combine two directions
         for _ in range(50):
@@ -131,7 +131,7 @@ class HeuristicResearcher:
             plan = self._apply(b, first, brief, parent, rng) if first else None
             if plan is not None and "warm start from parent" in (a, b):
                 plan = plan.model_copy(update={"train": plan.train.model_copy(update={"warm_start": "parent"})})
-            if plan is not None and plan.signature() not in tried:
+            if plan is not None and plan.signature(parent["id"]) not in tried:
                 return plan.model_copy(update={"direction": f"{a} + {b}"})
         # last resort: a random learning-rate jitter is always new
         lr = base.train.learning_rate * rng.uniform(0.5, 2.0)
