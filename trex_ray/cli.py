@@ -4,6 +4,7 @@
     trex-ray run config.yaml [--key v]    a search from a YAML config; any key can be overridden
     trex-ray resume runs/<run> [--key v]  continue a run after the driver stopped (or with a larger budget)
     trex-ray show runs/<run>              the tree as a table
+    trex-ray data run recipe.yaml --out DIR   run a data recipe by hand; per-op row counts
 
 Mistakes in input exit with code 2 and one line naming the field and the fix.
 """
@@ -111,6 +112,57 @@ def cmd_show(args) -> int:
     return 0
 
 
+def cmd_data_run(args) -> int:
+    """Run a recipe file by hand: prints per-op row counts, writes parquet + JSONL + stats.json to --out."""
+    import json
+    import shutil
+
+    from trex_ray.aidp.ops import OpContext
+    from trex_ray.config import load_yaml
+    from trex_ray.plan import parse_recipe
+
+    data = load_yaml(args.recipe)
+    base = os.path.dirname(os.path.abspath(args.recipe))
+    for key in ("train", "val", "test", "input_field", "output_field"):
+        if getattr(args, key) is not None:
+            data[key] = getattr(args, key)
+    if "ops" not in data:
+        raise ConfigError("ops", f"{args.recipe} has no `ops:` list", "write `ops:` then `- op_name: {args}` lines")
+    if not data.get("train"):
+        raise ConfigError("train", "the recipe names no training file for `load`", "add `train: file.jsonl` or --train")
+    recipe = parse_recipe(data["ops"])
+    paths = {k: data[k] if os.path.isabs(data[k]) else os.path.join(base, data[k])
+             for k in ("train", "val", "test") if data.get(k)}
+    if not os.path.exists(paths["train"]):
+        raise ConfigError("train", f"file not found: {paths['train']}", "give an existing file")
+    from trex_ray.aidp.pipeline import RecipeError, run_recipe
+    from trex_ray.runtime import init_ray
+
+    init_ray(None, 1)
+    ctx = OpContext(train_path=paths["train"], input_field=data.get("input_field", "input"),
+                    output_field=data.get("output_field", "output"),
+                    eval_paths=tuple(paths[k] for k in ("val", "test") if k in paths))
+    try:
+        out_dir, stats = run_recipe(recipe, ctx, os.path.join(args.out, ".cache"))
+    except RecipeError as e:
+        raise ConfigError("recipe", str(e), "") from None
+    print(f"{'#':>2}  {'op':<18} {'rows in':>8} {'rows out':>8}  dropped")
+    for st in stats["ops"]:
+        why = ", ".join(f"{n} {r}" for r, n in sorted(st["dropped"].items(), key=lambda kv: -kv[1]))
+        print(f"{st['position']:>2}  {st['op']:<18} {st['rows_in']:>8} {st['rows_out']:>8}  {why}")
+    shutil.rmtree(os.path.join(args.out, "data"), ignore_errors=True)
+    shutil.copytree(out_dir, os.path.join(args.out, "data"))
+    import pandas as pd
+
+    pd.read_parquet(out_dir).to_json(os.path.join(args.out, "data.jsonl"), orient="records", lines=True,
+                                     force_ascii=False)
+    with open(os.path.join(args.out, "stats.json"), "w") as f:
+        json.dump(stats, f, indent=1)
+    print(f"{stats['rows']} rows -> {args.out}/data (parquet), {args.out}/data.jsonl"
+          + (" (cached)" if stats["cache_hit"] else ""))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="trex-ray", description="Automated LLM fine-tuning as a tree search on Ray.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -125,6 +177,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("run")
     _add_overrides(p)
     p.set_defaults(fn=cmd_resume)
+    p = sub.add_parser("data", help="data recipes (AIDP)")
+    dsub = p.add_subparsers(dest="data_command", required=True)
+    p = dsub.add_parser("run", help="run a recipe YAML by hand and print per-op row counts")
+    p.add_argument("recipe")
+    p.add_argument("--out", required=True, help="output folder (parquet, JSONL, stats.json)")
+    for key in ("train", "val", "test", "input_field", "output_field"):
+        p.add_argument(f"--{key}", default=None)
+    p.set_defaults(fn=cmd_data_run)
     p = sub.add_parser("show", help="print the tree of a run folder")
     p.add_argument("run")
     p.set_defaults(fn=cmd_show)

@@ -21,6 +21,7 @@ PACKAGED = {
     "tiny-random": "2-layer random Llama with a 1k-token BPE tokenizer (tests only)",
 }
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+PACKAGED_VERSION = {"smollm2-135m": 1, "tiny-random": 2}  # bump when a materialisation changes
 
 
 def cache_dir() -> Path:
@@ -64,7 +65,7 @@ def resolve_model(name: str) -> str:
         if os.path.exists(name):
             return os.path.abspath(name)
         return _download(name)
-    target = cache_dir() / "models" / name
+    target = cache_dir() / "models" / f"{name}-v{PACKAGED_VERSION[name]}"
     if (target / "config.json").exists():
         return str(target)
     from filelock import FileLock
@@ -131,7 +132,8 @@ def tiny_tokenizer():
     from trex_ray.demo import make_examples
 
     words = " ".join(f"{r['question']} {r['answer']}" for r in make_examples(0))
-    corpus = [words, "0123456789 :-.,?! abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+    labels = "yes no true false positive negative neutral even odd correct incorrect"
+    corpus = [words, labels, "0123456789 :-.,?! abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ",
               "You are a precise assistant. Answer with the answer only. Input: Answer: Task: Reply system user"]
     tk = Tokenizer(models.BPE())
     tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

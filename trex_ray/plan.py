@@ -44,7 +44,7 @@ def _validation_message(e: ValidationError) -> str:
 
 
 class Recipe(Strict):
-    ops: list[OpCall] = Field(description="Ordered data operators; the first must be `load`, one must be `format`.")
+    ops: list[OpCall] = Field(description="Ordered data operators: `load` first, `format` last.")
 
     @field_validator("ops", mode="before")
     @classmethod
@@ -79,8 +79,11 @@ class Recipe(Strict):
         names = [o.op for o in self.ops]
         if not names or names[0] != "load":
             raise ValueError("the first op must be `load`")
-        if names.count("format") != 1:
-            raise ValueError("a recipe needs exactly one `format` op (it defines the prompt used in training and eval)")
+        if names.count("format") != 1 or names[-1] != "format":
+            raise ValueError("a recipe needs exactly one `format` op, as its last op (it defines the prompt used in "
+                             "training and eval)")
+        if names.count("load") != 1:
+            raise ValueError("a recipe has one `load` op; use `mix` to add more sources")
         return self
 
     def typed(self) -> list[tuple[str, Any]]:

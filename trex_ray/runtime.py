@@ -45,8 +45,12 @@ def init_ray(address: str | None, max_concurrent: int) -> None:
         ray.init(address=address, **kwargs)
     else:
         ray.init(num_cpus=max(physical_cores(), 2 * max_concurrent + 1), include_dashboard=False, **kwargs)
+    import logging
+
     import ray.data
 
+    if not verbose:  # Ray Data logs every execution at INFO in the driver
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False

@@ -79,7 +79,8 @@ def search(
     session_start = time.time()
     tree.record.remote({"type": "session_started", "resume": resume})
     rng = random.Random(f"{seed}:{len(ray.get(tree.nodes.remote()))}")  # a resumed run draws a fresh stream
-    task_info = {**task.model_dump(), "train": task.path("train"), "val_rows": task.rows("val")}
+    task_info = {**task.model_dump(), **{s: task.path(s) for s in ("train", "val", "test")},
+                 "val_rows": task.rows("val")}
 
     # 2. the root: the base model's baseline on val and test
     if ray.get(tree.state.remote())["best"] is None:

@@ -61,7 +61,7 @@ def test_analyze_brief(brief):
     assert "appear in val" in risks
     s = brief["start"]
     assert s["learning_rate"] == 2e-3  # 1e8 parameters
-    assert s["batch_size"] == 4 and s["epochs"] == 4.0  # 60 steps * 4 / 43 rows = 5.6 -> capped at 4
+    assert s["batch_size"] == 4 and s["epochs"] == 3.7  # 40 steps * 4 / 43 rows = 3.7 epochs (capped at 4)
     assert s["dedup"] is True
     assert s["max_seq_len"] >= 64 and s["max_seq_len"] & (s["max_seq_len"] - 1) == 0  # a power of two
     assert 8 <= s["max_new_tokens"] <= 512
@@ -203,7 +203,7 @@ def test_combined_warm_start_direction_keeps_warm_start(agent, brief):
     combos = []
     for _ in range(120):
         p = agent.propose(brief, {**ctx, "tried": sorted(tried)}, rng)
-        tried.add(p.signature())
+        tried.add(p.signature(1))
         if p.direction.startswith("warm start from parent + "):
             combos.append(p)
     assert combos, "the combination step was not reached"

@@ -1,8 +1,12 @@
-"""Run a recipe as a Ray Data pipeline and cache the result.
+"""Run a recipe as one lazy Ray Data pipeline and cache the result.
 
-The output is materialised once to parquet under `<cache_root>/datasets/<hash>/`, where the hash covers
-the recipe and its inputs (the train file's path/size/mtime, extra files, the tokenizer); an identical
-recipe in another node or run reuses it. Per-op row counts are recorded in `stats.json` beside it.
+The ops are chained lazily (each followed by a row counter) and executed once, materialised to parquet
+under `<cache_root>/datasets/<hash>/`, where the hash covers the recipe and its inputs (the train file's
+path/size/mtime, extra sources, the eval files used for decontamination, the tokenizer): an identical
+recipe in another node or run reuses it and does no work. Ops that need every row at once (MinHash
+dedup, label balance) put a barrier in the pipeline. Decontamination against val/test is inserted
+before `format` unless the recipe has its own `decontaminate` op. `stats.json` beside the data holds
+per-op rows in/out, drop reasons and length histograms, for the node's result and the Researcher.
 """
 
 from __future__ import annotations
@@ -13,65 +17,117 @@ import os
 import shutil
 import time
 import uuid
+from dataclasses import replace
 
+from trex_ray.aidp.dedup import DecontaminateArgs
 from trex_ray.aidp.ops import OPS, OpContext
 from trex_ray.plan import Recipe
 
+VERSION = 2  # bump when op semantics change, so old cache entries are not reused
+
+
+EXECUTIONS = 0  # pipelines actually run in this process (cache hits do not count)
+
+
+class RecipeError(ValueError):
+    """The recipe ran but its output is unusable (empty or too small); the message says where rows went."""
+
 
 def _file_fingerprint(path: str) -> str:
+    if not os.path.exists(path):
+        return f"{path}:missing"
     st = os.stat(path)
     return f"{os.path.abspath(path)}:{st.st_size}:{int(st.st_mtime)}"
 
 
+def plan_ops(recipe: Recipe) -> list[tuple[str, object]]:
+    ops = recipe.typed()
+    if not any(n == "decontaminate" for n, _ in ops):
+        ops.insert(len(ops) - 1 if ops[-1][0] == "format" else len(ops), ("decontaminate", DecontaminateArgs()))
+    return ops
+
+
 def recipe_hash(recipe: Recipe, ctx: OpContext) -> str:
-    extra = [a.path for n, a in recipe.typed() if n == "load" and getattr(a, "path", None)]
+    files = [a.path for n, a in recipe.typed() if getattr(a, "path", None)]
+    files += [s.path for n, a in recipe.typed() if n == "mix" for s in a.sources if s.path]
     body = {
         "recipe": recipe.model_dump(),
         "train": _file_fingerprint(ctx.train_path),
-        "extra": [_file_fingerprint(p) for p in extra],
+        "files": [_file_fingerprint(p) for p in files],
+        "eval": [_file_fingerprint(p) for p in ctx.eval_paths],
         "fields": [ctx.input_field, ctx.output_field],
-        "tokenizer": ctx.tokenizer_path if any(n == "length_filter" for n, _ in recipe.typed()) else None,
-        "version": 1,
+        "tokenizer": ctx.tokenizer_path if any(getattr(a, "max_tokens", None) for _, a in recipe.typed()) else None,
+        "version": VERSION,
     }
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:20]
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
-def run_recipe(recipe: Recipe, ctx: OpContext, cache_root: str) -> tuple[str, dict]:
-    """(directory of the prepared parquet dataset, stats). Runs only on a cache miss."""
-    import ray.data
+def _histogram(values: list[int], bins: int = 10) -> dict:
+    if not values:
+        return {"edges": [], "counts": []}
+    lo, hi = min(values), max(values)
+    width = max(1, -(-(hi - lo + 1) // bins))
+    counts = [0] * bins
+    for v in values:
+        counts[min(bins - 1, (v - lo) // width)] += 1
+    return {"edges": [lo + i * width for i in range(bins + 1)], "counts": counts}
+
+
+def run_recipe(recipe: Recipe, ctx: OpContext, cache_root: str, min_rows: int = 1) -> tuple[str, dict]:
+    """(directory of the prepared parquet dataset, stats). Does the work only on a cache miss."""
+    import ray
+
+    from trex_ray.aidp.rows import counter, new_stats_actor
 
     key = recipe_hash(recipe, ctx)
     final = os.path.join(cache_root, "datasets", key)
-    stats_path = os.path.join(final, "stats.json")
-    if os.path.exists(stats_path):
-        with open(stats_path) as f:
+    if os.path.exists(os.path.join(final, "stats.json")):
+        with open(os.path.join(final, "stats.json")) as f:
             stats = json.load(f)
+        if stats["rows"] < min_rows:
+            raise RecipeError(_too_few(stats, min_rows))
         return os.path.join(final, "data"), {**stats, "cache_hit": True}
 
+    global EXECUTIONS
+    EXECUTIONS += 1
     t0 = time.time()
+    actor = new_stats_actor()
+    ops = plan_ops(recipe)
     ds = None
-    per_op = []
-    for i, (name, args) in enumerate(recipe.typed()):
-        rows_in = per_op[-1]["rows_out"] if per_op else 0
-        ds = OPS[name].apply(ds, args, ctx).materialize()
-        rows_out = ds.count()
-        per_op.append({"op": name, "position": i, "rows_in": rows_in, "rows_out": rows_out})
-    if ds.count() == 0:
-        raise ValueError("the recipe left no training rows: " + ", ".join(f"{s['op']}->{s['rows_out']}" for s in per_op))
-    tmp = final + f".tmp-{uuid.uuid4().hex[:8]}"
-    ds.write_parquet(os.path.join(tmp, "data"))
-    lengths = ds.map_batches(
-        lambda b: {"n": [len(i) + len(o) for i, o in zip(b["input"], b["output"])]}, batch_format="pandas"
-    ).take_all()
-    chars = sorted(r["n"] for r in lengths)
+    for i, (name, args) in enumerate(ops):
+        ds = OPS[name].apply(ds, args, replace(ctx, index=i, stats=actor))
+        ds = ds.map_batches(counter(actor, i), batch_format="pandas")
+    ds = ds.materialize()  # the one execution of the whole pipeline
+    snap = ray.get(actor.snapshot.remote())
+    ray.kill(actor)
+
+    per_op, rows_in = [], 0
+    for i, (name, _) in enumerate(ops):
+        out = snap["rows_out"].get(i, 0)
+        dropped = dict(snap["dropped"].get(i, {}))
+        if OPS[name].kind == "source":
+            rows_in = out + sum(dropped.values())
+        unexplained = rows_in - out - sum(dropped.values())
+        if unexplained > 0:
+            reason = OPS[name].extra.get("reason", "dropped")
+            dropped[reason] = dropped.get(reason, 0) + unexplained
+        per_op.append({"op": name, "position": i, "rows_in": rows_in, "rows_out": out, "dropped": dropped})
+        rows_in = out
+    lengths = ds.map_batches(lambda b: {"i": [len(x) for x in b["input"]], "o": [len(x) for x in b["output"]]},
+                             batch_format="pandas").take_all()
     stats = {
         "hash": key,
-        "rows": len(chars),
+        "rows": ds.count(),
         "ops": per_op,
-        "chars_p50": chars[len(chars) // 2],
-        "chars_max": chars[-1],
+        "input_chars": _histogram([r["i"] for r in lengths]),
+        "output_chars": _histogram([r["o"] for r in lengths]),
+        "work": snap["work"],
         "seconds": round(time.time() - t0, 2),
     }
+    if stats["rows"] < min_rows:
+        raise RecipeError(_too_few(stats, min_rows))
+    tmp = final + f".tmp-{uuid.uuid4().hex[:8]}"
+    ds.write_parquet(os.path.join(tmp, "data"))
     with open(os.path.join(tmp, "stats.json"), "w") as f:
         json.dump(stats, f, indent=1)
     os.makedirs(os.path.dirname(final), exist_ok=True)
@@ -80,3 +136,13 @@ def run_recipe(recipe: Recipe, ctx: OpContext, cache_root: str) -> tuple[str, di
     except OSError:  # another trial won the race with the same recipe: keep theirs
         shutil.rmtree(tmp, ignore_errors=True)
     return os.path.join(final, "data"), {**stats, "cache_hit": False}
+
+
+def _too_few(stats: dict, min_rows: int) -> str:
+    steps = []
+    for s in stats["ops"]:
+        top = sorted(s["dropped"].items(), key=lambda kv: -kv[1])[:2]
+        why = f" (dropped {', '.join(f'{n} {r}' for r, n in top)})" if top else ""
+        steps.append(f"{s['op']} -> {s['rows_out']}{why}")
+    return (f"the recipe left {stats['rows']} rows, fewer than the {min_rows} needed: " + "; ".join(steps)
+            + ". Loosen the filter that drops the most rows or add data.")

@@ -22,6 +22,9 @@ from trex_ray.plan import Plan
 from trex_ray.results import NodeResult
 
 
+MIN_TRAIN_ROWS = 8  # fewer prepared rows than this is a failed data stage, not a fine-tune
+
+
 @ray.remote(num_cpus=1)
 def evaluate_task(evaluator: str, model_path: str, adapter: str | None, rows: list[dict], template: str,
                   system: str | None, metric: str, labels: list[str] | None, eval_cfg: dict,
@@ -65,8 +68,9 @@ def run_trial(*, node_id: int, plan: dict, parent_adapter: str | None, task: dic
     try:
         _log(node_dir, f"data: {p.recipe.to_yaml_list()}")
         ctx = OpContext(train_path=task["train"], input_field=task["input_field"],
-                        output_field=task["output_field"], tokenizer_path=model_path)
-        data_dir, data_stats = run_recipe(p.recipe, ctx, cache_root)
+                        output_field=task["output_field"], tokenizer_path=model_path,
+                        eval_paths=(task["val"], task["test"]))
+        data_dir, data_stats = run_recipe(p.recipe, ctx, cache_root, min_rows=MIN_TRAIN_ROWS)
         _log(node_dir, f"data: {data_stats['rows']} rows (cache hit: {data_stats['cache_hit']})")
 
         stage = "train"

@@ -220,13 +220,14 @@ class HeuristicResearcher:
             why = "a smaller adapter generalises better on little data"
         elif name == "cleaner data":
             names = [next(iter(o)) for o in ops]
-            if "dedup_exact" in names and "length_filter" in names:
+            if "dedup_minhash" in names and "length_filter" in names:
                 return None
-            if "dedup_exact" not in names:
-                ops.insert(1, {"dedup_exact": {}})
+            if "dedup_minhash" not in names:
+                ops = [o for o in ops if next(iter(o)) != "dedup_exact"]
+                ops.insert(1, {"dedup_minhash": {"threshold": 0.85}})
             if "length_filter" not in names:
                 ops.insert(1, {"length_filter": {"min_chars": 1, "max_tokens": t.max_seq_len}})
-            why = "drop duplicates and rows the sequence limit would cut"
+            why = "drop near-duplicates and rows the sequence limit would cut"
             return self._plan(base, name, why, ops, {})
         elif name == "more data":
             names = [next(iter(o)) for o in ops]

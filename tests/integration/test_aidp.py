@@ -1,0 +1,144 @@
+"""AIDP on real Ray Data: every registered op through the same contract, MinHash dedup, decontamination,
+bad rows, the cache, and the too-few-rows error."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from tests.conftest import write_jsonl
+from trex_ray.aidp import pipeline
+from trex_ray.aidp.ops import OPS, OpContext
+from trex_ray.plan import parse_recipe
+
+pytestmark = pytest.mark.integration
+
+# minimal valid arguments for ops whose arguments have no defaults
+ARGS = {
+    "regex_filter": {"pattern": "^skip"},
+    "script_filter": {"scripts": ["LATIN"]},
+    "sample": {"n": 20},
+    "stratified_sample": {"fraction": 0.5},
+    "mix": {"sources": [{"path": "EXTRA"}], "total": 30},
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_local():
+    from trex_ray.runtime import init_ray
+
+    init_ray(None, 1)
+    yield
+
+
+@pytest.fixture
+def data(tmp_path):
+    rows = [{"q": f"what is {i} plus {i}", "a": "even" if i % 3 else "odd"} for i in range(40)]
+    rows += [{"q": "what is 1 plus 1 ", "a": "even"}, {"q": "WHAT is 1 plus 1", "a": "even"}]  # exact dups
+    rows += [{"q": "skip this row", "a": "x"}, {"q": "это кириллица текст", "a": "y"}]
+    train = write_jsonl(tmp_path / "train.jsonl", rows)
+    val = write_jsonl(tmp_path / "val.jsonl", [{"q": "what is 5 plus 5", "a": "odd"}])
+    test = write_jsonl(tmp_path / "test.jsonl", [{"q": "what is 7 plus 7", "a": "odd"}])
+    extra = write_jsonl(tmp_path / "extra.jsonl", [{"q": f"extra question {i}", "a": "odd"} for i in range(30)])
+    ctx = OpContext(train_path=train, input_field="q", output_field="a", eval_paths=(val, test))
+    return ctx, extra, tmp_path
+
+
+def _recipe(name, extra):
+    args = json.loads(json.dumps(ARGS.get(name, {})).replace("EXTRA", extra))
+    ops = [{"load": {}}] + ([] if name in ("load", "format") else [{name: args}]) + [{"format": {"system": "s"}}]
+    return parse_recipe(ops)
+
+
+@pytest.mark.parametrize("name", sorted(OPS))
+def test_every_op_keeps_the_contract(name, data):
+    ctx, extra, tmp = data
+    recipe = _recipe(name, extra)
+    out1, stats1 = pipeline.run_recipe(recipe, ctx, str(tmp / "cache1"))
+    import pandas as pd
+
+    df1 = pd.read_parquet(out1).sort_values(["input", "output"]).reset_index(drop=True)
+    assert {"input", "output", "system", "user"} <= set(df1.columns)  # schema out
+    assert stats1["rows"] == len(df1) > 0
+    assert [s["op"] for s in stats1["ops"]][0] == "load" and stats1["ops"][-1]["op"] == "format"
+    for s in stats1["ops"]:  # every op accounts for its rows
+        assert s["rows_in"] >= 0 and s["rows_out"] >= 0
+        if s["op"] != "mix":
+            assert s["rows_in"] - s["rows_out"] == sum(s["dropped"].values()), s
+    assert stats1["input_chars"]["counts"] and sum(stats1["input_chars"]["counts"]) == len(df1)
+
+
+def test_randomised_ops_are_deterministic_given_their_seed(data):
+    ctx, extra, tmp = data
+    recipe = parse_recipe([{"load": {}}, {"mix": {"sources": [{"path": extra}], "total": 40, "seed": 3}},
+                           {"dedup_minhash": {}}, {"label_balance": {"seed": 1}}, {"stratified_sample": {"fraction": 0.7}},
+                           {"sample": {"n": 15, "seed": 2}}, {"format": {}}])
+    import pandas as pd
+
+    frames = []
+    for cache in ("a", "b"):
+        out, _ = pipeline.run_recipe(recipe, ctx, str(tmp / cache))
+        frames.append(pd.read_parquet(out).sort_values(["input", "output"]).reset_index(drop=True))
+    assert len(frames[0]) > 0 and frames[0].equals(frames[1])
+
+
+def test_decontamination_is_on_by_default_and_reported(data):
+    ctx, extra, tmp = data
+    out, stats = pipeline.run_recipe(_recipe("load", extra), ctx, str(tmp / "c"))
+    import pandas as pd
+
+    inputs = set(pd.read_parquet(out)["input"])
+    assert "what is 5 plus 5" not in inputs and "what is 7 plus 7" not in inputs  # val and test inputs
+    dec = next(s for s in stats["ops"] if s["op"] == "decontaminate")
+    assert dec["dropped"].get("exact duplicate of a val/test input") == 2
+    assert "what is 15 plus 15" in inputs  # similar words, different content: kept
+
+
+def test_minhash_dedup_drops_constructed_near_duplicates(tmp_path):
+    base = "the quick brown fox jumps over the lazy dog near the quiet river bank today"
+    rows = [{"q": base, "a": "1"}, {"q": base + " again", "a": "2"}, {"q": base.replace("today", "tonight"), "a": "3"},
+            {"q": "a completely different sentence about ray data pipelines and caching", "a": "4"}]
+    train = write_jsonl(tmp_path / "t.jsonl", rows)
+    ctx = OpContext(train_path=train, input_field="q", output_field="a")
+    recipe = parse_recipe([{"load": {}}, {"dedup_minhash": {"threshold": 0.7}}, {"format": {}}])
+    out, stats = pipeline.run_recipe(recipe, ctx, str(tmp_path / "c"))
+    import pandas as pd
+
+    df = pd.read_parquet(out)
+    assert len(df) == 2
+    assert df["input"].str.contains("different sentence").any()
+    mh = next(s for s in stats["ops"] if s["op"] == "dedup_minhash")
+    assert mh["dropped"] == {"near duplicate": 2}
+
+
+def test_bad_rows_are_dropped_with_reasons(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(b'{"q": "good one", "a": "1"}\n{"q": "bad \xff\xfe", "a": "2"}\nnot json\n[1, 2]\n'
+                     b'{"q": "no answer"}\n{"q": "good two", "a": "3"}\n')
+    ctx = OpContext(train_path=str(path), input_field="q", output_field="a")
+    out, stats = pipeline.run_recipe(parse_recipe([{"load": {}}, {"format": {}}]), ctx, str(tmp_path / "c"))
+    load = stats["ops"][0]
+    assert load["rows_out"] == 2 and load["rows_in"] == 6
+    assert load["dropped"] == {"bad encoding (not UTF-8)": 1, "bad JSON": 1, "not a JSON object": 1,
+                               "missing field 'a'": 1}
+
+
+def test_cache_hit_does_no_work(data):
+    ctx, extra, tmp = data
+    recipe = _recipe("dedup_exact", extra)
+    out1, s1 = pipeline.run_recipe(recipe, ctx, str(tmp / "shared"))
+    mtime = os.path.getmtime(out1)
+    runs_before = pipeline.EXECUTIONS
+    out2, s2 = pipeline.run_recipe(recipe, ctx, str(tmp / "shared"))
+    assert pipeline.EXECUTIONS == runs_before  # the second run executed nothing
+    assert s2["cache_hit"] and not s1["cache_hit"] and out1 == out2 and os.path.getmtime(out2) == mtime
+    assert s2["ops"] == s1["ops"]
+
+
+def test_too_few_rows_fails_early_with_a_message(data):
+    ctx, extra, tmp = data
+    recipe = parse_recipe([{"load": {}}, {"length_filter": {"max_chars": 5}}, {"format": {}}])
+    with pytest.raises(pipeline.RecipeError, match=r"length_filter -> 0 \(dropped \d+ longer than 5 chars\)"):
+        pipeline.run_recipe(recipe, ctx, str(tmp / "c"), min_rows=8)
