@@ -139,8 +139,8 @@ def search(
             timeout = max(0.0, budget.wall_clock_s - spent().wall_clock_s)
         done, _ = ray.wait(list(in_flight), num_returns=1, timeout=timeout)
         if not done:  # out of wall-clock: stop the trials in flight, keep everything finished
+            _stop_trials(list(in_flight))
             for ref, (nid, _) in in_flight.items():
-                ray.cancel(ref, force=True, recursive=True)
                 ray.get(tree.record.remote({"type": "node_cancelled", "id": nid, "reason": "wall_clock_s"}))
             in_flight.clear()
             stop_reason = "wall_clock_s"
@@ -171,6 +171,19 @@ def search(
     result.save()
     show.done(result)
     return result
+
+
+def _stop_trials(refs: list, grace_s: float = 60.0) -> None:
+    """Cancel running trials gracefully first: the interrupt reaches Ray Train's SIGINT handler, which
+    aborts the run and releases its placement group. A force-kill alone leaves the group (and its CPUs)
+    held, and later trials starve. Whatever has not stopped after the grace period is killed."""
+    import ray
+
+    for ref in refs:
+        ray.cancel(ref, force=False, recursive=True)
+    _, left = ray.wait(refs, num_returns=len(refs), timeout=grace_s)
+    for ref in left:
+        ray.cancel(ref, force=True, recursive=True)
 
 
 def _evaluate_baseline(tree, task: Task, task_info: dict, model_path: str, run_dir: str, evaluator: str,

@@ -25,6 +25,15 @@ def test_wall_clock_budget_stops_cleanly_and_resume_reruns_cancelled(majority_ta
     cancelled = {e["id"] for e in events if e["type"] == "node_cancelled"}
     assert cancelled, "the trials in flight at the deadline are cancelled"
     assert events[-1]["type"] == "run_finished"
+    # the cancelled trials released their resources (Ray Train placement groups included)
+    import time
+
+    import ray
+
+    deadline = time.time() + 60
+    while ray.available_resources().get("CPU", 0) < ray.cluster_resources()["CPU"] and time.time() < deadline:
+        time.sleep(1)
+    assert ray.available_resources().get("CPU", 0) == ray.cluster_resources()["CPU"]
     launched = len([e for e in events if e["type"] == "node_added"]) - 1
 
     again = trex_ray.search(majority_task, base_model="tiny-random", budget=trex_ray.Budget(trials=launched + 1),
