@@ -41,8 +41,8 @@ def _overrides(args: argparse.Namespace) -> dict:
 def _run(cfg) -> int:
     from trex_ray.search import search
 
-    result = search(cfg.task(), **cfg.search_kwargs())
-    return 0 if result.best is not None else 1
+    search(cfg.task(), **cfg.search_kwargs())
+    return 0
 
 
 def cmd_run(args) -> int:
@@ -84,8 +84,8 @@ def cmd_resume(args) -> int:
     data["storage"] = os.path.dirname(os.path.abspath(run_dir))
     data["run_name"] = os.path.basename(os.path.abspath(run_dir))
     cfg = build(data)
-    result = search(cfg.task(), resume=True, **cfg.search_kwargs())
-    return 0 if result.best is not None else 1
+    search(cfg.task(), resume=True, **cfg.search_kwargs())
+    return 0
 
 
 def cmd_show(args) -> int:

@@ -60,9 +60,6 @@ class TreeCore:
             "accelerator_s": sum((n.result or {}).get("accelerator_s", 0.0) for n in t.nodes.values()),
         }
 
-    def rng_seed(self) -> int:
-        return self.rng.randrange(2**31)
-
     def close(self) -> None:
         self.journal.close()
 

@@ -142,3 +142,25 @@ def test_too_few_rows_fails_early_with_a_message(data):
     recipe = parse_recipe([{"load": {}}, {"length_filter": {"max_chars": 5}}, {"format": {}}])
     with pytest.raises(pipeline.RecipeError, match=r"length_filter -> 0 \(dropped \d+ longer than 5 chars\)"):
         pipeline.run_recipe(recipe, ctx, str(tmp / "c"), min_rows=8)
+
+
+def test_data_run_cli_prints_per_op_counts_and_writes_outputs(data, capsys):
+    from trex_ray.cli import main
+
+    ctx, extra, tmp = data
+    recipe = tmp / "recipe.yaml"
+    recipe.write_text(f"train: {ctx.train_path}\nval: {ctx.eval_paths[0]}\ninput_field: q\noutput_field: a\n"
+                      "ops:\n  - load: {}\n  - regex_filter: {pattern: '^skip'}\n  - sample: {fraction: 0.5}\n"
+                      "  - format: {}\n")
+    out = tmp / "out"
+    assert main(["data", "run", str(recipe), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "regex_filter" in printed and "1 matches /^skip/" in printed and "decontaminate" in printed
+    stats = json.loads((out / "stats.json").read_text())
+    lines = (out / "data.jsonl").read_text().splitlines()
+    assert len(lines) == stats["rows"] == stats["ops"][-1]["rows_out"] > 0
+    assert (out / "data").is_dir()
+    # a bad op is a one-line error naming the op position and field, exit code 2
+    recipe.write_text(f"train: {ctx.train_path}\nops:\n  - load: {{}}\n  - sample: {{n: lots}}\n  - format: {{}}\n")
+    assert main(["data", "run", str(recipe), "--out", str(out)]) == 2
+    assert "ops[1] (sample): n:" in capsys.readouterr().err

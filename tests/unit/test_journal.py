@@ -90,14 +90,14 @@ def test_reopen_replays_the_same_tree(jpath):
 def test_rng_reproducible_and_fresh_after_resume(jpath, tmp_path):
     a = TreeCore(jpath, seed=5)
     b = TreeCore(str(tmp_path / "other" / "journal.jsonl"), seed=5)
-    assert [a.rng_seed() for _ in range(5)] == [b.rng_seed() for _ in range(5)]
+    assert [a.rng.random() for _ in range(5)] == [b.rng.random() for _ in range(5)]
     a.add_node(None, None, None)
     a.close()
     resumed = TreeCore(jpath, seed=5)  # one node in the tree: a different, still reproducible stream
     again = TreeCore(jpath, seed=5)
-    s1 = [resumed.rng_seed() for _ in range(5)]
-    assert s1 == [again.rng_seed() for _ in range(5)]
-    assert s1 != [TreeCore(str(tmp_path / "x" / "journal.jsonl"), seed=5).rng_seed() for _ in range(5)]
+    s1 = [resumed.rng.random() for _ in range(5)]
+    assert s1 == [again.rng.random() for _ in range(5)]
+    assert s1 != [TreeCore(str(tmp_path / "x" / "journal.jsonl"), seed=5).rng.random() for _ in range(5)]
 
 
 def test_torn_last_line_ignored_on_read_and_repaired_before_append(jpath):

@@ -42,8 +42,8 @@ def _file_fingerprint(path: str) -> str:
 
 def plan_ops(recipe: Recipe) -> list[tuple[str, object]]:
     ops = recipe.typed()
-    if not any(n == "decontaminate" for n, _ in ops):
-        ops.insert(len(ops) - 1 if ops[-1][0] == "format" else len(ops), ("decontaminate", DecontaminateArgs()))
+    if not any(n == "decontaminate" for n, _ in ops):  # just before `format`, which is always last
+        ops.insert(len(ops) - 1, ("decontaminate", DecontaminateArgs()))
     return ops
 
 

@@ -83,7 +83,7 @@ def map_rows(ds, stats, index: int, fn: Callable[[dict], dict[str, Any]], op: st
         record(stats, index, dropped=dropped, work={f"{op}:rows": len(batch)})
         import pandas as pd
 
-        return pd.DataFrame(out, columns=list(batch.columns) + [c for c in (out[0] if out else {}) if c not in batch.columns])
+        return pd.DataFrame(out) if out else batch.iloc[0:0]
 
     return ds.map_batches(apply, batch_format="pandas")
 

@@ -29,6 +29,7 @@ def sample(ds, a: SampleArgs, ctx: OpContext):
     ds = ds.random_shuffle(seed=a.seed)
     if a.n is not None:
         return ds.limit(a.n)
+    ds = ds.materialize()  # counted and then cut: run the upstream ops once, not twice
     return ds.limit(max(1, int(round(ds.count() * a.fraction))))
 
 
@@ -59,6 +60,7 @@ class LabelBalanceArgs(OpArgs):
 def label_balance(ds, a: LabelBalanceArgs, ctx: OpContext):
     cap = a.max_per_label
     if cap is None:
+        ds = ds.materialize()  # counted and then grouped: run the upstream ops once, not twice
         counts = ds.groupby("output", num_partitions=SHUFFLE_PARTITIONS).count().take_all()
         cap = min(r["count()"] for r in counts) if counts else 1
     return _per_group(ds, a.seed, lambda g, s: g.sample(n=min(len(g), cap), random_state=s))
