@@ -10,6 +10,30 @@ from __future__ import annotations
 import os
 
 
+_OWNS_CLUSTER = False  # True when this process started its own local Ray
+
+
+def release_orphan_placement_groups() -> int:
+    """Remove the placement groups left behind by trials that were killed; returns how many.
+
+    Ray Train's own cleaner needs the dashboard's state API, which a local cluster started here does not
+    run, so a killed trial can keep its training CPUs reserved and starve later trials. Only on a
+    cluster this process started itself, and only when no trial is running (the caller's promise), is
+    every remaining group an orphan; on a shared cluster nothing is touched.
+    """
+    if not _OWNS_CLUSTER:
+        return 0
+    import ray
+    from ray.util.placement_group import PlacementGroup, remove_placement_group
+
+    n = 0
+    for pg_id, info in ray.util.placement_group_table().items():
+        if info.get("state") in ("CREATED", "PENDING", "RESCHEDULING"):
+            remove_placement_group(PlacementGroup(ray._raylet.PlacementGroupID(bytes.fromhex(pg_id))))
+            n += 1
+    return n
+
+
 def physical_cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -36,6 +60,7 @@ def init_ray(address: str | None, max_concurrent: int) -> None:
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
     os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
     os.environ.setdefault("RAY_worker_maximum_startup_concurrency", "8")
+    global _OWNS_CLUSTER
     if ray.is_initialized():
         return
     verbose = bool(os.environ.get("TREX_RAY_VERBOSE"))
@@ -45,6 +70,7 @@ def init_ray(address: str | None, max_concurrent: int) -> None:
         ray.init(address=address, **kwargs)
     else:
         ray.init(num_cpus=max(physical_cores(), 2 * max_concurrent + 1), include_dashboard=False, **kwargs)
+        _OWNS_CLUSTER = True
     import logging
 
     import ray.data

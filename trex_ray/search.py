@@ -175,8 +175,9 @@ def search(
 
 def _stop_trials(refs: list, grace_s: float = 60.0) -> None:
     """Cancel running trials gracefully first: the interrupt reaches Ray Train's SIGINT handler, which
-    aborts the run and releases its placement group. A force-kill alone leaves the group (and its CPUs)
-    held, and later trials starve. Whatever has not stopped after the grace period is killed."""
+    aborts the run and releases its placement group. Whatever has not stopped after the grace period is
+    killed. A killed (or interrupted too early) trial can leave its group, and its CPUs, held, so later
+    trials would starve: on our own local cluster the orphans are removed."""
     import ray
 
     for ref in refs:
@@ -184,6 +185,11 @@ def _stop_trials(refs: list, grace_s: float = 60.0) -> None:
     _, left = ray.wait(refs, num_returns=len(refs), timeout=grace_s)
     for ref in left:
         ray.cancel(ref, force=True, recursive=True)
+    if left:
+        ray.wait(left, num_returns=len(left), timeout=30)
+    from trex_ray.runtime import release_orphan_placement_groups
+
+    release_orphan_placement_groups()  # every trial has stopped: what is left holds CPUs for nobody
 
 
 def _evaluate_baseline(tree, task: Task, task_info: dict, model_path: str, run_dir: str, evaluator: str,
