@@ -115,7 +115,6 @@ def cmd_show(args) -> int:
 def cmd_data_run(args) -> int:
     """Run a recipe file by hand: prints per-op row counts, writes parquet + JSONL + stats.json to --out."""
     import json
-    import shutil
 
     from trex_ray.aidp.ops import OpContext
     from trex_ray.config import load_yaml
@@ -139,9 +138,16 @@ def cmd_data_run(args) -> int:
     from trex_ray.runtime import init_ray
 
     init_ray(None, 1)
+    from trex_ray.llm import LLMSpec
+
+    try:
+        llm = LLMSpec.model_validate(data.get("llm") or {})
+    except Exception as e:  # noqa: BLE001 - pydantic's message names the field
+        raise ConfigError("llm", str(e).splitlines()[-1].strip(), f"fields: {', '.join(LLMSpec.model_fields)}") from None
     ctx = OpContext(train_path=paths["train"], input_field=data.get("input_field", "input"),
                     output_field=data.get("output_field", "output"),
-                    eval_paths=tuple(paths[k] for k in ("val", "test") if k in paths))
+                    eval_paths=tuple(paths[k] for k in ("val", "test") if k in paths), goal=str(data.get("goal", "")),
+                    llm=llm.model_dump())
     try:
         out_dir, stats = run_recipe(recipe, ctx, os.path.join(args.out, ".cache"))
     except RecipeError as e:
@@ -150,16 +156,15 @@ def cmd_data_run(args) -> int:
     for st in stats["ops"]:
         why = ", ".join(f"{n} {r}" for r, n in sorted(st["dropped"].items(), key=lambda kv: -kv[1]))
         print(f"{st['position']:>2}  {st['op']:<18} {st['rows_in']:>8} {st['rows_out']:>8}  {why}")
-    shutil.rmtree(os.path.join(args.out, "data"), ignore_errors=True)
-    shutil.copytree(out_dir, os.path.join(args.out, "data"))
-    import pandas as pd
+    from trex_ray.aidp.export import export
 
-    pd.read_parquet(out_dir).to_json(os.path.join(args.out, "data.jsonl"), orient="records", lines=True,
-                                     force_ascii=False)
+    written = [export(out_dir, os.path.join(args.out, "data"), "parquet") + " (parquet)",
+               export(out_dir, os.path.join(args.out, "data.jsonl"), "jsonl")]
+    if args.hf:
+        written.append(export(out_dir, os.path.join(args.out, "hf"), "hf") + " (datasets.load_from_disk)")
     with open(os.path.join(args.out, "stats.json"), "w") as f:
         json.dump(stats, f, indent=1)
-    print(f"{stats['rows']} rows -> {args.out}/data (parquet), {args.out}/data.jsonl"
-          + (" (cached)" if stats["cache_hit"] else ""))
+    print(f"{stats['rows']} rows -> " + ", ".join(written) + (" (cached)" if stats["cache_hit"] else ""))
     return 0
 
 
@@ -182,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     p = dsub.add_parser("run", help="run a recipe YAML by hand and print per-op row counts")
     p.add_argument("recipe")
     p.add_argument("--out", required=True, help="output folder (parquet, JSONL, stats.json)")
+    p.add_argument("--hf", action="store_true", help="also write an HF datasets folder (prompt/completion chat)")
     for key in ("train", "val", "test", "input_field", "output_field"):
         p.add_argument(f"--{key}", default=None)
     p.set_defaults(fn=cmd_data_run)

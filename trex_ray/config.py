@@ -44,6 +44,8 @@ class RunConfig(BaseModel):
     seed: int = Field(0, description="Search seed.")
     evaluator: str = Field("transformers", description="Evaluation backend.")
     address: str | None = Field(None, description="Ray cluster address (default: local Ray or RAY_ADDRESS).")
+    data_llm: dict | None = Field(None, description="LLM of generating/judging data ops, e.g. {model: smollm2-135m} "
+                                  "(default: the base model, run locally).")
 
     def task(self):
         from trex_ray.task import Task
@@ -67,7 +69,7 @@ class RunConfig(BaseModel):
     def search_kwargs(self) -> dict[str, Any]:
         return dict(base_model=self.base_model, budget=self.budget(), researcher=self.researcher, policy=self.policy,
                     max_concurrent=self.max_concurrent, storage=self.storage, run_name=self.run_name, seed=self.seed,
-                    evaluator=self.evaluator, address=self.address)
+                    evaluator=self.evaluator, address=self.address, data_llm=self.data_llm)
 
 
 def load_yaml(path: str) -> dict:

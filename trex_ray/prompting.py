@@ -19,7 +19,12 @@ def messages(user: str, system: str | None) -> list[dict]:
 
 def render(tokenizer, user: str, system: str | None) -> str:
     """The prompt text up to where the model's answer starts."""
-    msgs = messages(user, system)
+    return render_messages(tokenizer, messages(user, system))
+
+
+def render_messages(tokenizer, msgs: list[dict]) -> str:
+    """Any conversation, up to where the model's next turn starts."""
     if getattr(tokenizer, "chat_template", None):
         return tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
-    return f"System: {msgs[0]['content']}\nUser: {user}\nAssistant: "
+    lines = [f"{m['role'].capitalize()}: {m['content']}" for m in msgs]
+    return "\n".join(lines) + "\nAssistant: "

@@ -29,6 +29,7 @@ from trex_ray.prompting import task_system
 from trex_ray.researcher import make_researcher
 from trex_ray.results import SearchResult
 from trex_ray.task import Task
+from trex_ray.llm.base import LLMSpec
 
 EVAL_DEFAULTS = {"max_new_tokens": 32, "batch_size": 32, "num_bad_cases": 20}
 
@@ -48,6 +49,7 @@ def search(
     evaluator: str = "transformers",
     address: str | None = None,
     use_gpu: bool | None = None,
+    data_llm: LLMSpec | dict | None = None,
     progress: bool = True,
 ) -> SearchResult:
     # 1. everything a user can get wrong is checked before any folder is touched
@@ -58,8 +60,9 @@ def search(
     agent = make_researcher(researcher)
     if not isinstance(max_concurrent, int) or max_concurrent < 1:
         raise ConfigError("max_concurrent", f"must be a positive integer, got {max_concurrent!r}", "e.g. 2")
+    data_llm = _data_llm(data_llm, base_model)
     settings = dict(base_model=base_model, researcher=researcher, policy=policy, max_concurrent=max_concurrent,
-                    seed=seed, evaluator=evaluator, budget=budget.model_dump())
+                    seed=seed, evaluator=evaluator, budget=budget.model_dump(), data_llm=data_llm)
     run_dir = runs.open_run_dir(storage, task, run_name, resume, settings)
 
     import ray
@@ -107,7 +110,7 @@ def search(
         ref = run_trial.remote(
             node_id=nid, plan=plan, parent_adapter=(parent["result"] or {}).get("artifacts", {}).get("adapter"),
             task=task_info, model_path=model_path, run_dir=run_dir, cache_root=runs.cache_root(storage),
-            baseline_score=root["score"], evaluator=evaluator, threads=threads, use_gpu=use_gpu,
+            baseline_score=root["score"], evaluator=evaluator, threads=threads, use_gpu=use_gpu, data_llm=data_llm,
         )
         in_flight[ref] = (nid, parent_id)
         show.launched(nid, parent_id, plan)
@@ -171,6 +174,22 @@ def search(
     result.save()
     show.done(result)
     return result
+
+
+def _data_llm(spec: LLMSpec | dict | None, base_model: str) -> dict:
+    """The LLM of data ops that generate or judge (plain data for the trials): by default the base model,
+    run locally."""
+    from pydantic import ValidationError
+
+    if spec is None:
+        return LLMSpec(model=base_model).model_dump()
+    try:
+        return LLMSpec.model_validate(spec).model_dump()
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(x) for x in err["loc"])
+        raise ConfigError(f"data_llm.{where}" if where else "data_llm", err["msg"],
+                          f"fields: {', '.join(LLMSpec.model_fields)}") from None
 
 
 def _stop_trials(refs: list, grace_s: float = 60.0) -> None:

@@ -22,6 +22,10 @@ ARGS = {
     "sample": {"n": 20},
     "stratified_sample": {"fraction": 0.5},
     "mix": {"sources": [{"path": "EXTRA"}], "total": 30},
+    "diversity_select": {"n": 10},
+    "synthesize": {"n": 4, "max_new_tokens": 16},
+    "rewrite": {"fraction": 0.5, "max_new_tokens": 8},
+    "llm_judge": {"max_new_tokens": 2},
 }
 
 
@@ -42,7 +46,9 @@ def data(tmp_path):
     val = write_jsonl(tmp_path / "val.jsonl", [{"q": "what is 5 plus 5", "a": "odd"}])
     test = write_jsonl(tmp_path / "test.jsonl", [{"q": "what is 7 plus 7", "a": "odd"}])
     extra = write_jsonl(tmp_path / "extra.jsonl", [{"q": f"extra question {i}", "a": "odd"} for i in range(30)])
-    ctx = OpContext(train_path=train, input_field="q", output_field="a", eval_paths=(val, test))
+    # LLM ops run on the tiny random model here (plumbing); tests/integration/test_aidp_models.py uses SmolLM2
+    ctx = OpContext(train_path=train, input_field="q", output_field="a", eval_paths=(val, test),
+                    llm={"model": "tiny-random"}, threads=1)
     return ctx, extra, tmp_path
 
 
@@ -65,7 +71,10 @@ def test_every_op_keeps_the_contract(name, data):
     assert [s["op"] for s in stats1["ops"]][0] == "load" and stats1["ops"][-1]["op"] == "format"
     for s in stats1["ops"]:  # every op accounts for its rows
         assert s["rows_in"] >= 0 and s["rows_out"] >= 0
-        if s["op"] != "mix":
+        if OPS[s["op"]].kind == "generate":  # rows added = generations that were usable
+            added = stats1["work"].get("synthesize:generated", stats1["work"].get("rewrite:rewritten", 0))
+            assert s["rows_out"] - s["rows_in"] == added, s
+        elif s["op"] != "mix":
             assert s["rows_in"] - s["rows_out"] == sum(s["dropped"].values()), s
     assert stats1["input_chars"]["counts"] and sum(stats1["input_chars"]["counts"]) == len(df1)
 
@@ -153,13 +162,16 @@ def test_data_run_cli_prints_per_op_counts_and_writes_outputs(data, capsys):
                       "ops:\n  - load: {}\n  - regex_filter: {pattern: '^skip'}\n  - sample: {fraction: 0.5}\n"
                       "  - format: {}\n")
     out = tmp / "out"
-    assert main(["data", "run", str(recipe), "--out", str(out)]) == 0
+    assert main(["data", "run", str(recipe), "--out", str(out), "--hf"]) == 0
     printed = capsys.readouterr().out
     assert "regex_filter" in printed and "1 matches /^skip/" in printed and "decontaminate" in printed
     stats = json.loads((out / "stats.json").read_text())
     lines = (out / "data.jsonl").read_text().splitlines()
     assert len(lines) == stats["rows"] == stats["ops"][-1]["rows_out"] > 0
     assert (out / "data").is_dir()
+    import datasets
+
+    assert len(datasets.load_from_disk(str(out / "hf"))) == stats["rows"]
     # a bad op is a one-line error naming the op position and field, exit code 2
     recipe.write_text(f"train: {ctx.train_path}\nops:\n  - load: {{}}\n  - sample: {{n: lots}}\n  - format: {{}}\n")
     assert main(["data", "run", str(recipe), "--out", str(out)]) == 2

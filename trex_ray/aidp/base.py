@@ -31,6 +31,10 @@ class OpContext:
     index: int = 0
     stats: Any = None
     seed: int = 0
+    goal: str = ""  # the task's goal, for ops that prompt an LLM
+    llm: Any = None  # an LLMSpec for LLM ops; None means the packaged local model
+    threads: int | None = None  # torch threads of model-running actors (None: torch's default)
+    use_gpu: bool = False  # run LLM and embedding actors on GPUs
 
 
 @dataclass(frozen=True)
@@ -39,7 +43,7 @@ class Op:
     args: type[OpArgs]
     description: str
     apply: Callable[[Any, Any, OpContext], Any]
-    kind: str = "transform"  # source | transform | filter | dedup | select
+    kind: str = "transform"  # source | transform | filter | dedup | select | generate
     needs_llm: bool = False
     needs_embedding: bool = False
     needs_gpu: bool = False

@@ -4,14 +4,17 @@ Each op has typed arguments (a pydantic model with field descriptions: the catal
 with), a kind, what it needs (an LLM, an embedding model, a GPU), and an `apply(ds, args, ctx)` that
 maps a Ray Data dataset to a new one. Rows carry `input` and `output` (renamed from the source's
 fields by `load`); `format`, always the last op, adds `system` and `user` (the rendered prompt).
-Implementations live in sources.py, filters.py, dedup.py and select.py; nothing here imports Ray.
+Implementations live in sources.py, filters.py, dedup.py, semantic.py (embeddings), select.py and
+llm_ops.py (ops that prompt an LLM); nothing here imports Ray.
 """
 
 from __future__ import annotations
 
-from trex_ray.aidp import dedup, filters, select, sources
+from trex_ray.aidp import dedup, filters, llm_ops, select, semantic, sources
 from trex_ray.aidp.base import Op, OpArgs, OpContext
 from trex_ray.aidp.dedup import DecontaminateArgs, DedupExactArgs, DedupMinhashArgs
+from trex_ray.aidp.llm_ops import LLMJudgeArgs, RewriteArgs, SynthesizeArgs
+from trex_ray.aidp.semantic import DedupSemanticArgs, DiversitySelectArgs
 from trex_ray.aidp.filters import FormatArgs, LengthFilterArgs, RegexFilterArgs, ScriptFilterArgs
 from trex_ray.aidp.select import LabelBalanceArgs, MixArgs, SampleArgs, StratifiedSampleArgs
 from trex_ray.aidp.sources import LoadArgs
@@ -33,6 +36,9 @@ OPS: dict[str, Op] = {
            dedup.dedup_exact, kind="dedup", extra={"reason": "exact duplicate"}),
         Op("dedup_minhash", DedupMinhashArgs, "Drop near-duplicates found by MinHash LSH (datasketch).",
            dedup.dedup_minhash, kind="dedup", extra={"reason": "exact duplicate"}),
+        Op("dedup_semantic", DedupSemanticArgs,
+           "Drop rows whose embedding (all-MiniLM-L6-v2) is within a cosine threshold of an earlier row: paraphrases.",
+           semantic.dedup_semantic, kind="dedup", needs_embedding=True, extra={"reason": "exact duplicate"}),
         Op("decontaminate", DecontaminateArgs,
            "Drop training rows that duplicate or nearly duplicate a val/test input (on by default).",
            dedup.decontaminate, kind="dedup"),
@@ -44,6 +50,18 @@ OPS: dict[str, Op] = {
            select.label_balance, kind="select", extra={"reason": "over the label cap"}),
         Op("mix", MixArgs, "Weighted mixture of the current rows with other sources, to a total size.", select.mix,
            kind="select", extra={"reason": "outside the mixture share"}),
+        Op("diversity_select", DiversitySelectArgs,
+           "Keep the n most diverse rows: k-center greedy on sentence embeddings (covers rare kinds of input).",
+           semantic.diversity_select, kind="select", needs_embedding=True,
+           extra={"reason": "not selected for diversity"}),
+        Op("synthesize", SynthesizeArgs,
+           "Ask the LLM for n new examples written from a few existing ones; unusable generations are dropped.",
+           llm_ops.synthesize, kind="generate", needs_llm=True),
+        Op("rewrite", RewriteArgs,
+           "LLM rewrite: paraphrase inputs, add a short rationale after the answer, or a custom rewrite; as extra "
+           "rows or in place.", llm_ops.rewrite, kind="generate", needs_llm=True),
+        Op("llm_judge", LLMJudgeArgs, "LLM-as-judge: score each row 1-5 for quality and drop rows under min_score.",
+           llm_ops.llm_judge, kind="filter", needs_llm=True),
         Op("format", FormatArgs, "Render each row into the chat prompt (system prompt + user template). Last op.",
            filters.format_rows, kind="transform"),
     ]

@@ -20,6 +20,8 @@ import uuid
 from dataclasses import replace
 
 from trex_ray.aidp.dedup import DecontaminateArgs
+from trex_ray.aidp.llm_ops import spec_of
+from trex_ray.aidp.semantic import EMBEDDING_MODEL
 from trex_ray.aidp.ops import OPS, OpContext
 from trex_ray.plan import Recipe
 
@@ -57,6 +59,9 @@ def recipe_hash(recipe: Recipe, ctx: OpContext) -> str:
         "eval": [_file_fingerprint(p) for p in ctx.eval_paths],
         "fields": [ctx.input_field, ctx.output_field],
         "tokenizer": ctx.tokenizer_path if any(getattr(a, "max_tokens", None) for _, a in recipe.typed()) else None,
+        "llm": spec_of(ctx) if any(OPS[n].needs_llm for n, _ in recipe.typed()) else None,
+        "goal": ctx.goal if any(n == "synthesize" for n, _ in recipe.typed()) else None,
+        "embedding": EMBEDDING_MODEL if any(OPS[n].needs_embedding for n, _ in recipe.typed()) else None,
         "version": VERSION,
     }
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:20]

@@ -65,9 +65,14 @@ def filter_rows(ds, stats, index: int, reason: Callable[[dict], str | None], op:
                 reasons.append(f"error: {type(e).__name__}")
         keep = [r is None for r in reasons]
         record(stats, index, dropped=Counter(r for r in reasons if r), work={f"{op}:rows": len(batch)})
-        return batch[keep]
+        return rows_where(batch, keep)
 
     return ds.map_batches(apply, batch_format="pandas")
+
+
+def rows_where(batch, mask: list[bool]):
+    """The rows of a pandas batch where `mask` is true (`batch[[]]` would select columns, not rows)."""
+    return batch.iloc[[i for i, m in enumerate(mask) if m]]
 
 
 def map_rows(ds, stats, index: int, fn: Callable[[dict], dict[str, Any]], op: str):

@@ -52,31 +52,54 @@ def load_model(model_path: str, adapter_path: str | None, for_training: bool = F
     return model, tok
 
 
+class Generator:
+    """A model loaded once (base + optional adapter) that completes rendered prompts in batches:
+    greedy, or seeded sampling. Shared by evaluation and the local LLM backend."""
+
+    def __init__(self, model_path: str, adapter_path: str | None = None):
+        self.model, self.tok = load_model(model_path, adapter_path)
+        self.model.eval()
+        self.tok.padding_side = "left"
+
+    def render(self, msgs: list[dict]) -> str:
+        return prompting.render_messages(self.tok, msgs)
+
+    def generate(self, texts: Sequence[str], *, max_new_tokens: int, batch_size: int, temperature: float = 0.0,
+                 seed: int = 0) -> tuple[list[str], int, int]:
+        """(completions in order, prompt tokens, generated tokens)."""
+        import torch
+
+        tok, model = self.tok, self.model
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out: list[str] = [""] * len(texts)
+        tin = tout = 0
+        sampling = {"do_sample": True, "temperature": temperature, "top_p": 0.95} if temperature > 0 else {
+            "do_sample": False}
+        with torch.inference_mode():
+            for b, start in enumerate(range(0, len(order), batch_size)):
+                idx = order[start : start + batch_size]
+                enc = tok([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
+                enc = enc.to(model.device)
+                if temperature > 0:
+                    torch.manual_seed(seed * 100003 + b)
+                gen = model.generate(**enc, max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
+                                     eos_token_id=tok.eos_token_id, **sampling)
+                new = gen[:, enc["input_ids"].shape[1] :]
+                tin += int(enc["attention_mask"].sum())
+                for i, seq in zip(idx, new):
+                    keep = seq[seq != tok.pad_token_id] if tok.pad_token_id != tok.eos_token_id else seq
+                    tout += int(len(keep))
+                    out[i] = tok.decode(seq, skip_special_tokens=True).strip()
+        return out, tin, tout
+
+
 class TransformersEvaluator:
     name = "transformers"
 
     def generate(self, model_path, adapter_path, prompts, max_new_tokens, batch_size):
-        import torch
-
-        model, tok = load_model(model_path, adapter_path)
-        model.eval()
-        tok.padding_side = "left"
-        texts = [prompting.render(tok, user, system) for user, system in prompts]
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        out: list[str] = [""] * len(texts)
-        with torch.inference_mode():
-            for start in range(0, len(order), batch_size):
-                idx = order[start : start + batch_size]
-                enc = tok([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
-                enc = enc.to(model.device)
-                gen = model.generate(
-                    **enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id,
-                    eos_token_id=tok.eos_token_id,
-                )
-                new = gen[:, enc["input_ids"].shape[1] :]
-                for i, seq in zip(idx, new):
-                    out[i] = tok.decode(seq, skip_special_tokens=True).strip()
-        return out
+        gen = Generator(model_path, adapter_path)
+        texts = [prompting.render(gen.tok, user, system) for user, system in prompts]
+        return gen.generate(texts, max_new_tokens=max_new_tokens, batch_size=batch_size)[0]
 
 
 EVALUATORS = {"transformers": TransformersEvaluator}

@@ -58,7 +58,7 @@ def write_json(path: str, obj) -> None:
 @ray.remote(num_cpus=0)
 def run_trial(*, node_id: int, plan: dict, parent_adapter: str | None, task: dict, model_path: str,
               run_dir: str, cache_root: str, baseline_score: float, evaluator: str = "transformers",
-              threads: int | None = None, use_gpu: bool = False) -> dict:
+              threads: int | None = None, use_gpu: bool = False, data_llm: dict | None = None) -> dict:
     node_dir = os.path.join(run_dir, "nodes", str(node_id))
     os.makedirs(node_dir, exist_ok=True)
     write_json(os.path.join(node_dir, "plan.json"), plan)
@@ -69,7 +69,8 @@ def run_trial(*, node_id: int, plan: dict, parent_adapter: str | None, task: dic
         _log(node_dir, f"data: {p.recipe.to_yaml_list()}")
         ctx = OpContext(train_path=task["train"], input_field=task["input_field"],
                         output_field=task["output_field"], tokenizer_path=model_path,
-                        eval_paths=(task["val"], task["test"]))
+                        eval_paths=(task["val"], task["test"]), goal=task.get("goal", ""), llm=data_llm,
+                        threads=threads, use_gpu=use_gpu)
         data_dir, data_stats = run_recipe(p.recipe, ctx, cache_root, min_rows=MIN_TRAIN_ROWS)
         _log(node_dir, f"data: {data_stats['rows']} rows (cache hit: {data_stats['cache_hit']})")
 
