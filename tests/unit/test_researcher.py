@@ -275,3 +275,34 @@ def test_make_researcher():
     with pytest.raises(ConfigError) as e:
         make_researcher("gpt")
     assert e.value.field == "researcher"
+
+
+def test_cleaner_data_goes_on_to_semantic_dedup_from_the_catalogue(agent, brief):
+    assert {"dedup_semantic", "synthesize", "llm_judge"} <= set(brief["data_ops"])
+    ctx = _parent_ctx(agent, brief)
+    base = Plan.model_validate(ctx["parent"]["plan"])
+    rng = random.Random(0)
+    step1 = agent._apply("cleaner data", base, brief, ctx["parent"], rng)
+    assert [o.op for o in step1.recipe.ops] == ["load", "length_filter", "dedup_minhash", "format"]
+    step2 = agent._apply("cleaner data", step1, brief, ctx["parent"], rng)
+    assert [o.op for o in step2.recipe.ops] == ["load", "length_filter", "dedup_minhash", "dedup_semantic", "format"]
+    assert agent._apply("cleaner data", step2, brief, ctx["parent"], rng) is None
+    # a brief from before the op existed: the heuristic does not plan with it
+    old = {k: v for k, v in brief.items() if k != "data_ops"}
+    assert agent._apply("cleaner data", step1, old, ctx["parent"], rng) is None
+
+
+def test_more_data_synthesizes_only_after_the_parent_memorised(agent, tmp_path):
+    rows = [{"question": f"is {i} even?", "answer": "yes" if i % 2 == 0 else "no"} for i in range(80)]
+    paths = {s: write_jsonl(tmp_path / f"{s}.jsonl", rows) for s in ("train", "val", "test")}
+    t = Task.from_jsonl(name="yn", input_field="question", output_field="answer", metric="accuracy", **paths)
+    brief = agent.analyze({**t.profile(), "model_params": 1e8}, {"score": 0.1, "bad_cases": []})
+    assert brief["labels"] == ["no", "yes"]
+    fitting = _parent_ctx(agent, brief, loss=(2.0, 0.4))["parent"]
+    base = Plan.model_validate(fitting["plan"])
+    assert agent._apply("more data", base, brief, fitting, random.Random(0)) is None
+    memorised = _parent_ctx(agent, brief, loss=(2.0, 0.01))["parent"]
+    plan = agent._apply("more data", base, brief, memorised, random.Random(0))
+    syn = next(o for o in plan.recipe.ops if o.op == "synthesize")
+    assert plan.recipe.ops[-1].op == "format" and syn.args["n"] == 20  # a quarter of 80 rows
+    assert syn.args["output_regex"] == "no|yes"

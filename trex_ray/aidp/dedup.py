@@ -16,7 +16,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from trex_ray.aidp.base import SHUFFLE_PARTITIONS, OpArgs, OpContext
+from trex_ray.aidp.base import OpArgs, OpContext, shuffle_partitions
 from trex_ray.aidp.rows import cached_get, filter_rows, record
 
 
@@ -60,12 +60,12 @@ def dedup_exact(ds, a: DedupExactArgs, ctx: OpContext):
         b["_order"] = [row_key(r, ["input", "output"]) for r in rows]  # same survivor on every run
         return b
 
-    def first(g):
-        return g.sort_values("_order").head(1)
+    def first(part):  # a hash partition holds every row of its keys: keep each key's first row
+        return part.sort_values(["_key", "_order"], kind="stable").drop_duplicates("_key").drop(columns=["_key", "_order"])
 
-    return (ds.map_batches(key, batch_format="pandas").groupby("_key", num_partitions=SHUFFLE_PARTITIONS)
-            .map_groups(first, batch_format="pandas")
-            .drop_columns(["_key", "_order"]))
+    # one hash shuffle, then one pass per partition (a per-group UDF would be a Python call per row)
+    return (ds.map_batches(key, batch_format="pandas").repartition(shuffle_partitions(), keys=["_key"])
+            .map_batches(first, batch_format="pandas", batch_size=None))
 
 
 class DedupMinhashArgs(OpArgs):

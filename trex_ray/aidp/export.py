@@ -40,6 +40,7 @@ def export(data_dir: str, out: str, fmt: Literal["parquet", "jsonl", "hf"]) -> s
         return out
     import datasets
 
+    datasets.disable_progress_bars()
     rows = df.to_dict("records")
     cols = {k: [r[k] for r in rows] for k in ("input", "output", "system", "user")}
     chats = [chat_columns(r) for r in rows]

@@ -102,7 +102,8 @@ def run_recipe(recipe: Recipe, ctx: OpContext, cache_root: str, min_rows: int = 
     for i, (name, args) in enumerate(ops):
         ds = OPS[name].apply(ds, args, replace(ctx, index=i, stats=actor))
         ds = ds.map_batches(counter(actor, i), batch_format="pandas")
-    ds = ds.materialize()  # the one execution of the whole pipeline
+    tmp = final + f".tmp-{uuid.uuid4().hex[:8]}"
+    ds.write_parquet(os.path.join(tmp, "data"))  # the one execution of the whole pipeline
     snap = ray.get(actor.snapshot.remote())
     ray.kill(actor)
 
@@ -118,29 +119,39 @@ def run_recipe(recipe: Recipe, ctx: OpContext, cache_root: str, min_rows: int = 
             dropped[reason] = dropped.get(reason, 0) + unexplained
         per_op.append({"op": name, "position": i, "rows_in": rows_in, "rows_out": out, "dropped": dropped})
         rows_in = out
-    lengths = ds.map_batches(lambda b: {"i": [len(x) for x in b["input"]], "o": [len(x) for x in b["output"]]},
-                             batch_format="pandas").take_all()
+    n, in_chars, out_chars = _lengths(os.path.join(tmp, "data"))
     stats = {
         "hash": key,
-        "rows": ds.count(),
+        "rows": n,
         "ops": per_op,
-        "input_chars": _histogram([r["i"] for r in lengths]),
-        "output_chars": _histogram([r["o"] for r in lengths]),
+        "input_chars": _histogram(in_chars),
+        "output_chars": _histogram(out_chars),
         "work": snap["work"],
         "seconds": round(time.time() - t0, 2),
     }
-    if stats["rows"] < min_rows:
-        raise RecipeError(_too_few(stats, min_rows))
-    tmp = final + f".tmp-{uuid.uuid4().hex[:8]}"
-    ds.write_parquet(os.path.join(tmp, "data"))
     with open(os.path.join(tmp, "stats.json"), "w") as f:
         json.dump(stats, f, indent=1)
     os.makedirs(os.path.dirname(final), exist_ok=True)
     try:
-        os.rename(tmp, final)
+        os.rename(tmp, final)  # cached even when too small: the same recipe then fails at once
     except OSError:  # another trial won the race with the same recipe: keep theirs
         shutil.rmtree(tmp, ignore_errors=True)
+    if stats["rows"] < min_rows:
+        raise RecipeError(_too_few(stats, min_rows))
     return os.path.join(final, "data"), {**stats, "cache_hit": False}
+
+
+def _lengths(data_dir: str) -> tuple[int, list[int], list[int]]:
+    """Rows and per-row character lengths of input and output, read back from the written parquet."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as pads
+
+    if not os.path.isdir(data_dir) or not os.listdir(data_dir):  # nothing was written: no rows
+        os.makedirs(data_dir, exist_ok=True)
+        return 0, [], []
+    table = pads.dataset(data_dir, format="parquet").to_table(columns=["input", "output"])
+    return (table.num_rows, pc.utf8_length(table["input"]).to_pylist(),
+            pc.utf8_length(table["output"]).to_pylist())
 
 
 def _too_few(stats: dict, min_rows: int) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from trex_ray.aidp.base import SHUFFLE_PARTITIONS, OpArgs, OpContext
+from trex_ray.aidp.base import OpArgs, OpContext, shuffle_partitions
 
 
 class SampleArgs(OpArgs):
@@ -40,7 +40,7 @@ def _per_group(ds, seed: int, take):
         g = g.sort_values(["input"], kind="stable")
         return take(g, seed)
 
-    return ds.groupby("output", num_partitions=SHUFFLE_PARTITIONS).map_groups(run, batch_format="pandas")
+    return ds.groupby("output", num_partitions=shuffle_partitions()).map_groups(run, batch_format="pandas")
 
 
 class StratifiedSampleArgs(OpArgs):
@@ -61,7 +61,7 @@ def label_balance(ds, a: LabelBalanceArgs, ctx: OpContext):
     cap = a.max_per_label
     if cap is None:
         ds = ds.materialize()  # counted and then grouped: run the upstream ops once, not twice
-        counts = ds.groupby("output", num_partitions=SHUFFLE_PARTITIONS).count().take_all()
+        counts = ds.groupby("output", num_partitions=shuffle_partitions()).count().take_all()
         cap = min(r["count()"] for r in counts) if counts else 1
     return _per_group(ds, a.seed, lambda g, s: g.sample(n=min(len(g), cap), random_state=s))
 

@@ -36,7 +36,9 @@ def load_model(model_path: str, adapter_path: str | None, for_training: bool = F
     """(model, tokenizer) on the best device: bf16 on GPU, fp32 on CPU; the adapter merged in for eval."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     tok = AutoTokenizer.from_pretrained(model_path)

@@ -9,6 +9,10 @@
 - diagnose: sorts bad cases into empty / wrong format / verbose / wrong value by comparing the shape
   of the output with the reference, and compares with the parent.
 - distill: mean change over the parent per direction, across the tree.
+
+It plans with the op catalogue (`trex_ray.aidp.ops.catalogue`): cleaner data goes from MinHash and
+length filters to semantic dedup; more data drops a sample, or, once a parent has memorised its data,
+adds LLM-written examples (restricted to the label set on classification tasks).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import random
 import re
 from collections import Counter, defaultdict
 
+from trex_ray.aidp.ops import catalogue
 from trex_ray.plan import EvalConfig, Plan, Recipe, TrainConfig
 from trex_ray.prompting import task_system
 
@@ -25,6 +30,12 @@ TEMPLATES = [
     "{goal}\n\nInput: {input}\nAnswer:",
     "Task: {goal}\nReply with the answer only.\n\n{input}",
 ]
+
+
+def _memorised(parent: dict) -> bool:
+    """The parent's training loss ended near zero: it has learnt its data by heart."""
+    loss = parent.get("loss_first_last")
+    return bool(loss) and loss[-1] < 0.05
 
 
 def shape(text: str) -> str:
@@ -80,6 +91,8 @@ class HeuristicResearcher:
                 "dedup": bool(profile.get("train_duplicates")),
             },
             "goal": profile.get("goal", ""),
+            "labels": sorted(profile.get("label_balance") or {}) or None,
+            "data_ops": [op["name"] for op in catalogue()],
         }
 
     # -- planning ---------------------------------------------------------------------------------
@@ -220,21 +233,35 @@ class HeuristicResearcher:
             why = "a smaller adapter generalises better on little data"
         elif name == "cleaner data":
             names = [next(iter(o)) for o in ops]
-            if "dedup_minhash" in names and "length_filter" in names:
+            if "dedup_minhash" not in names or "length_filter" not in names:
+                if "dedup_minhash" not in names:
+                    ops = [o for o in ops if next(iter(o)) != "dedup_exact"]
+                    ops.insert(1, {"dedup_minhash": {"threshold": 0.85}})
+                if "length_filter" not in names:
+                    ops.insert(1, {"length_filter": {"min_chars": 1, "max_tokens": t.max_seq_len}})
+                why = "drop near-duplicates and rows the sequence limit would cut"
+            elif "dedup_semantic" not in names and self._can(brief, "dedup_semantic"):
+                ops.insert(names.index("dedup_minhash") + 1, {"dedup_semantic": {"threshold": 0.95}})
+                why = "drop paraphrased duplicates too (sentence embeddings), so no pattern dominates the data"
+            else:
                 return None
-            if "dedup_minhash" not in names:
-                ops = [o for o in ops if next(iter(o)) != "dedup_exact"]
-                ops.insert(1, {"dedup_minhash": {"threshold": 0.85}})
-            if "length_filter" not in names:
-                ops.insert(1, {"length_filter": {"min_chars": 1, "max_tokens": t.max_seq_len}})
-            why = "drop near-duplicates and rows the sequence limit would cut"
             return self._plan(base, name, why, ops, {})
         elif name == "more data":
             names = [next(iter(o)) for o in ops]
-            if "sample" not in names:
-                return None  # already every training row
-            ops = [o for o in ops if next(iter(o)) != "sample"]
-            why = "use every training row instead of a sample"
+            if "sample" in names:
+                ops = [o for o in ops if next(iter(o)) != "sample"]
+                why = "use every training row instead of a sample"
+            elif "synthesize" not in names and self._can(brief, "synthesize") and _memorised(parent):
+                # generation is slow on small machines: only when the data, not the model, is what is short
+                n = int(min(64, max(16, brief.get("train_rows", 0) // 4)))
+                labels = brief.get("labels")
+                args: dict = {"n": n, "seed": rng.randrange(1000)}
+                if labels:
+                    args["output_regex"] = "|".join(re.escape(x) for x in labels)
+                ops.insert(len(ops) - 1, {"synthesize": args})
+                why = f"the parent memorised its {brief.get('train_rows')} rows; add {n} LLM-written examples"
+            else:
+                return None
             return self._plan(base, name, why, ops, {})
         elif name == "prompt format":
             i = next(i for i, o in enumerate(ops) if next(iter(o)) == "format")
@@ -254,6 +281,11 @@ class HeuristicResearcher:
         else:
             return None
         return self._plan(base, name, why, ops, upd)
+
+    @staticmethod
+    def _can(brief: dict, op: str) -> bool:
+        """Whether the op is in the catalogue the brief was written with (older briefs: the basic ops only)."""
+        return op in brief.get("data_ops", ())
 
     def _plan(self, base: Plan, direction: str, why: str, ops: list, train_update: dict) -> Plan:
         train = base.train.model_copy(update=train_update)
