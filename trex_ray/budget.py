@@ -17,10 +17,12 @@ class Budget(BaseModel):
         None, gt=0, description="Device-hours spent in training and evaluation (CPU seconds count on CPU-only runs)."
     )
 
+    llm_usd: float | None = Field(None, gt=0, description="Dollars spent on the researcher's LLM calls.")
+
     @model_validator(mode="after")
     def _some_limit(self) -> "Budget":
-        if self.trials is None and self.wall_clock_s is None and self.accelerator_hours is None:
-            raise ValueError("set at least one of trials, wall_clock_s or accelerator_hours")
+        if self.trials is None and self.wall_clock_s is None and self.accelerator_hours is None and self.llm_usd is None:
+            raise ValueError("set at least one of trials, wall_clock_s, accelerator_hours or llm_usd")
         return self
 
 
@@ -30,6 +32,7 @@ class Spend(BaseModel):
     trials: int = 0
     wall_clock_s: float = 0.0
     accelerator_s: float = 0.0
+    llm_usd: float = 0.0
 
     def exhausted(self, budget: Budget) -> str | None:
         """The name of the first limit reached, or None."""
@@ -39,4 +42,6 @@ class Spend(BaseModel):
             return "wall_clock_s"
         if budget.accelerator_hours is not None and self.accelerator_s >= budget.accelerator_hours * 3600:
             return "accelerator_hours"
+        if budget.llm_usd is not None and self.llm_usd >= budget.llm_usd:
+            return "llm_usd"
         return None

@@ -35,7 +35,20 @@ def _overrides(args: argparse.Namespace) -> dict:
     """Command-line values by key; pydantic converts strings like "6" to the field's type."""
     from trex_ray.config import RunConfig
 
-    return {name: getattr(args, name) for name in RunConfig.model_fields if getattr(args, name, None) is not None}
+    import yaml
+
+    out = {}
+    for name, field in RunConfig.model_fields.items():
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        if dict in [typing.get_origin(k) or k for k in typing.get_args(field.annotation)]:
+            try:  # a mapping on the command line, as YAML/JSON: --researcher_llm '{model: x}'
+                value = yaml.safe_load(value)
+            except yaml.YAMLError:
+                raise ConfigError(name, f"not a mapping: {value!r}", "write it as YAML, e.g. '{model: name}'") from None
+        out[name] = value
+    return out
 
 
 def _run(cfg) -> int:

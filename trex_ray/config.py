@@ -40,7 +40,11 @@ class RunConfig(BaseModel):
     accelerator_hours: float | None = Field(None, description="Budget: device-hours of training and eval.")
     max_concurrent: int = Field(2, ge=1, description="Trials in flight at once.")
     policy: str = Field("mcts", description="Selection policy: mcts, greedy, sequential, random.")
-    researcher: str = Field("heuristic", description="Researcher: heuristic (offline).")
+    researcher: str = Field("heuristic", description="Researcher: heuristic (offline), auto, anthropic, openai, local.")
+    researcher_llm: dict | None = Field(None, description="The researcher's LLM: {model, base_url, api_key_env, ...} "
+                                        "(the key itself stays in the environment).")
+    notes_dir: str | None = Field(None, description="A folder of papers/notes the researcher may read.")
+    llm_usd: float | None = Field(None, description="Budget: dollars of researcher LLM calls.")
     seed: int = Field(0, description="Search seed.")
     evaluator: str = Field("transformers", description="Evaluation backend.")
     address: str | None = Field(None, description="Ray cluster address (default: local Ray or RAY_ADDRESS).")
@@ -60,7 +64,8 @@ class RunConfig(BaseModel):
         from trex_ray.budget import Budget
 
         try:
-            return Budget(trials=self.trials, wall_clock_s=self.wall_clock_s, accelerator_hours=self.accelerator_hours)
+            return Budget(trials=self.trials, wall_clock_s=self.wall_clock_s, accelerator_hours=self.accelerator_hours,
+                          llm_usd=self.llm_usd)
         except ValidationError as e:
             err = e.errors()[0]
             field = ".".join(str(x) for x in err["loc"]) or "budget"
@@ -69,7 +74,8 @@ class RunConfig(BaseModel):
     def search_kwargs(self) -> dict[str, Any]:
         return dict(base_model=self.base_model, budget=self.budget(), researcher=self.researcher, policy=self.policy,
                     max_concurrent=self.max_concurrent, storage=self.storage, run_name=self.run_name, seed=self.seed,
-                    evaluator=self.evaluator, address=self.address, data_llm=self.data_llm)
+                    evaluator=self.evaluator, address=self.address, data_llm=self.data_llm,
+                    researcher_llm=self.researcher_llm, notes_dir=self.notes_dir)
 
 
 def load_yaml(path: str) -> dict:

@@ -130,6 +130,7 @@ class Plan(Strict):
     recipe: Recipe
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    author: str = Field("", description="Who wrote the plan and how; filled in by trex-ray, not by the researcher.")
 
     def signature(self, parent_id: int | None = None) -> str:
         """A hash of what the plan does (recipe, training and eval config; not its words or seed). A plan

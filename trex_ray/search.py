@@ -50,6 +50,8 @@ def search(
     address: str | None = None,
     use_gpu: bool | None = None,
     data_llm: LLMSpec | dict | None = None,
+    researcher_llm: dict | None = None,
+    notes_dir: str | None = None,
     progress: bool = True,
 ) -> SearchResult:
     # 1. everything a user can get wrong is checked before any folder is touched
@@ -57,11 +59,13 @@ def search(
     task.check()
     check_model(base_model)
     make_policy(policy)
-    agent = make_researcher(researcher)
+    data_dirs = tuple(d for d in os.environ.get("TREX_RAY_DATA_DIRS", "").split(os.pathsep) if d)
+    agent = make_researcher(researcher, llm=researcher_llm, task=task, notes_dir=notes_dir, data_dirs=data_dirs)
     if not isinstance(max_concurrent, int) or max_concurrent < 1:
         raise ConfigError("max_concurrent", f"must be a positive integer, got {max_concurrent!r}", "e.g. 2")
     data_llm = _data_llm(data_llm, base_model)
-    settings = dict(base_model=base_model, researcher=researcher, policy=policy, max_concurrent=max_concurrent,
+    settings = dict(base_model=base_model, researcher=researcher, researcher_llm=researcher_llm,
+                    policy=policy, max_concurrent=max_concurrent,
                     seed=seed, evaluator=evaluator, budget=budget.model_dump(), data_llm=data_llm)
     run_dir = runs.open_run_dir(storage, task, run_name, resume, settings)
 
@@ -76,6 +80,20 @@ def search(
         use_gpu = bool(ray.cluster_resources().get("GPU"))
     threads = threads_per_trial(max_concurrent)
     show = Progress(enabled=progress, budget=budget)
+    show.line(f"researcher: {agent.name}" + (" (auto: no ANTHROPIC_API_KEY)" if researcher == "auto" and
+                                             agent.name == "heuristic" else ""))
+    llm_seen: dict = {}
+
+    def account_llm() -> None:
+        """Journal the researcher's LLM tokens and $ since the last call (the budget reads the sum)."""
+        usage = getattr(getattr(agent, "llm", None), "usage", None)
+        if not usage:
+            return
+        delta = {k: v - llm_seen.get(k, 0) for k, v in usage.items() if v != llm_seen.get(k, 0)}
+        if delta:
+            llm_seen.update(usage)
+            ray.get(tree.record.remote({"type": "llm_usage", "usage": delta}))
+
     model_path = resolve_model(base_model)
     tree = TreeActor.remote(os.path.join(run_dir, "journal.jsonl"), policy, seed)
     spend = runs.spent_so_far(run_dir)
@@ -99,6 +117,7 @@ def search(
 
         profile = {**task.profile(), "base_model": base_model, "model_params": count_params(model_path)}
         brief = agent.analyze(profile, root["result"])
+        account_llm()
         runs.save_brief(run_dir, brief)
         ray.get(tree.record.remote({"type": "brief", "brief": brief}))
 
@@ -123,7 +142,7 @@ def search(
     def spent() -> Spend:
         s = ray.get(tree.state.remote())
         return Spend(trials=s["trials"], wall_clock_s=spend.wall_clock_s + time.time() - session_start,
-                     accelerator_s=s["accelerator_s"])
+                     accelerator_s=s["accelerator_s"], llm_usd=s["llm_usage"].get("usd", 0.0))
 
     stop_reason = None
     while True:
@@ -132,6 +151,7 @@ def search(
             parent_id = ray.get(tree.select.remote())
             context = ray.get(tree.context.remote(parent_id))
             plan = agent.propose(brief, context, rng)
+            account_llm()
             nid = ray.get(tree.add_node.remote(parent_id, plan.model_dump(), plan.signature(parent_id)))
             launch(nid, parent_id, plan.model_dump())
             stop_reason = spent().exhausted(budget)
@@ -157,6 +177,7 @@ def search(
         finished = [n for n in ray.get(tree.nodes.remote()) if n["status"] in ("ok", "failed")]
         if (len(finished) - 1) % 3 == 0:
             ray.get(tree.record.remote({"type": "insights", "items": agent.distill(finished)}))
+        account_llm()
         show.finished(ray.get(tree.node.remote(nid)), ray.get(tree.state.remote()), spent())
 
     # 5. the best node by val, evaluated once on test
@@ -164,6 +185,7 @@ def search(
     if len(nodes) > 1:
         ray.get(tree.record.remote({"type": "insights", "items": agent.distill(
             [n for n in nodes if n["status"] in ("ok", "failed")])}))
+        account_llm()
     best = nodes[ray.get(tree.state.remote())["best"]]
     if best["test"] is None:
         _evaluate_on_test(tree, best, task, model_path, evaluator, physical_cores(), use_gpu)

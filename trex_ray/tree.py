@@ -55,6 +55,7 @@ class Tree:
     def __init__(self) -> None:
         self.nodes: dict[int, Node] = {}
         self.insights: list[str] = []
+        self.llm_usage: dict[str, float] = {}  # the researcher's tokens and $, summed over sessions
         self._finished = 0
 
     # -- mutation: only through events ---------------------------------------------------------
@@ -78,6 +79,9 @@ class Tree:
             self.insights = list(ev["items"])
         elif kind == "test_evaluated":
             self.nodes[ev["id"]].test = ev["result"]
+        elif kind == "llm_usage":
+            for k, v in ev["usage"].items():
+                self.llm_usage[k] = self.llm_usage.get(k, 0) + v
         # other events (run_started, run_finished, ...) carry no tree state
 
     @classmethod

@@ -58,6 +58,7 @@ class TreeCore:
             "best": t.best().id if t.nodes and t.root.status == "ok" else None,
             "insights": list(t.insights),
             "accelerator_s": sum((n.result or {}).get("accelerator_s", 0.0) for n in t.nodes.values()),
+            "llm_usage": dict(t.llm_usage),
         }
 
     def close(self) -> None:

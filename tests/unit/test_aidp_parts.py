@@ -71,7 +71,7 @@ def test_llm_op_arguments_are_validated():
 
 def test_llm_spec_defaults_and_errors():
     spec = LLMSpec()
-    assert spec.backend == "local" and spec.model == "smollm2-135m"
+    assert spec.backend == "local" and spec.model_name == "smollm2-135m"
     assert LLMSpec.model_validate(spec) is spec and LLMSpec(model="tiny-random").key() == "local:tiny-random:transformers"
     with pytest.raises(ValidationError, match="backend"):
         LLMSpec(backend="nope")

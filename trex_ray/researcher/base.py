@@ -33,11 +33,39 @@ class Researcher(Protocol):
         ...
 
 
-def make_researcher(name: str) -> Researcher:
+RESEARCHERS = ("heuristic", "auto", "anthropic", "openai", "local")
+
+
+def make_researcher(name: str, *, llm: dict | None = None, task=None, notes_dir: str | None = None,
+                    data_dirs: tuple[str, ...] = (), hub: bool = False) -> Researcher:
+    """`heuristic` (offline), an LLM researcher on `anthropic`, `openai` (any compatible server) or a
+    `local` model, or `auto`: anthropic when ANTHROPIC_API_KEY is set, else heuristic. `llm` holds the
+    rest of the LLM spec (model, base_url, ...; see `trex_ray.llm.LLMSpec`)."""
+    import os
+
+    from pydantic import ValidationError
+
     from trex_ray.errors import ConfigError
 
+    if name not in RESEARCHERS:
+        raise ConfigError("researcher", f"unknown researcher {name!r}", f"use one of {', '.join(RESEARCHERS)}")
+    if name == "auto":
+        from trex_ray.llm.base import KEY_ENV
+
+        name = "anthropic" if os.environ.get((llm or {}).get("api_key_env") or KEY_ENV["anthropic"]) else "heuristic"
     if name == "heuristic":
         from trex_ray.researcher.heuristic import HeuristicResearcher
 
         return HeuristicResearcher()
-    raise ConfigError("researcher", f"unknown researcher {name!r}", "use 'heuristic' (LLM researchers come later)")
+    from trex_ray.llm import LLMSpec, make_llm
+    from trex_ray.researcher.llm import LLMResearcher
+    from trex_ray.researcher.tools import ResearchTools
+
+    try:
+        spec = LLMSpec.model_validate({**(llm or {}), "backend": name})
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise ConfigError("researcher_llm." + ".".join(str(x) for x in err["loc"]), err["msg"],
+                          f"fields: {', '.join(LLMSpec.model_fields)}") from None
+    tools = ResearchTools(task=task, notes_dir=notes_dir, data_dirs=data_dirs, hub=hub)
+    return LLMResearcher(make_llm(spec), tools=tools)
