@@ -1,0 +1,75 @@
+"""A real search (local Ray, Ray Data, Ray Train, PEFT, tiny model) whose researcher is Claude through the
+real `anthropic` SDK, talking to a local server that speaks the Messages API. The run records the
+LLM's plans, diagnoses, insights and spend, and a planted API key appears nowhere in the run folder."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+
+import pytest
+
+import trex_ray
+from tests.llm_server import ScriptedLLMServer
+
+pytestmark = pytest.mark.integration
+
+KEY = "sk-ant-PLANTED-9f8e7d6c5b4a-never-write-me"
+
+
+def responder():
+    n = itertools.count()
+
+    def reply(body: dict) -> dict:
+        first = body["messages"][0]["content"]
+        first = first if isinstance(first, str) else json.dumps(first)
+        if "Requirement analysis" in first:
+            return {"text": json.dumps({"objective": "answer yes/no like the data", "metric": "accuracy",
+                                        "risks": ["no signal in inputs"], "candidate_data_sources": [],
+                                        "candidate_methods": ["LoRA SFT on the prior"]})}
+        if "Choose the next experiment" in first:
+            return {"text": '{"direction": "higher learning rate", "rationale": "scripted"}'}
+        if "turn the direction" in first:
+            return {"text": json.dumps({
+                "recipe": {"ops": [{"op": "load", "args": {}}, {"op": "dedup_exact", "args": {}},
+                                   {"op": "format", "args": {"system": "Answer yes or no."}}]},
+                "train": {"learning_rate": round(0.01 + 0.001 * next(n), 4), "epochs": 1, "batch_size": 8,
+                          "max_seq_len": 64},
+                "eval": {"max_new_tokens": 4}})}
+        if "Diagnose" in first:
+            return {"text": '{"text": "LLM diagnosis: the answers follow the prior."}'}
+        if "Distil" in first:
+            return {"text": '{"insights": ["LLM insight: higher learning rates helped"]}'}
+        return {"text": "unexpected request"}
+
+    return reply
+
+
+def test_search_with_the_anthropic_researcher_records_its_work_and_never_the_key(majority_task, tmp_path,
+                                                                                  monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+    with ScriptedLLMServer(responder=responder()) as server:
+        result = trex_ray.search(majority_task, base_model="tiny-random", budget=trex_ray.Budget(trials=3),
+                                 researcher="anthropic", researcher_llm={"base_url": server.url, "model": "claude-test"},
+                                 max_concurrent=1, storage=str(tmp_path / "runs"), seed=0)
+    kinds = [r["json"]["messages"][0]["content"][:40] for r in server.requests]
+    assert any("Requirement analysis" in k for k in kinds) and any("Choose the next" in k for k in kinds)
+    nodes = {n.id: n for n in result.nodes}
+    llm_plans = [n for n in nodes.values() if n.plan and n.plan.get("author", "").startswith("anthropic:claude-test")]
+    assert len(llm_plans) >= 2  # the root's child is the standard plan, later ones are the model's
+    assert all(n.plan["direction"] == "higher learning rate" for n in llm_plans if n.id > 1)
+    assert any("LLM diagnosis" in (n.diagnosis or "") for n in nodes.values())
+    events = [json.loads(line) for line in open(os.path.join(result.run_dir, "journal.jsonl"))]
+    spend = [e for e in events if e["type"] == "llm_usage"]
+    assert spend and sum(e["usage"]["calls"] for e in spend) == len(server.requests)
+    assert any(e["type"] == "insights" and "LLM insight" in " ".join(e["items"]) for e in events)
+    # the key reached the server (auth header) and nothing on disk
+    assert all(KEY in json.dumps(r["headers"]) for r in server.requests)
+    leaked = []
+    for root, _, files in os.walk(tmp_path / "runs"):
+        for f in files:
+            with open(os.path.join(root, f), "rb") as fh:
+                if KEY.encode() in fh.read():
+                    leaked.append(os.path.join(root, f))
+    assert leaked == []
