@@ -88,9 +88,8 @@ class Generator:
                                      eos_token_id=tok.eos_token_id, **sampling)
                 new = gen[:, enc["input_ids"].shape[1] :]
                 tin += int(enc["attention_mask"].sum())
+                tout += int((new != tok.pad_token_id).sum())  # padding after an early stop is not output
                 for i, seq in zip(idx, new):
-                    keep = seq[seq != tok.pad_token_id] if tok.pad_token_id != tok.eos_token_id else seq
-                    tout += int(len(keep))
                     out[i] = tok.decode(seq, skip_special_tokens=True).strip()
         return out, tin, tout
 

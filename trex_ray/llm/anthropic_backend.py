@@ -16,7 +16,7 @@ import json
 import os
 
 from trex_ray.errors import ConfigError
-from trex_ray.llm.base import LLMSpec, Reply, ToolCall, add_usage, new_usage
+from trex_ray.llm.base import LLMSpec, Reply, ToolCall, add_usage, chat_one_by_one, new_usage
 
 
 def _client(spec: LLMSpec):
@@ -82,9 +82,4 @@ class AnthropicLLM:
         return Reply(text=text, tool_calls=calls, stop=stop, usage=usage)
 
     def chat(self, conversations, *, max_tokens, temperature=0.0, seed=0):
-        out = []
-        for conv in conversations:
-            system = "\n".join(m["content"] for m in conv if m["role"] == "system")
-            rest = [m for m in conv if m["role"] != "system"]
-            out.append(self.complete(system, rest, max_tokens=max_tokens).text)
-        return out
+        return chat_one_by_one(self, conversations, max_tokens=max_tokens)

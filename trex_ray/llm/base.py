@@ -91,13 +91,23 @@ def new_usage() -> dict:
             "usd": 0.0}
 
 
-def add_usage(total: dict, spec: LLMSpec, **tokens: int) -> dict:
-    """Add one call's tokens (and their $) to a running total; returns the call's own usage."""
-    one = {**new_usage(), "calls": 1, **tokens}
+def add_usage(total: dict, spec: LLMSpec, calls: int = 1, **tokens: int) -> dict:
+    """Add one request's tokens (and their $) to a running total; returns the request's own usage."""
+    one = {**new_usage(), "calls": calls, **tokens}
     one["usd"] = spec.cost(one)
     for k, v in one.items():
         total[k] = total.get(k, 0) + v
     return one
+
+
+def chat_one_by_one(llm, conversations: Sequence[list[dict]], **kw) -> list[str]:
+    """`chat` for request/response backends: each conversation as one `complete` call, its system
+    messages joined into the system prompt."""
+    out = []
+    for conv in conversations:
+        system = "\n".join(m["content"] for m in conv if m["role"] == "system")
+        out.append(llm.complete(system, [m for m in conv if m["role"] != "system"], **kw).text)
+    return out
 
 
 class LLM(Protocol):

@@ -21,8 +21,7 @@ class LocalLLM:
         texts = [self.generator.render(msgs) for msgs in conversations]
         out, tin, tout = self.generator.generate(texts, max_new_tokens=max_tokens, batch_size=self.spec.batch_size,
                                                  temperature=temperature, seed=seed)
-        add_usage(self.usage, self.spec, input_tokens=tin, output_tokens=tout)
-        self.usage["calls"] += len(conversations) - 1
+        add_usage(self.usage, self.spec, calls=len(conversations), input_tokens=tin, output_tokens=tout)
         return out
 
     def complete(self, system, messages, *, tools=(), max_tokens=2048, json_schema=None):
