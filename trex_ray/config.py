@@ -10,7 +10,7 @@ arguments of `trex_ray.search` and `Task`, and every key can be overridden on th
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -31,6 +31,8 @@ class RunConfig(BaseModel):
     output_field: str = Field("output", description="Output field name in the JSONL rows.")
     metric: str = Field("exact_match", description="Primary metric.")
     labels: list[str] | None = Field(None, description="Label set for classification metrics.")
+    scoring: Literal["generate", "loglik"] = Field("generate", description="generate (greedy answers) or loglik (likeliest option).")
+    options_field: str | None = Field(None, description="Field with each row's answer options (loglik scoring).")
     # the search
     base_model: str = Field("smollm2-135m", description="Packaged model name, HF id or local checkpoint dir.")
     storage: str = Field("runs", description="Folder for run folders and the dataset cache.")
@@ -40,13 +42,16 @@ class RunConfig(BaseModel):
     accelerator_hours: float | None = Field(None, description="Budget: device-hours of training and eval.")
     max_concurrent: int = Field(2, ge=1, description="Trials in flight at once.")
     policy: str = Field("mcts", description="Selection policy: mcts, greedy, sequential, random.")
-    researcher: str = Field("heuristic", description="Researcher: heuristic (offline), auto, anthropic, openai, local.")
+    researcher: str = Field("heuristic", description="Researcher: heuristic (offline), auto, anthropic, openai, vllm, local.")
     researcher_llm: dict | None = Field(None, description="The researcher's LLM: {model, base_url, api_key_env, ...} "
                                         "(the key itself stays in the environment).")
     notes_dir: str | None = Field(None, description="A folder of papers/notes the researcher may read.")
     llm_usd: float | None = Field(None, description="Budget: dollars of researcher LLM calls.")
     seed: int = Field(0, description="Search seed.")
-    evaluator: str = Field("transformers", description="Evaluation backend.")
+    evaluator: str = Field("auto", description="Evaluation backend: auto (vLLM when installed and on GPUs, else "
+                           "transformers), vllm, transformers.")
+    eval_options: dict | None = Field(None, description="vLLM engine settings: replicas, max_engines, max_model_len, "
+                                      "tensor_parallel_size, max_loras, max_lora_rank, dtype, kv_cache_gb.")
     address: str | None = Field(None, description="Ray cluster address (default: local Ray or RAY_ADDRESS).")
     data_llm: dict | None = Field(None, description="LLM of generating/judging data ops, e.g. {model: smollm2-135m} "
                                   "(default: the base model, run locally).")
@@ -57,7 +62,8 @@ class RunConfig(BaseModel):
         base = os.getcwd()
         paths = {s: getattr(self, s) for s in ("train", "val", "test")}
         return Task(name=self.name, goal=self.goal, input_field=self.input_field, output_field=self.output_field,
-                    metric=self.metric, labels=self.labels,
+                    metric=self.metric, labels=self.labels, scoring=self.scoring,
+                    options_field=self.options_field,
                     **{k: v if os.path.isabs(v) else os.path.join(base, v) for k, v in paths.items()})
 
     def budget(self):
@@ -74,7 +80,7 @@ class RunConfig(BaseModel):
     def search_kwargs(self) -> dict[str, Any]:
         return dict(base_model=self.base_model, budget=self.budget(), researcher=self.researcher, policy=self.policy,
                     max_concurrent=self.max_concurrent, storage=self.storage, run_name=self.run_name, seed=self.seed,
-                    evaluator=self.evaluator, address=self.address, data_llm=self.data_llm,
+                    evaluator=self.evaluator, eval_options=self.eval_options, address=self.address, data_llm=self.data_llm,
                     researcher_llm=self.researcher_llm, notes_dir=self.notes_dir)
 
 

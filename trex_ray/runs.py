@@ -89,14 +89,12 @@ def save_brief(run_dir: str, brief: dict) -> None:
         json.dump(brief, f, indent=1)
 
 
-def evaluate_test(task: Task, model_path: str, adapter: str | None, evaluator: str, threads: int | None,
-                  eval_cfg: dict, template: str, system: str | None, use_gpu: bool = False) -> dict:
-    import ray
+def evaluate_test(task: Task, model_path: str, adapter: str | None, ev, eval_cfg: dict, template: str,
+                  system: str | None, data_llm: dict | None = None) -> dict:
+    from trex_ray.executor.trial import evaluate_split
 
-    from trex_ray.executor.trial import evaluation
-
-    out = ray.get(evaluation(use_gpu).remote(evaluator, model_path, adapter, task.rows("test"), template, system,
-                                       task.metric, task.labels, eval_cfg, threads))
+    info = {**task.model_dump(), "labels": task.labels}
+    out = evaluate_split(ev, model_path, adapter, task.rows("test"), info, template, system, eval_cfg, data_llm)
     return {k: out[k] for k in ("score", "metric", "n", "backend", "seconds", "num_bad")}
 
 

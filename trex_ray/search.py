@@ -46,7 +46,8 @@ def search(
     run_name: str | None = None,
     resume: bool = False,
     seed: int = 0,
-    evaluator: str = "transformers",
+    evaluator: str = "auto",
+    eval_options: dict | None = None,
     address: str | None = None,
     use_gpu: bool | None = None,
     data_llm: LLMSpec | dict | None = None,
@@ -64,38 +65,51 @@ def search(
     if not isinstance(max_concurrent, int) or max_concurrent < 1:
         raise ConfigError("max_concurrent", f"must be a positive integer, got {max_concurrent!r}", "e.g. 2")
     data_llm = _data_llm(data_llm, base_model)
+    eval_options = _eval_options(evaluator, eval_options)
     settings = dict(base_model=base_model, researcher=researcher, researcher_llm=researcher_llm,
                     policy=policy, max_concurrent=max_concurrent,
-                    seed=seed, evaluator=evaluator, budget=budget.model_dump(), data_llm=data_llm)
+                    seed=seed, evaluator=evaluator, eval_options=eval_options, budget=budget.model_dump(), data_llm=data_llm)
     run_dir = runs.open_run_dir(storage, task, run_name, resume, settings)
 
     import ray
 
-    from trex_ray.executor.trial import run_trial
-    from trex_ray.runtime import init_ray, physical_cores, threads_per_trial
-    from trex_ray.tree_actor import TreeActor
+    from trex_ray.executor.eval_service import start_evaluation, stop_evaluation
+    from trex_ray.runtime import init_ray, threads_per_trial
 
     init_ray(address, max_concurrent)
     if use_gpu is None:
         use_gpu = bool(ray.cluster_resources().get("GPU"))
     threads = threads_per_trial(max_concurrent)
+    model_path = resolve_model(base_model)
+    ev = start_evaluation(evaluator, model_path, use_gpu=use_gpu, threads=threads, options=eval_options)
+    try:
+        return _search(task=task, base_model=base_model, budget=budget, agent=agent, researcher=researcher,
+                       policy=policy, max_concurrent=max_concurrent, storage=storage, resume=resume, seed=seed,
+                       use_gpu=use_gpu, data_llm=data_llm, progress=progress, run_dir=run_dir,
+                       model_path=model_path, threads=threads, ev=ev)
+    finally:  # engines hold a CPU or GPU each: never leave them behind
+        stop_evaluation(ev)
+        close = getattr(getattr(agent, "llm", None), "close", None)
+        if close is not None:
+            close()
+
+
+def _search(*, task: Task, base_model: str, budget: Budget, agent, researcher: str, policy: str, max_concurrent: int,
+            storage: str, resume: bool, seed: int, use_gpu: bool, data_llm: dict, progress: bool, run_dir: str,
+            model_path: str, threads: int, ev) -> SearchResult:
+    """The search proper, once Ray, the run folder and the evaluation backend are up."""
+    import ray
+
+    from trex_ray.executor.trial import run_trial
+    from trex_ray.tree_actor import TreeActor
+
     show = Progress(enabled=progress, budget=budget)
     show.line(f"researcher: {agent.name}" + (" (auto: no ANTHROPIC_API_KEY)" if researcher == "auto" and
                                              agent.name == "heuristic" else ""))
-    llm_seen: dict = {}
-
-    def account_llm() -> None:
-        """Journal the researcher's LLM tokens and $ since the last call (the budget reads the sum)."""
-        usage = getattr(getattr(agent, "llm", None), "usage", None)
-        if not usage:
-            return
-        delta = {k: v - llm_seen.get(k, 0) for k, v in usage.items() if v != llm_seen.get(k, 0)}
-        if delta:
-            llm_seen.update(usage)
-            ray.get(tree.record.remote({"type": "llm_usage", "usage": delta}))
-
-    model_path = resolve_model(base_model)
+    show.line(f"evaluation: {ev.name}" + (" (engines: base model loaded once, adapters hot-loaded)"
+                                          if ev.service is not None else ""))
     tree = TreeActor.remote(os.path.join(run_dir, "journal.jsonl"), policy, seed)
+    agent = Journalled(agent, tree)
     spend = runs.spent_so_far(run_dir)
     session_start = time.time()
     tree.record.remote({"type": "session_started", "resume": resume})
@@ -106,7 +120,7 @@ def search(
     # 2. the root: the base model's baseline on val and test
     if ray.get(tree.state.remote())["best"] is None:
         show.line("baseline: evaluating the base model on val and test")
-        _evaluate_baseline(tree, task, task_info, model_path, run_dir, evaluator, physical_cores(), use_gpu)
+        _evaluate_baseline(tree, task, task_info, model_path, run_dir, ev, data_llm)
     root = ray.get(tree.node.remote(0))
     show.baseline(root)
 
@@ -117,7 +131,6 @@ def search(
 
         profile = {**task.profile(), "base_model": base_model, "model_params": count_params(model_path)}
         brief = agent.analyze(profile, root["result"])
-        account_llm()
         runs.save_brief(run_dir, brief)
         ray.get(tree.record.remote({"type": "brief", "brief": brief}))
 
@@ -129,7 +142,7 @@ def search(
         ref = run_trial.remote(
             node_id=nid, plan=plan, parent_adapter=(parent["result"] or {}).get("artifacts", {}).get("adapter"),
             task=task_info, model_path=model_path, run_dir=run_dir, cache_root=runs.cache_root(storage),
-            baseline_score=root["score"], evaluator=evaluator, threads=threads, use_gpu=use_gpu, data_llm=data_llm,
+            baseline_score=root["score"], ev=ev, threads=threads, use_gpu=use_gpu, data_llm=data_llm,
         )
         in_flight[ref] = (nid, parent_id)
         show.launched(nid, parent_id, plan)
@@ -151,7 +164,6 @@ def search(
             parent_id = ray.get(tree.select.remote())
             context = ray.get(tree.context.remote(parent_id))
             plan = agent.propose(brief, context, rng)
-            account_llm()
             nid = ray.get(tree.add_node.remote(parent_id, plan.model_dump(), plan.signature(parent_id)))
             launch(nid, parent_id, plan.model_dump())
             stop_reason = spent().exhausted(budget)
@@ -177,7 +189,6 @@ def search(
         finished = [n for n in ray.get(tree.nodes.remote()) if n["status"] in ("ok", "failed")]
         if (len(finished) - 1) % 3 == 0:
             ray.get(tree.record.remote({"type": "insights", "items": agent.distill(finished)}))
-        account_llm()
         show.finished(ray.get(tree.node.remote(nid)), ray.get(tree.state.remote()), spent())
 
     # 5. the best node by val, evaluated once on test
@@ -185,10 +196,9 @@ def search(
     if len(nodes) > 1:
         ray.get(tree.record.remote({"type": "insights", "items": agent.distill(
             [n for n in nodes if n["status"] in ("ok", "failed")])}))
-        account_llm()
     best = nodes[ray.get(tree.state.remote())["best"]]
     if best["test"] is None:
-        _evaluate_on_test(tree, best, task, model_path, evaluator, physical_cores(), use_gpu)
+        _evaluate_on_test(tree, best, task, model_path, ev, data_llm)
     final_spend = spent()
     ray.get(tree.record.remote({"type": "run_finished", "stop_reason": stop_reason, "spent": final_spend.model_dump()}))
     ray.get(tree.close.remote())
@@ -214,6 +224,69 @@ def _data_llm(spec: LLMSpec | dict | None, base_model: str) -> dict:
                           f"fields: {', '.join(LLMSpec.model_fields)}") from None
 
 
+class Journalled:
+    """A researcher whose every call is followed by a journal entry of the LLM tokens and $ it spent (the
+    budget reads their sum) and of what happened to its replies (repairs, fallbacks)."""
+
+    def __init__(self, agent, tree):
+        self.agent, self.tree, self.name = agent, tree, agent.name
+        self._seen: dict = {}
+        self._events = 0
+
+    def _account(self) -> None:
+        import ray
+
+        usage = getattr(getattr(self.agent, "llm", None), "usage", None) or {}
+        delta = {k: v - self._seen.get(k, 0) for k, v in usage.items() if v != self._seen.get(k, 0)}
+        if delta:
+            self._seen.update(usage)
+            ray.get(self.tree.record.remote({"type": "llm_usage", "usage": delta}))
+        events = getattr(self.agent, "events", [])
+        for e in events[self._events:]:
+            ray.get(self.tree.record.remote({"type": "researcher_event", **e}))
+        self._events = len(events)
+
+    def _call(self, method: str, *args):
+        try:
+            return getattr(self.agent, method)(*args)
+        finally:
+            self._account()
+
+    def analyze(self, profile, baseline):
+        return self._call("analyze", profile, baseline)
+
+    def propose(self, brief, context, rng):
+        return self._call("propose", brief, context, rng)
+
+    def diagnose(self, result, parent):
+        return self._call("diagnose", result, parent)
+
+    def distill(self, nodes):
+        return self._call("distill", nodes)
+
+
+ENGINE_OPTIONS = {"replicas": int, "max_engines": int, "max_model_len": int, "tensor_parallel_size": int,
+                  "max_loras": int, "max_lora_rank": int, "dtype": str, "kv_cache_gb": float,
+                  "gpu_memory_utilization": float}
+
+
+def _eval_options(evaluator: str, options: dict | None) -> dict:
+    from trex_ray.executor.engines import EVALUATORS
+
+    if evaluator not in EVALUATORS:
+        raise ConfigError("evaluator", f"unknown evaluator {evaluator!r}", f"use one of {', '.join(EVALUATORS)}")
+    out = {}
+    for k, v in (options or {}).items():
+        if k not in ENGINE_OPTIONS:
+            raise ConfigError(f"eval_options.{k}", "unknown engine setting", f"known: {', '.join(ENGINE_OPTIONS)}")
+        try:
+            out[k] = ENGINE_OPTIONS[k](v)
+        except (TypeError, ValueError):
+            raise ConfigError(f"eval_options.{k}", f"{v!r} is not a {ENGINE_OPTIONS[k].__name__}",
+                              f"give a {ENGINE_OPTIONS[k].__name__}") from None
+    return out
+
+
 def _stop_trials(refs: list, grace_s: float = 60.0) -> None:
     """Cancel running trials gracefully first: the interrupt reaches Ray Train's SIGINT handler, which
     aborts the run and releases its placement group. Whatever has not stopped after the grace period is
@@ -233,8 +306,8 @@ def _stop_trials(refs: list, grace_s: float = 60.0) -> None:
     release_orphan_placement_groups()  # every trial has stopped: what is left holds CPUs for nobody
 
 
-def _evaluate_baseline(tree, task: Task, task_info: dict, model_path: str, run_dir: str, evaluator: str,
-                       threads: int, use_gpu: bool) -> None:
+def _evaluate_baseline(tree, task: Task, task_info: dict, model_path: str, run_dir: str, ev,
+                       data_llm: dict) -> None:
     """The root node: the base model, prompted with the task's goal, scored on val and test."""
     import ray
 
@@ -246,16 +319,14 @@ def _evaluate_baseline(tree, task: Task, task_info: dict, model_path: str, run_d
     # room for the answer and some preamble (exact match reads the first line; accuracy finds the label)
     out_chars = max(len(r["output"]) for r in task.rows("val"))
     eval_cfg = {**EVAL_DEFAULTS, "max_new_tokens": min(512, max(16, out_chars // 2 + 12))}
-    base = run_baseline(task=task_info, model_path=model_path, run_dir=run_dir, evaluator=evaluator,
-                        threads=threads, eval_cfg=eval_cfg, template=prompt[0], system=prompt[1],
-                        use_gpu=use_gpu)
+    base = run_baseline(task=task_info, model_path=model_path, run_dir=run_dir, ev=ev, eval_cfg=eval_cfg,
+                        template=prompt[0], system=prompt[1], data_llm=data_llm)
     ray.get(tree.record.remote({"type": "node_finished", "id": 0, "result": base}))
-    test = runs.evaluate_test(task, model_path, None, evaluator, threads, eval_cfg, *prompt, use_gpu=use_gpu)
+    test = runs.evaluate_test(task, model_path, None, ev, eval_cfg, *prompt, data_llm=data_llm)
     ray.get(tree.record.remote({"type": "test_evaluated", "id": 0, "result": test}))
 
 
-def _evaluate_on_test(tree, node: dict, task: Task, model_path: str, evaluator: str, threads: int,
-                      use_gpu: bool) -> None:
+def _evaluate_on_test(tree, node: dict, task: Task, model_path: str, ev, data_llm: dict) -> None:
     """The one test-split evaluation of a trained node, with the prompt and decoding it was trained for."""
     import ray
 
@@ -263,9 +334,8 @@ def _evaluate_on_test(tree, node: dict, task: Task, model_path: str, evaluator: 
 
     plan = Plan.model_validate(node["plan"])
     art = node["result"]["artifacts"]
-    test = runs.evaluate_test(task, art.get("model", model_path), art.get("adapter"), evaluator, threads,
-                              plan.eval.model_dump(), plan.recipe.prompt.template, plan.recipe.prompt.system,
-                              use_gpu=use_gpu)
+    test = runs.evaluate_test(task, art.get("model", model_path), art.get("adapter"), ev, plan.eval.model_dump(),
+                              plan.recipe.prompt.template, plan.recipe.prompt.system, data_llm=data_llm)
     ray.get(tree.record.remote({"type": "test_evaluated", "id": node["id"], "result": test}))
 
 

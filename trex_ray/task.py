@@ -11,7 +11,7 @@ import os
 import statistics
 from collections import Counter
 from functools import cached_property
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -33,6 +33,11 @@ class Task(BaseModel):
     output_field: str = Field("output", description="Field holding the expected output.")
     metric: str = Field("exact_match", description=f"Primary metric: one of {', '.join(METRICS)}.")
     labels: list[str] | None = Field(None, description="Label set for classification metrics (optional).")
+    scoring: Literal["generate", "loglik"] = Field(
+        "generate", description="generate: greedy answers, scored by the metric; loglik: the likeliest of the "
+        "options (a row's own `options_field`, else `labels`, else the distinct answers) is the answer.")
+    options_field: str | None = Field(None, description="Field holding a row's answer options (a list of strings), "
+                                      "for multiple-choice tasks scored by log-likelihood.")
 
     @classmethod
     def from_jsonl(cls, name: str, train: str, val: str, test: str, **kwargs: Any) -> "Task":
@@ -67,7 +72,14 @@ class Task(BaseModel):
                             f"{key!r} is not a field of {path} (line {n} has: {', '.join(obj) or 'no fields'})",
                             f"set {field} to one of those fields",
                         )
-                rows.append({"input": str(obj[self.input_field]), "output": str(obj[self.output_field])})
+                row = {"input": str(obj[self.input_field]), "output": str(obj[self.output_field])}
+                if self.options_field:
+                    opts = obj.get(self.options_field)
+                    if not isinstance(opts, list) or not opts or not all(isinstance(o, (str, int, float)) for o in opts):
+                        raise ConfigError("options_field", f"{path} line {n}: {self.options_field!r} must be a "
+                                          "non-empty list of strings", "fix the row or unset options_field")
+                    row["options"] = [str(o) for o in opts]
+                rows.append(row)
         if not rows:
             raise ConfigError(split, f"the split is empty: {path}", "give a file with at least one example")
         return rows

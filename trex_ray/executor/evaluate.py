@@ -1,28 +1,18 @@
-"""Evaluation: generate answers for a split and score them.
+"""Evaluation: generate (or score options for) a split and grade it.
 
-`Evaluator` is the interface (a later backend serves it from vLLM actors); `TransformersEvaluator`
-is the reference: base model + optional PEFT adapter, batched left-padded greedy generation.
-`evaluate_rows` adds the metric, per-example details and a sample of bad cases.
+`evaluate_rows` is what every evaluation in a run goes through: it builds the prompts exactly as training
+rendered them, asks the run's evaluation backend (`trex_ray.executor.eval_service.Evaluation`: vLLM
+engines or transformers) for greedy answers, or, with `scoring="loglik"`, for the log-likelihood of each
+option (the task's labels or a row's own options) and takes the likeliest; then scores them with the
+task's metric and keeps the failing examples for the Researcher.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Protocol, Sequence
 
 from trex_ray import prompting
-from trex_ray.metrics import score_all
-
-
-class Evaluator(Protocol):
-    name: str
-
-    def generate(
-        self, model_path: str, adapter_path: str | None, prompts: Sequence[tuple[str, str | None]],
-        max_new_tokens: int, batch_size: int,
-    ) -> list[str]:
-        """Greedy completions for (user message, system prompt) pairs, in order."""
-        ...
+from trex_ray.metrics import score
 
 
 def torch_threads(n: int | None) -> None:
@@ -32,8 +22,8 @@ def torch_threads(n: int | None) -> None:
         torch.set_num_threads(max(1, int(n)))
 
 
-def load_model(model_path: str, adapter_path: str | None, for_training: bool = False):
-    """(model, tokenizer) on the best device: bf16 on GPU, fp32 on CPU; the adapter merged in for eval."""
+def load_model(model_path: str):
+    """(model, tokenizer) for training on the best device: bf16 on GPU, fp32 on CPU."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
@@ -45,87 +35,47 @@ def load_model(model_path: str, adapter_path: str | None, for_training: bool = F
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype).to(device)
-    if adapter_path:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, adapter_path, is_trainable=for_training)
-        if not for_training:
-            model = model.merge_and_unload()
     return model, tok
 
 
-class Generator:
-    """A model loaded once (base + optional adapter) that completes rendered prompts in batches:
-    greedy, or seeded sampling. Shared by evaluation and the local LLM backend."""
-
-    def __init__(self, model_path: str, adapter_path: str | None = None):
-        self.model, self.tok = load_model(model_path, adapter_path)
-        self.model.eval()
-        self.tok.padding_side = "left"
-
-    def render(self, msgs: list[dict]) -> str:
-        return prompting.render_messages(self.tok, msgs)
-
-    def generate(self, texts: Sequence[str], *, max_new_tokens: int, batch_size: int, temperature: float = 0.0,
-                 seed: int = 0) -> tuple[list[str], int, int]:
-        """(completions in order, prompt tokens, generated tokens)."""
-        import torch
-
-        tok, model = self.tok, self.model
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        out: list[str] = [""] * len(texts)
-        tin = tout = 0
-        sampling = {"do_sample": True, "temperature": temperature, "top_p": 0.95} if temperature > 0 else {
-            "do_sample": False}
-        with torch.inference_mode():
-            for b, start in enumerate(range(0, len(order), batch_size)):
-                idx = order[start : start + batch_size]
-                enc = tok([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
-                enc = enc.to(model.device)
-                if temperature > 0:
-                    torch.manual_seed(seed * 100003 + b)
-                gen = model.generate(**enc, max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
-                                     eos_token_id=tok.eos_token_id, **sampling)
-                new = gen[:, enc["input_ids"].shape[1] :]
-                tin += int(enc["attention_mask"].sum())
-                tout += int((new != tok.pad_token_id).sum())  # padding after an early stop is not output
-                for i, seq in zip(idx, new):
-                    out[i] = tok.decode(seq, skip_special_tokens=True).strip()
-        return out, tin, tout
-
-
-class TransformersEvaluator:
-    name = "transformers"
-
-    def generate(self, model_path, adapter_path, prompts, max_new_tokens, batch_size):
-        gen = Generator(model_path, adapter_path)
-        texts = [prompting.render(gen.tok, user, system) for user, system in prompts]
-        return gen.generate(texts, max_new_tokens=max_new_tokens, batch_size=batch_size)[0]
-
-
-EVALUATORS = {"transformers": TransformersEvaluator}
-
-
 def evaluate_rows(
-    evaluator: Evaluator, model_path: str, adapter_path: str | None, rows: list[dict], *, template: str,
-    system: str | None, metric: str, labels: list[str] | None, max_new_tokens: int, batch_size: int,
-    num_bad_cases: int,
+    ev, model_path: str, adapter_path: str | None, rows: list[dict], *, template: str, system: str | None,
+    metric: str, labels: list[str] | None, max_new_tokens: int, batch_size: int, num_bad_cases: int,
+    scoring: str = "generate", judge=None,
 ) -> dict:
+    """Score one model (+ adapter) on `rows` ({"input", "output", optional "options"})."""
     t0 = time.time()
-    prompts = [(template.replace("{input}", r["input"]), system) for r in rows]
-    preds = evaluator.generate(model_path, adapter_path, prompts, max_new_tokens, batch_size)
-    scores = score_all(metric, preds, [r["output"] for r in rows], labels)
-    bad = [
-        {"input": r["input"], "expected": r["output"], "got": p}
-        for r, p, s in zip(rows, preds, scores) if s < 1.0
-    ]
+    convs = [prompting.messages(template.replace("{input}", r["input"]), system) for r in rows]
+    refs = [r["output"] for r in rows]
+    extra: dict = {}
+    if scoring == "loglik":
+        options = [r.get("options") or labels or sorted(set(refs)) for r in rows]
+        lls, backend = ev.loglik(model_path, adapter_path, convs, options, batch_size=batch_size)
+        preds = [opts[max(range(len(opts)), key=lambda i: ll[i])] for opts, ll in zip(options, lls)]
+        tin = tout = 0
+    else:
+        gen = ev.generate(model_path, adapter_path, convs, max_new_tokens=max_new_tokens, batch_size=batch_size)
+        preds, backend, tin, tout = gen.texts, gen.backend, gen.input_tokens, gen.output_tokens
+        if gen.extra.get("fallback"):
+            extra["fallback"] = gen.extra["fallback"]
+    scored = score(metric, preds, refs, labels, judge=judge)
+    worst = sorted(range(len(rows)), key=lambda i: scored.per_example[i])
+    bad = [{"input": rows[i]["input"], "expected": refs[i], "got": preds[i], "score": round(scored.per_example[i], 4),
+            **({"detail": scored.details[i]} if scored.details and scored.details[i] else {})}
+           for i in worst if scored.per_example[i] < 1.0]
+    seconds = time.time() - t0
     return {
-        "score": sum(scores) / len(scores),
+        "score": scored.score,
         "metric": metric,
         "n": len(rows),
-        "backend": evaluator.name,
-        "seconds": round(time.time() - t0, 2),
+        "backend": backend,
+        "scoring": scoring,
+        "seconds": round(seconds, 2),
+        "input_tokens": tin,
+        "output_tokens": tout,
+        "tokens_per_s": round(tout / seconds, 1) if seconds > 0 and tout else 0.0,
         "bad_cases": bad[:num_bad_cases],
         "num_bad": len(bad),
         "predictions": preds,
+        **extra,
     }

@@ -65,7 +65,7 @@ def train_loop(config: dict) -> None:
     t0 = time.time()
 
     rows = list(ray.train.get_dataset_shard("train").iter_rows())
-    model, tok = load_model(config["model_path"], None)
+    model, tok = load_model(config["model_path"])
     examples, cut = tokenize_rows(tok, rows, cfg["max_seq_len"])
     if not examples:
         raise ValueError("no trainable examples after tokenisation")

@@ -1,6 +1,6 @@
-"""One trial as Ray work: data recipe (Ray Data) -> fine-tune (Ray Train) -> val evaluation (a Ray
-task behind the Evaluator interface). Returns a `NodeResult` as a dict and writes the node folder:
-`nodes/<id>/plan.json`, `result.json`, `adapter/`, `logs/trial.log`. A failing stage becomes a failed
+"""One trial as Ray work: data recipe (Ray Data) -> fine-tune (Ray Train) -> val evaluation (the run's
+evaluation backend: the vLLM service's engines, or a transformers task). Returns a `NodeResult` as a dict
+and writes the node folder: `nodes/<id>/plan.json`, `result.json`, `adapter/`, `logs/trial.log`. A failing stage becomes a failed
 result naming the stage and the error, never a crashed search.
 """
 
@@ -16,7 +16,8 @@ import ray
 from trex_ray.aidp.ops import OpContext
 from trex_ray.aidp.pipeline import run_recipe
 from trex_ray.executor import train as train_mod
-from trex_ray.executor.evaluate import EVALUATORS, evaluate_rows, torch_threads
+from trex_ray.executor.eval_service import Evaluation
+from trex_ray.executor.evaluate import evaluate_rows
 from trex_ray.metrics import METRIC_BEST, normalized_reward
 from trex_ray.plan import Plan
 from trex_ray.results import NodeResult
@@ -25,21 +26,20 @@ from trex_ray.results import NodeResult
 MIN_TRAIN_ROWS = 8  # fewer prepared rows than this is a failed data stage, not a fine-tune
 
 
-@ray.remote(num_cpus=1)
-def evaluate_task(evaluator: str, model_path: str, adapter: str | None, rows: list[dict], template: str,
-                  system: str | None, metric: str, labels: list[str] | None, eval_cfg: dict,
-                  threads: int | None) -> dict:
-    torch_threads(threads)
+def evaluate_split(ev: Evaluation, model_path: str, adapter: str | None, rows: list[dict], task: dict,
+                   template: str, system: str | None, eval_cfg: dict, data_llm: dict | None = None) -> dict:
+    """One split through the run's evaluation backend, graded with the task's metric."""
+    judge = None
+    if task["metric"] == "llm_judge":
+        from trex_ray.llm import make_llm
+        from trex_ray.metrics import make_llm_judge
+
+        judge = make_llm_judge(make_llm(data_llm or {}))
     return evaluate_rows(
-        EVALUATORS[evaluator](), model_path, adapter, rows, template=template, system=system, metric=metric,
-        labels=labels, max_new_tokens=eval_cfg["max_new_tokens"], batch_size=eval_cfg["batch_size"],
-        num_bad_cases=eval_cfg["num_bad_cases"],
+        ev, model_path, adapter, rows, template=template, system=system, metric=task["metric"],
+        labels=task.get("labels"), max_new_tokens=eval_cfg["max_new_tokens"], batch_size=eval_cfg["batch_size"],
+        num_bad_cases=eval_cfg["num_bad_cases"], scoring=task.get("scoring", "generate"), judge=judge,
     )
-
-
-def evaluation(use_gpu: bool):
-    """The evaluation task, on a GPU when the cluster has them."""
-    return evaluate_task.options(num_gpus=1 if use_gpu else 0, num_cpus=1)
 
 
 def _log(node_dir: str, msg: str) -> None:
@@ -57,7 +57,7 @@ def write_json(path: str, obj) -> None:
 
 @ray.remote(num_cpus=0)
 def run_trial(*, node_id: int, plan: dict, parent_adapter: str | None, task: dict, model_path: str,
-              run_dir: str, cache_root: str, baseline_score: float, evaluator: str = "transformers",
+              run_dir: str, cache_root: str, baseline_score: float, ev: Evaluation,
               threads: int | None = None, use_gpu: bool = False, data_llm: dict | None = None) -> dict:
     node_dir = os.path.join(run_dir, "nodes", str(node_id))
     os.makedirs(node_dir, exist_ok=True)
@@ -86,11 +86,9 @@ def run_trial(*, node_id: int, plan: dict, parent_adapter: str | None, task: dic
         prompt = p.recipe.prompt
         adapter = train_stats["artifact"] if p.train.method == "lora" else None
         eval_model = model_path if p.train.method == "lora" else train_stats["artifact"]
-        val = ray.get(evaluation(use_gpu).remote(
-            evaluator, eval_model, adapter, task["val_rows"], prompt.template, prompt.system, task["metric"],
-            task.get("labels"), p.eval.model_dump(), threads,
-        ))
-        _log(node_dir, f"eval: val {val['metric']} = {val['score']:.4f}")
+        val = evaluate_split(ev, eval_model, adapter, task["val_rows"], task, prompt.template, prompt.system,
+                             p.eval.model_dump(), data_llm)
+        _log(node_dir, f"eval: val {val['metric']} = {val['score']:.4f} ({val['backend']}, {val['seconds']} s)")
         result = NodeResult(
             status="ok", score=val["score"], metric=val["metric"],
             reward=normalized_reward(val["score"], baseline_score, METRIC_BEST.get(task["metric"], 1.0)),
@@ -112,12 +110,11 @@ def run_trial(*, node_id: int, plan: dict, parent_adapter: str | None, task: dic
     return out
 
 
-def run_baseline(*, task: dict, model_path: str, run_dir: str, evaluator: str, threads: int | None,
-                 eval_cfg: dict, template: str, system: str | None, use_gpu: bool = False) -> dict:
+def run_baseline(*, task: dict, model_path: str, run_dir: str, ev: Evaluation, eval_cfg: dict, template: str,
+                 system: str | None, data_llm: dict | None = None) -> dict:
     """Evaluate the base model on val (the reward reference); returns the root's NodeResult dict."""
     t0 = time.time()
-    val = ray.get(evaluation(use_gpu).remote(evaluator, model_path, None, task["val_rows"], template, system,
-                                       task["metric"], task.get("labels"), eval_cfg, threads))
+    val = evaluate_split(ev, model_path, None, task["val_rows"], task, template, system, eval_cfg, data_llm)
     result = NodeResult(
         status="ok", score=val["score"], metric=val["metric"], reward=0.0,
         val={k: v for k, v in val.items() if k not in ("bad_cases", "predictions")},

@@ -33,7 +33,13 @@ class LLMSpec(BaseModel):
         "local", description="local (this machine, offline), anthropic (Messages API), openai (any "
         "OpenAI-compatible chat-completions server).")
     model: str | None = Field(None, description="Model name; local: packaged name, checkpoint dir or HF id.")
-    engine: Literal["transformers"] = Field("transformers", description="Generation engine of the local backend.")
+    engine: Literal["transformers", "vllm"] = Field(
+        "transformers", description="Generation engine of the local backend: transformers (in process) or vllm (a "
+        "Ray actor; JSON replies constrained to the schema).")
+    max_model_len: int | None = Field(None, ge=64, le=1_000_000, description="Prompt + reply token limit (local; "
+                                      "default: the model's, at most 8192); longer prompts keep their end.")
+    max_tokens: int | None = Field(None, ge=16, le=100_000, description="Reply token limit of the Researcher's turns "
+                                   "(default 2048).")
     batch_size: int = Field(16, ge=1, le=1024, description="Conversations generated together (local).")
     base_url: str | None = Field(None, description="Server URL (openai: required unless OPENAI_BASE_URL is set; "
                                  "anthropic: optional).")

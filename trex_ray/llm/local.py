@@ -1,6 +1,13 @@
-"""The `local` backend: a model on this machine, generating through the evaluation engine
-(`trex_ray.executor.evaluate.Generator`), loaded once per backend object. It has no tool use: an agent
-turn is a plain generation (the Researcher then asks for JSON in the prompt)."""
+"""The `local` backend: a model on this machine, served by one of the inference engines
+(`trex_ray.executor.engines`), loaded once per backend object.
+
+- `engine: transformers` runs in this process.
+- `engine: vllm` runs a `vllm.LLM` in a Ray actor and constrains agent turns that ask for JSON to the
+  given JSON schema (structured-output decoding), so every reply parses.
+
+A local model has no tool protocol: an agent turn is a plain generation (tool results become user turns),
+and the Researcher asks for JSON in the prompt.
+"""
 
 from __future__ import annotations
 
@@ -9,26 +16,58 @@ from trex_ray.llm.base import LLMSpec, Reply, add_usage, new_usage
 
 class LocalLLM:
     def __init__(self, spec: LLMSpec):
-        from trex_ray.executor.evaluate import Generator
         from trex_ray.models import resolve_model
 
         self.spec = spec
-        self.name = f"local:{spec.model_name}"
-        self.generator = Generator(resolve_model(spec.model_name))
+        self.name = f"local:{spec.model_name}" + (f" ({spec.engine})" if spec.engine != "transformers" else "")
+        path = resolve_model(spec.model_name)
+        if spec.engine == "vllm":
+            import ray
+
+            from trex_ray.executor.engines import VLLMEngine, cuda_available
+
+            if not ray.is_initialized():
+                ray.init(num_cpus=2, log_to_driver=False)
+            gpu = cuda_available() or bool(ray.cluster_resources().get("GPU"))
+            self._actor = ray.remote(VLLMEngine).options(
+                num_gpus=1 if gpu else 0, num_cpus=0, max_concurrency=16,  # see eval_service._engine_options
+            ).remote(path, enable_lora=False, max_model_len=spec.max_model_len)
+            self._engine = None
+        else:
+            from trex_ray.executor.engines import HFEngine
+
+            self._actor = None
+            self._engine = HFEngine(path, max_model_len=spec.max_model_len)
         self.usage = new_usage()
 
+    def _generate(self, conversations, **kw):
+        if self._actor is not None:
+            import ray
+
+            return ray.get(self._actor.generate.remote(list(conversations), None, **kw))
+        return self._engine.generate(conversations, None, **kw)
+
     def chat(self, conversations, *, max_tokens, temperature=0.0, seed=0):
-        texts = [self.generator.render(msgs) for msgs in conversations]
-        out, tin, tout = self.generator.generate(texts, max_new_tokens=max_tokens, batch_size=self.spec.batch_size,
-                                                 temperature=temperature, seed=seed)
-        add_usage(self.usage, self.spec, calls=len(conversations), input_tokens=tin, output_tokens=tout)
-        return out
+        gen = self._generate(conversations, max_new_tokens=max_tokens, batch_size=self.spec.batch_size,
+                             temperature=temperature, seed=seed)
+        add_usage(self.usage, self.spec, calls=len(conversations), input_tokens=gen.input_tokens,
+                  output_tokens=gen.output_tokens)
+        return gen.texts
 
     def complete(self, system, messages, *, tools=(), max_tokens=2048, json_schema=None):
         msgs = [{"role": "system", "content": system}]
         for m in messages:  # tool results become user turns: a local model has no tool protocol
             role = "user" if m["role"] == "tool" else m["role"]
             msgs.append({"role": role, "content": m["content"]})
-        text, tin, tout = self.generator.generate([self.generator.render(msgs)], max_new_tokens=max_tokens,
-                                                  batch_size=1)
-        return Reply(text=text[0], usage=add_usage(self.usage, self.spec, input_tokens=tin, output_tokens=tout))
+        # transformers cannot constrain decoding: the schema is only enforced by vLLM
+        gen = self._generate([msgs], max_new_tokens=max_tokens, batch_size=1,
+                             json_schema=json_schema if self._actor is not None else None)
+        return Reply(text=gen.texts[0], stop="max_tokens" if gen.cut and gen.cut[0] else "end", usage=add_usage(self.usage, self.spec, input_tokens=gen.input_tokens,
+                                                        output_tokens=gen.output_tokens))
+
+    def close(self) -> None:
+        if self._actor is not None:
+            import ray
+
+            ray.kill(self._actor)
+            self._actor = None

@@ -33,13 +33,13 @@ class Researcher(Protocol):
         ...
 
 
-RESEARCHERS = ("heuristic", "auto", "anthropic", "openai", "local")
+RESEARCHERS = ("heuristic", "auto", "anthropic", "openai", "vllm", "local")
 
 
 def make_researcher(name: str, *, llm: dict | None = None, task=None, notes_dir: str | None = None,
                     data_dirs: tuple[str, ...] = (), hub: bool = False) -> Researcher:
-    """`heuristic` (offline), an LLM researcher on `anthropic`, `openai` (any compatible server) or a
-    `local` model, or `auto`: anthropic when ANTHROPIC_API_KEY is set, else heuristic. `llm` holds the
+    """`heuristic` (offline), an LLM researcher on `anthropic`, `openai` (any compatible server), a local
+    model on `vllm` (a Ray actor, replies constrained to the JSON schemas) or `local` (transformers), or `auto`: anthropic when ANTHROPIC_API_KEY is set, else heuristic. `llm` holds the
     rest of the LLM spec (model, base_url, ...; see `trex_ray.llm.LLMSpec`)."""
     import os
 
@@ -62,10 +62,11 @@ def make_researcher(name: str, *, llm: dict | None = None, task=None, notes_dir:
     from trex_ray.researcher.tools import ResearchTools
 
     try:
-        spec = LLMSpec.model_validate({**(llm or {}), "backend": name})
+        fixed = {"backend": "local", "engine": "vllm"} if name == "vllm" else {"backend": name}
+        spec = LLMSpec.model_validate({**(llm or {}), **fixed})
     except ValidationError as e:
         err = e.errors()[0]
         raise ConfigError("researcher_llm." + ".".join(str(x) for x in err["loc"]), err["msg"],
                           f"fields: {', '.join(LLMSpec.model_fields)}") from None
     tools = ResearchTools(task=task, notes_dir=notes_dir, data_dirs=data_dirs, hub=hub)
-    return LLMResearcher(make_llm(spec), tools=tools)
+    return LLMResearcher(make_llm(spec), tools=tools, max_tokens=spec.max_tokens or 2048)

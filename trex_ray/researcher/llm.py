@@ -59,7 +59,7 @@ class DiagnosisReply(BaseModel):
 class InsightsReply(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    insights: list[str] = Field(min_length=1)
+    insights: list[str] = Field(min_length=1, max_length=12)
 
 
 class ReplyError(ValueError):
@@ -179,6 +179,8 @@ class LLMResearcher:
                 last = str(e)
             except ValidationError as e:
                 last = _errors(e)
+            if reply.stop == "max_tokens":
+                last = f"the reply was cut at the token limit ({self.max_tokens}); be shorter. {last}"
             if repairs >= self.max_repairs:
                 self.events.append({"role": role, "outcome": "fallback", "repairs": repairs, "error": last[:500]})
                 return None, repairs, last
@@ -241,7 +243,7 @@ class LLMResearcher:
         user = prompt("plan").format(direction=direction.direction, parent_plan=render(parent_plan, 4000),
                                      op_schemas=render(schemas, 5000), num_tried=len(tried),
                                      plan_schema=render(_plan_schema(), 6000))
-        plan, repairs, err = self._ask("plan", user, parse)
+        plan, repairs, err = self._ask("plan", user, parse, schema=_plan_schema())
         if plan is None:
             return self._fallback(brief, context, rng, f"plan: {err}")
         note = f" after {repairs} repair turn{'s' if repairs > 1 else ''}" if repairs else ""
