@@ -17,12 +17,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def ray_session():
-    import ray
+    from trex_ray.runtime import init_ray
 
-    os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+    init_ray(None, 1)  # joins the session's local Ray if another module started it
     yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")

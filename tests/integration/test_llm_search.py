@@ -18,12 +18,17 @@ pytestmark = pytest.mark.integration
 KEY = "sk-ant-PLANTED-9f8e7d6c5b4a-never-write-me"
 
 
+def first_user(body: dict) -> str:
+    """The first user turn of a request, in either wire format (OpenAI puts the system prompt first)."""
+    first = next(m["content"] for m in body["messages"] if m["role"] == "user")
+    return first if isinstance(first, str) else json.dumps(first)
+
+
 def responder():
     n = itertools.count()
 
     def reply(body: dict) -> dict:
-        first = body["messages"][0]["content"]
-        first = first if isinstance(first, str) else json.dumps(first)
+        first = first_user(body)
         if "Requirement analysis" in first:
             return {"text": json.dumps({"objective": "answer yes/no like the data", "metric": "accuracy",
                                         "risks": ["no signal in inputs"], "candidate_data_sources": [],
@@ -53,7 +58,7 @@ def test_search_with_the_anthropic_researcher_records_its_work_and_never_the_key
         result = trex_ray.search(majority_task, base_model="tiny-random", budget=trex_ray.Budget(trials=3),
                                  researcher="anthropic", researcher_llm={"base_url": server.url, "model": "claude-test"},
                                  max_concurrent=1, storage=str(tmp_path / "runs"), seed=0)
-    kinds = [r["json"]["messages"][0]["content"][:40] for r in server.requests]
+    kinds = [first_user(r["json"])[:40] for r in server.requests]
     assert any("Requirement analysis" in k for k in kinds) and any("Choose the next" in k for k in kinds)
     nodes = {n.id: n for n in result.nodes}
     llm_plans = [n for n in nodes.values() if n.plan and n.plan.get("author", "").startswith("anthropic:claude-test")]
@@ -73,6 +78,27 @@ def test_search_with_the_anthropic_researcher_records_its_work_and_never_the_key
                 if KEY.encode() in fh.read():
                     leaked.append(os.path.join(root, f))
     assert leaked == []
+
+
+def test_search_with_an_openai_compatible_researcher(majority_task, tmp_path, monkeypatch):
+    """The `openai` researcher against a local chat-completions server: its plans drive the search, and the
+    key from the environment is sent as a bearer token and never written."""
+    key = "sk-openai-PLANTED-0a1b2c3d"
+    monkeypatch.setenv("MY_SERVER_KEY", key)
+    with ScriptedLLMServer(responder=responder()) as server:
+        result = trex_ray.search(majority_task, base_model="tiny-random", budget=trex_ray.Budget(trials=2),
+                                 researcher="openai", researcher_llm={"base_url": server.url + "/v1", "model": "served",
+                                                                      "api_key_env": "MY_SERVER_KEY"},
+                                 max_concurrent=1, storage=str(tmp_path / "runs"), seed=0, progress=False)
+    assert server.requests and all(r["path"].endswith("/chat/completions") for r in server.requests)
+    assert all(r["headers"].get("authorization") == f"Bearer {key}" for r in server.requests)
+    plan = {n.id: n for n in result.nodes}[2].plan
+    assert plan["author"].startswith("openai:served") and plan["direction"] == "higher learning rate"
+    assert plan["train"]["learning_rate"] >= 0.01
+    for root, _, files in os.walk(tmp_path / "runs"):
+        for f in files:
+            with open(os.path.join(root, f), "rb") as fh:
+                assert key.encode() not in fh.read(), f
 
 
 @pytest.mark.slow
