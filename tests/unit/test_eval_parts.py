@@ -30,11 +30,11 @@ def test_batcher_merges_concurrent_requests_and_routes_each_its_results():
 
     first = threading.Thread(target=call, args=(0,))
     first.start()
-    time.sleep(0.2)
+    _wait_for(lambda: len(seen) == 1)
     rest = [threading.Thread(target=call, args=(k,)) for k in range(1, 6)]
     for t in rest:
         t.start()
-    time.sleep(0.3)
+    _wait_for(lambda: len(b._pending) == 5)
     gate.set()
     for t in [first, *rest]:
         t.join(5)
@@ -57,6 +57,47 @@ def test_batcher_gives_every_caller_of_a_failed_batch_the_error_and_keeps_servin
     with pytest.raises(RuntimeError, match="hiccup"):
         b.submit([1])
     assert b.submit([2, 3]) == [2, 3]
+
+
+def test_batcher_reruns_a_failed_merged_batch_per_caller_so_only_the_bad_request_fails():
+    seen = []
+    gate = threading.Event()
+
+    def run(items):
+        seen.append(list(items))
+        if len(seen) == 1:
+            gate.wait(5)
+        if -1 in items:
+            raise ValueError("bad request")
+        return items
+
+    b = _Batcher(run)
+    out = {}
+
+    def call(k, items):
+        try:
+            out[k] = b.submit(items)
+        except ValueError as e:
+            out[k] = str(e)
+
+    threads = [threading.Thread(target=call, args=(0, [0]))]
+    threads[0].start()
+    _wait_for(lambda: len(seen) == 1)
+    threads += [threading.Thread(target=call, args=(k, it)) for k, it in ((1, [1, 2]), (2, [-1]), (3, [3]))]
+    for t in threads[1:]:
+        t.start()
+    _wait_for(lambda: len(b._pending) == 3)
+    gate.set()
+    for t in threads:
+        t.join(5)
+    assert out == {0: [0], 1: [1, 2], 2: "bad request", 3: [3]}
+
+
+def _wait_for(cond, timeout=5.0):
+    end = time.time() + timeout
+    while not cond():
+        assert time.time() < end, "condition not reached"
+        time.sleep(0.01)
 
 
 def test_until_stop_counts_the_eos_but_not_padding():
@@ -87,6 +128,11 @@ def test_evaluator_and_engine_settings_are_checked_before_anything_runs():
         _eval_options("vllm", {"replicas": "two"})
     assert e.value.field == "eval_options.replicas"
     assert _eval_options("vllm", {"replicas": "2", "kv_cache_gb": 1}) == {"replicas": 2, "kv_cache_gb": 1.0}
+    for bad, field in (({"max_lora_rank": 7}, "max_lora_rank"), ({"gpu_memory_utilization": 1.5}, "gpu_memory_utilization"),
+                       ({"replicas": 0}, "replicas"), ({"kv_cache_gb": -1}, "kv_cache_gb")):
+        with pytest.raises(ConfigError) as e:
+            _eval_options("transformers", bad)
+        assert e.value.field == f"eval_options.{field}"
 
 
 def test_auto_evaluator_is_transformers_without_gpus():
@@ -94,6 +140,10 @@ def test_auto_evaluator_is_transformers_without_gpus():
 
     assert resolve_evaluator("auto", use_gpu=False) == "transformers"
     assert resolve_evaluator("vllm", use_gpu=False) == "vllm"
+    # one GPU: an engine would hold the GPU the trials train on
+    assert resolve_evaluator("auto", use_gpu=True, gpus=1) == "transformers"
+    with pytest.raises(ConfigError, match="evaluator"):
+        resolve_evaluator("vllm", use_gpu=True, gpus=1)
     with pytest.raises(ConfigError):
         resolve_evaluator("nope", use_gpu=False)
 

@@ -44,6 +44,9 @@ def cuda_available() -> bool:
         return False
 
 
+LORA_RANKS = (8, 16, 32, 64, 128, 256, 512)  # the max_lora_rank values vLLM accepts
+
+
 @dataclass
 class Generation:
     texts: list[str]
@@ -259,16 +262,26 @@ class _Batcher:
             flat = [it for items, _ in batch for it in items]
             try:
                 results = self._run(flat)
-            except Exception as e:  # noqa: BLE001 - every waiting caller gets the error
-                for _, slot in batch:
-                    slot["error"] = e
-                    slot["done"].set()
+            except Exception as e:  # noqa: BLE001
+                if len(batch) == 1:
+                    batch[0][1]["error"] = e
+                    batch[0][1]["done"].set()
+                else:  # one caller's bad request must not fail the others: rerun each caller apart
+                    for items, slot in batch:
+                        self._serve_alone(items, slot)
                 continue
             at = 0
             for items, slot in batch:
                 slot["result"] = results[at : at + len(items)]
                 at += len(items)
                 slot["done"].set()
+
+    def _serve_alone(self, items, slot):
+        try:
+            slot["result"] = self._run(items)
+        except Exception as e:  # noqa: BLE001 - the caller gets its own error
+            slot["error"] = e
+        slot["done"].set()
 
 
 class VLLMEngine:
@@ -303,6 +316,7 @@ class VLLMEngine:
         self.gpu = gpu
         self.enable_lora = enable_lora
         self._lora_ids: dict[str, int] = {}
+        self._lora_lock = threading.Lock()
         self._batcher = _Batcher(self._run)
 
     def _lora(self, adapter: str | None):
@@ -313,8 +327,9 @@ class VLLMEngine:
         from vllm.lora.request import LoRARequest
 
         path = os.path.abspath(adapter)
-        if path not in self._lora_ids:
-            self._lora_ids[path] = len(self._lora_ids) + 1
+        with self._lora_lock:  # callers arrive on the actor's threads
+            if path not in self._lora_ids:
+                self._lora_ids[path] = len(self._lora_ids) + 1
         return LoRARequest(f"a{self._lora_ids[path]}", self._lora_ids[path], path)
 
     def _run(self, items: list) -> list:

@@ -20,23 +20,32 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import ray
 
-from trex_ray.executor.engines import ENGINES, EVALUATORS, Generation, HFEngine, cuda_available, vllm_available
+from trex_ray.executor.engines import (ENGINES, EVALUATORS, LORA_RANKS, Generation, HFEngine, cuda_available,
+                                       vllm_available)
+
+log = logging.getLogger(__name__)
 
 
-def resolve_evaluator(name: str, use_gpu: bool) -> str:
-    """`auto`: vLLM when it is installed and there are GPUs, transformers otherwise."""
+def resolve_evaluator(name: str, use_gpu: bool, gpus: float = 0) -> str:
+    """`auto`: vLLM when it is installed and the cluster has a GPU to spare for it (an engine holds its GPU
+    for the whole run, so with a single GPU the trials would wait for it forever), transformers otherwise.
+    `gpus` is the cluster's GPU count."""
     from trex_ray.errors import ConfigError
 
     if name not in EVALUATORS:
         raise ConfigError("evaluator", f"unknown evaluator {name!r}", f"use one of {', '.join(EVALUATORS)}")
     if name == "auto":
-        return "vllm" if use_gpu and vllm_available() else "transformers"
+        return "vllm" if use_gpu and gpus >= 2 and vllm_available() else "transformers"
+    if name == "vllm" and use_gpu and gpus < 2:
+        raise ConfigError("evaluator", f"vllm on GPUs needs a GPU of its own next to the trials' (cluster has {gpus:g})",
+                          "use evaluator: transformers (or auto) on a one-GPU machine, or add a GPU")
     return name
 
 
@@ -50,7 +59,6 @@ def _engine_options(backend: str, use_gpu: bool, tp: int) -> dict:
     return opts
 
 
-LORA_RANKS = (8, 16, 32, 64, 128, 256, 512)  # the max_lora_rank values vLLM accepts
 
 
 def lora_rank_bucket(adapter: str | None) -> int:
@@ -145,7 +153,7 @@ class EvalService:
 
     async def generate(self, model_path: str, adapter: str | None, conversations: list, **kw) -> Generation:
         out, backend = await self._call("generate", model_path, adapter, conversations, adapter, **kw)
-        if model_path in self.fallbacks:
+        if backend == "transformers" and model_path in self.fallbacks:  # this engine is the fallback one
             out.extra["fallback"] = self.fallbacks[model_path]
         return out
 
@@ -206,7 +214,7 @@ class Evaluation:
 def start_evaluation(evaluator: str, base_model_path: str, *, use_gpu: bool, threads: int | None,
                      options: dict | None = None, name: str | None = None) -> Evaluation:
     """The run's evaluation backend; for vLLM this starts the service (engines start on first use)."""
-    backend = resolve_evaluator(evaluator, use_gpu)
+    backend = resolve_evaluator(evaluator, use_gpu, ray.cluster_resources().get("GPU", 0) if use_gpu else 0)
     if backend == "transformers":
         return Evaluation("transformers", None, use_gpu, threads)
     opts = dict(options or {})
@@ -217,9 +225,12 @@ def start_evaluation(evaluator: str, base_model_path: str, *, use_gpu: bool, thr
 
 
 def stop_evaluation(ev: Evaluation) -> None:
+    """Best effort: a failing shutdown must not mask the error that ended the run."""
     if ev.service is not None:
         try:
             ray.get(ev.service.shutdown.remote(), timeout=60)
+        except Exception as e:  # noqa: BLE001
+            log.warning("evaluation service shutdown failed: %s", e)
         finally:
             ray.kill(ev.service)
 

