@@ -33,6 +33,8 @@ class RunConfig(BaseModel):
     labels: list[str] | None = Field(None, description="Label set for classification metrics.")
     scoring: Literal["generate", "loglik"] = Field("generate", description="generate (greedy answers) or loglik (likeliest option).")
     options_field: str | None = Field(None, description="Field with each row's answer options (loglik scoring).")
+    metric_options: dict | None = Field(None, description="Options of the metric, e.g. {average: macro}.")
+    context_field: str | None = Field(None, description="Field with what a row's grading needs (metrics that grade with a context).")
     # the search
     base_model: str = Field("smollm2-135m", description="Packaged model name, HF id or local checkpoint dir.")
     storage: str = Field("runs", description="Folder for run folders and the dataset cache.")
@@ -63,7 +65,8 @@ class RunConfig(BaseModel):
         paths = {s: getattr(self, s) for s in ("train", "val", "test")}
         return Task(name=self.name, goal=self.goal, input_field=self.input_field, output_field=self.output_field,
                     metric=self.metric, labels=self.labels, scoring=self.scoring,
-                    options_field=self.options_field,
+                    options_field=self.options_field, metric_options=self.metric_options or {},
+                    context_field=self.context_field,
                     **{k: v if os.path.isabs(v) else os.path.join(base, v) for k, v in paths.items()})
 
     def budget(self):

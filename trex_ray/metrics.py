@@ -22,9 +22,12 @@ and its normalisation:
 - `multilabel_f1`: references and predictions are label sets written as text, separated by commas,
   semicolons or newlines; every item is stripped, its whitespace collapsed and case-folded, empty
   items are dropped. With a task label set the predicted labels are the label names found anywhere
-  in the output (word-bounded, longest first, a found label hides the shorter ones inside it);
-  otherwise the split items of the output. Corpus score: micro-F1 over all (example, label) pairs;
-  per example: that example's F1 (both sets empty = 1). Detail: both label sets.
+  in the output (word-bounded, longest first, a found label hides the shorter ones inside it) and
+  reference items outside the label set are not labels (so a reference "none" is the empty set);
+  otherwise the split items of the output. Corpus score: micro-F1 over all (example, label) pairs
+  (option `average: micro`, the default), or with `average: macro` the mean per-label F1 over the
+  task's labels (without a label set: the labels that occur); per example: that example's F1 (both
+  sets empty = 1). Detail: both label sets.
 - `rouge1`, `rouge2`, `rougeL`: the `rouge-score` package's F-measure with its own tokenizer
   (lower-cased, non-alphanumeric characters -- including non-ASCII letters -- become spaces, Porter
   stemming of words over 3 characters), on the whole output; so it suits English text only. An empty
@@ -104,11 +107,18 @@ Judge = Callable[[Sequence[str], Sequence[str]], Sequence[float]]
 @dataclass(frozen=True)
 class Metric:
     """A registered metric: `compute(preds, refs, labels, options, judge) -> Scored` on non-empty,
-    equal-length inputs. Calling it grades one example (the original `METRICS[name](pred, ref, labels)`)."""
+    equal-length inputs. Calling it grades one example (the original `METRICS[name](pred, ref, labels)`).
+
+    A metric with `context=True` also gets `contexts`, one JSON-able value per example (a task's
+    `context_field`: what grading needs beyond the reference text, e.g. a benchmark's sub-task id or
+    the constraints an open-ended answer must satisfy): `compute(preds, refs, labels, options, judge,
+    contexts)`. Metrics outside this module are registered with `register_metric` or, so that Ray
+    workers find them too, as entry points of the `trex_ray.metrics` group (a `Metric` or a list)."""
     name: str
     compute: Callable[..., Scored]
     best: float = 1.0
-    options: Mapping[str, float] = field(default_factory=dict)  # accepted options and their defaults
+    options: Mapping[str, Any] = field(default_factory=dict)  # accepted options and their defaults
+    context: bool = False
 
     def __call__(self, pred: str, ref: str, labels: Sequence[str] | None = None) -> float:
         return score(self.name, [pred], [ref], labels).per_example[0]
@@ -186,16 +196,28 @@ def _find_labels(text: str, labels: Sequence[str]) -> set[str]:
 
 
 def _multilabel_f1(preds, refs, labels, options, judge) -> Scored:
+    average = options.get("average", "micro")
+    if average not in ("micro", "macro"):
+        raise ValueError(f"multilabel_f1: average must be 'micro' or 'macro', got {average!r}")
     per, details = [], []
     tp_all = pred_all = ref_all = 0
+    counts: dict[str, list[int]] = {}  # label -> [tp, fp, fn]
+    names = {" ".join(x.split()).casefold() for x in labels if x.strip()} if labels else None
     for p, r in zip(preds, refs):
         got = _find_labels(p, labels) if labels else _label_set(p)
-        gold = _label_set(r)
+        gold = _label_set(r) & names if names else _label_set(r)
         tp = len(got & gold)
         per.append(2 * tp / (len(got) + len(gold)) if got or gold else 1.0)
         details.append({"pred_labels": sorted(got), "ref_labels": sorted(gold)})
         tp_all, pred_all, ref_all = tp_all + tp, pred_all + len(got), ref_all + len(gold)
-    corpus = 2 * tp_all / (pred_all + ref_all) if pred_all + ref_all else 1.0
+        for lab in got | gold:
+            c = counts.setdefault(lab, [0, 0, 0])
+            c[0 if lab in got and lab in gold else 1 if lab in got else 2] += 1
+    if average == "macro":  # per-label F1, averaged over the task's labels (else those that occur)
+        names = names or set(counts)
+        corpus = _mean([_f1(*counts.get(n, (0, 0, 0))) for n in sorted(names)]) if names else 1.0
+    else:
+        corpus = 2 * tp_all / (pred_all + ref_all) if pred_all + ref_all else 1.0
     return Scored(corpus, per, details)
 
 
@@ -309,7 +331,7 @@ METRICS: dict[str, Metric] = {m.name: m for m in [
     Metric("accuracy", _accuracy),
     Metric("f1_macro", _f1_single("macro")),
     Metric("f1_micro", _f1_single("micro")),
-    Metric("multilabel_f1", _multilabel_f1),
+    Metric("multilabel_f1", _multilabel_f1, options={"average": "micro"}),
     Metric("rouge1", _rouge("rouge1")),
     Metric("rouge2", _rouge("rouge2")),
     Metric("rougeL", _rouge("rougeL")),
@@ -319,19 +341,61 @@ METRICS: dict[str, Metric] = {m.name: m for m in [
 METRIC_BEST: dict[str, float] = {name: m.best for name, m in METRICS.items()}
 
 
+_PLUGINS_LOADED = False
+
+
+def register_metric(m: Metric) -> Metric:
+    if not isinstance(m, Metric):
+        raise TypeError(f"register_metric takes a trex_ray.metrics.Metric, got {type(m).__name__}")
+    METRICS[m.name] = m
+    METRIC_BEST[m.name] = m.best
+    return m
+
+
+def load_plugins() -> None:
+    """Register the metrics that installed packages declare under the `trex_ray.metrics` entry point group."""
+    global _PLUGINS_LOADED
+    if _PLUGINS_LOADED:
+        return
+    _PLUGINS_LOADED = True
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group="trex_ray.metrics"):
+        try:
+            obj = ep.load()
+        except Exception as e:  # noqa: BLE001 - a broken plugin must not break the built-in metrics
+            import logging
+
+            logging.getLogger(__name__).warning("metric plugin %s could not be loaded: %s", ep.value, e)
+            continue
+        for m in obj if isinstance(obj, (list, tuple)) else [obj]:
+            register_metric(m)
+
+
+def metric_names() -> list[str]:
+    load_plugins()
+    return list(METRICS)
+
+
 def get_metric(metric: str) -> Metric:
+    if metric not in METRICS:
+        load_plugins()
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; known metrics: {', '.join(METRICS)}")
     return METRICS[metric]
 
 
 def score(metric: str, preds: Sequence[str], refs: Sequence[str], labels: Sequence[str] | None = None, *,
-          options: Mapping[str, Any] | None = None, judge: Judge | None = None) -> Scored:
+          options: Mapping[str, Any] | None = None, judge: Judge | None = None,
+          contexts: Sequence[Any] | None = None) -> Scored:
     """Grade `preds` against `refs` with `metric` (see the module docstring)."""
     m = get_metric(metric)
     preds, refs = list(preds), list(refs)
     if len(preds) != len(refs):
         raise ValueError(f"metric {metric!r}: {len(preds)} predictions but {len(refs)} references")
+    if m.context and (contexts is None or len(contexts) != len(preds)):
+        raise ValueError(f"metric {metric!r} grades with a per-example context: pass contexts= (one per example; "
+                         "a task's context_field)")
     unknown = set(options or {}) - set(m.options)
     if unknown:
         raise ValueError(f"metric {metric!r}: unknown options {sorted(unknown)}; "
@@ -341,10 +405,14 @@ def score(metric: str, preds: Sequence[str], refs: Sequence[str], labels: Sequen
                          "with an LLM from trex_ray.llm (or any callable judge(preds, refs) -> list[float] in [0, 1])")
     if not preds:
         return Scored(0.0, [], [])
-    return m.compute(preds, refs, labels, {**m.options, **(options or {})}, judge)
+    opts = {**m.options, **(options or {})}
+    if m.context:
+        return m.compute(preds, refs, labels, opts, judge, list(contexts))
+    return m.compute(preds, refs, labels, opts, judge)
 
 
 def score_all(metric: str, preds: Sequence[str], refs: Sequence[str], labels: Sequence[str] | None = None, *,
-              options: Mapping[str, Any] | None = None, judge: Judge | None = None) -> list[float]:
+              options: Mapping[str, Any] | None = None, judge: Judge | None = None,
+              contexts: Sequence[Any] | None = None) -> list[float]:
     """The per-example scores of `score`."""
-    return score(metric, preds, refs, labels, options=options, judge=judge).per_example
+    return score(metric, preds, refs, labels, options=options, judge=judge, contexts=contexts).per_example

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from trex_ray.errors import ConfigError
-from trex_ray.metrics import METRICS
+from trex_ray.metrics import METRICS, get_metric, metric_names
 
 SPLITS = ("train", "val", "test")
 
@@ -38,6 +38,11 @@ class Task(BaseModel):
         "options (a row's own `options_field`, else `labels`, else the distinct answers) is the answer.")
     options_field: str | None = Field(None, description="Field holding a row's answer options (a list of strings), "
                                       "for multiple-choice tasks scored by log-likelihood.")
+    metric_options: dict[str, Any] = Field(default_factory=dict, description="Options of the metric "
+                                           "(e.g. multilabel_f1: {average: macro}).")
+    context_field: str | None = Field(None, description="Field holding what a row's grading needs beyond the "
+                                      "reference (any JSON value; never shown to the model), for metrics that "
+                                      "grade with a context (benchmark metrics, e.g. a sub-task id).")
 
     @classmethod
     def from_jsonl(cls, name: str, train: str, val: str, test: str, **kwargs: Any) -> "Task":
@@ -79,6 +84,11 @@ class Task(BaseModel):
                         raise ConfigError("options_field", f"{path} line {n}: {self.options_field!r} must be a "
                                           "non-empty list of strings", "fix the row or unset options_field")
                     row["options"] = [str(o) for o in opts]
+                if self.context_field:
+                    if self.context_field not in obj:
+                        raise ConfigError("context_field", f"{path} line {n} has no {self.context_field!r} field",
+                                          "add it to every row, or unset context_field")
+                    row["context"] = obj[self.context_field]
                 rows.append(row)
         if not rows:
             raise ConfigError(split, f"the split is empty: {path}", "give a file with at least one example")
@@ -91,8 +101,17 @@ class Task(BaseModel):
     def check(self) -> None:
         if not self.name or any(c in self.name for c in "/\\ "):
             raise ConfigError("name", f"{self.name!r} is not a usable run name", "use letters, digits, '-' or '_'")
-        if self.metric not in METRICS:
-            raise ConfigError("metric", f"unknown metric {self.metric!r}", f"use one of: {', '.join(METRICS)}")
+        try:
+            m = get_metric(self.metric)  # plugins are only loaded for a name that is not built in
+        except ValueError:
+            raise ConfigError("metric", f"unknown metric {self.metric!r}", f"use one of: {', '.join(metric_names())}") from None
+        unknown = set(self.metric_options) - set(m.options)
+        if unknown:
+            raise ConfigError("metric_options", f"metric {self.metric!r} has no option {sorted(unknown)[0]!r}",
+                              f"accepted: {', '.join(sorted(m.options)) or 'none'}")
+        if m.context and not self.context_field:
+            raise ConfigError("context_field", f"metric {self.metric!r} grades each row with a context",
+                              "set context_field to the rows' field that holds it")
         self._rows  # reads and validates every split
 
     def rows(self, split: str) -> list[dict]:

@@ -41,7 +41,7 @@ def load_model(model_path: str):
 def evaluate_rows(
     ev, model_path: str, adapter_path: str | None, rows: list[dict], *, template: str, system: str | None,
     metric: str, labels: list[str] | None, max_new_tokens: int, batch_size: int, num_bad_cases: int,
-    scoring: str = "generate", judge=None,
+    scoring: str = "generate", judge=None, metric_options: dict | None = None,
 ) -> dict:
     """Score one model (+ adapter) on `rows` ({"input", "output", optional "options"})."""
     t0 = time.time()
@@ -58,7 +58,8 @@ def evaluate_rows(
         preds, backend, tin, tout = gen.texts, gen.backend, gen.input_tokens, gen.output_tokens
         if gen.extra.get("fallback"):
             extra["fallback"] = gen.extra["fallback"]
-    scored = score(metric, preds, refs, labels, judge=judge)
+    contexts = [r.get("context") for r in rows] if any("context" in r for r in rows) else None
+    scored = score(metric, preds, refs, labels, judge=judge, options=metric_options, contexts=contexts)
     worst = sorted(range(len(rows)), key=lambda i: scored.per_example[i])
     bad = [{"input": rows[i]["input"], "expected": refs[i], "got": preds[i], "score": round(scored.per_example[i], 4),
             **({"detail": scored.details[i]} if scored.details and scored.details[i] else {})}

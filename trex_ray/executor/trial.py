@@ -18,7 +18,7 @@ from trex_ray.aidp.pipeline import run_recipe
 from trex_ray.executor import train as train_mod
 from trex_ray.executor.eval_service import Evaluation
 from trex_ray.executor.evaluate import evaluate_rows
-from trex_ray.metrics import METRIC_BEST, normalized_reward
+from trex_ray.metrics import get_metric, normalized_reward
 from trex_ray.plan import Plan
 from trex_ray.results import NodeResult
 
@@ -29,17 +29,24 @@ MIN_TRAIN_ROWS = 8  # fewer prepared rows than this is a failed data stage, not 
 def evaluate_split(ev: Evaluation, model_path: str, adapter: str | None, rows: list[dict], task: dict,
                    template: str, system: str | None, eval_cfg: dict, data_llm: dict | None = None) -> dict:
     """One split through the run's evaluation backend, graded with the task's metric."""
-    judge = None
+    judge = judge_llm = None
     if task["metric"] == "llm_judge":
         from trex_ray.llm import make_llm
         from trex_ray.metrics import make_llm_judge
 
-        judge = make_llm_judge(make_llm(data_llm or {}))
-    return evaluate_rows(
-        ev, model_path, adapter, rows, template=template, system=system, metric=task["metric"],
-        labels=task.get("labels"), max_new_tokens=eval_cfg["max_new_tokens"], batch_size=eval_cfg["batch_size"],
-        num_bad_cases=eval_cfg["num_bad_cases"], scoring=task.get("scoring", "generate"), judge=judge,
-    )
+        judge_llm = make_llm(data_llm or {})
+        judge = make_llm_judge(judge_llm)
+    try:
+        return evaluate_rows(
+            ev, model_path, adapter, rows, template=template, system=system, metric=task["metric"],
+            labels=task.get("labels"), max_new_tokens=eval_cfg["max_new_tokens"], batch_size=eval_cfg["batch_size"],
+            num_bad_cases=eval_cfg["num_bad_cases"], scoring=task.get("scoring", "generate"), judge=judge,
+            metric_options=task.get("metric_options"),
+        )
+    finally:  # a local judge holds a model (or an engine actor)
+        close = getattr(judge_llm, "close", None)
+        if close is not None:
+            close()
 
 
 def _log(node_dir: str, msg: str) -> None:
@@ -91,7 +98,7 @@ def run_trial(*, node_id: int, plan: dict, parent_adapter: str | None, task: dic
         _log(node_dir, f"eval: val {val['metric']} = {val['score']:.4f} ({val['backend']}, {val['seconds']} s)")
         result = NodeResult(
             status="ok", score=val["score"], metric=val["metric"],
-            reward=normalized_reward(val["score"], baseline_score, METRIC_BEST.get(task["metric"], 1.0)),
+            reward=normalized_reward(val["score"], baseline_score, get_metric(task["metric"]).best),
             val={k: v for k, v in val.items() if k not in ("bad_cases", "predictions")},
             bad_cases=val["bad_cases"], data_stats=data_stats, train_stats=train_stats,
             artifacts={"adapter" if adapter else "model": train_stats["artifact"], "dataset": data_dir},

@@ -1,0 +1,151 @@
+"""Running the benchmark: base-model scores, a search per task, and the results table.
+
+Every `run` leaves `<runs>/<run name>/ftbench.json` next to trex-ray's own run files (journal,
+result.json), so `table` can rebuild the paper-style table from a folder of runs at any time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from ftbench.prepare import prepare
+from ftbench.tasks import SPECS, DataNotAvailable, available, get_spec
+
+EVAL_BATCH = 32
+
+
+def _eval_cfg(task) -> dict:
+    """Decoding for a base model on the task: room for the longest val answer plus some preamble."""
+    out_chars = max(len(r["output"]) for r in task.rows("val"))
+    return {"max_new_tokens": min(512, max(16, out_chars // 2 + 12)), "batch_size": EVAL_BATCH, "num_bad_cases": 10}
+
+
+def baseline(task: str, model: str = "smollm2-135m", *, runs: str = "runs", profile: str = "lite",
+             data_dir: str | None = None, evaluator: str = "auto", splits: tuple[str, ...] = ("val", "test")) -> dict:
+    """The base model's scores on the task, prompted with the task's goal (as a search's root node is)."""
+    get_spec(task)  # a wrong name fails before anything starts
+    import ray
+
+    from trex_ray.executor.eval_service import start_evaluation, stop_evaluation
+    from trex_ray.executor.trial import evaluate_split
+    from trex_ray.models import check_model, resolve_model
+    from trex_ray.prompting import task_system
+    from trex_ray.runtime import init_ray, threads_per_trial
+
+    check_model(model)
+    t = prepare(task, os.path.join(runs, "data", f"{task}-{profile}"), profile=profile, data_dir=data_dir)
+    init_ray(None, 1)
+    path = resolve_model(model)
+    ev = start_evaluation(evaluator, path, use_gpu=bool(ray.cluster_resources().get("GPU")),
+                          threads=threads_per_trial(1))
+    out = {"task": task, "model": model, "profile": profile, "metric": t.metric, "scores": {}, "n": {}}
+    try:
+        info = {**t.model_dump(), "labels": t.labels}
+        for split in splits:
+            res = evaluate_split(ev, path, None, t.rows(split), info, "{input}", task_system(t.goal), _eval_cfg(t))
+            out["scores"][split], out["n"][split] = res["score"], res["n"]
+            out["backend"] = res["backend"]
+    finally:
+        stop_evaluation(ev)
+    os.makedirs(runs, exist_ok=True)
+    with open(os.path.join(runs, f"baseline-{task}-{profile}-{model.replace('/', '_')}.json"), "w") as f:
+        json.dump(out, f, indent=1)
+    return out
+
+
+def run(task: str, model: str = "smollm2-135m", *, runs: str = "runs", profile: str = "lite", policy: str = "mcts",
+        budget_trials: int = 20, wall_clock_s: float | None = None, researcher: str = "heuristic",
+        max_concurrent: int = 2, data_dir: str | None = None, evaluator: str = "auto", seed: int = 0,
+        run_name: str | None = None, progress: bool = True, **search_kw) -> dict:
+    """A trex-ray search on the task; returns (and writes) its ftbench record."""
+    import trex_ray
+
+    spec = get_spec(task)
+    t = prepare(task, os.path.join(runs, "data", f"{task}-{profile}"), profile=profile, data_dir=data_dir)
+    budget = trex_ray.Budget(trials=budget_trials, wall_clock_s=wall_clock_s)
+    name = run_name or f"{task}-{profile}-{policy}-{time.strftime('%Y%m%d-%H%M%S')}"
+    res = trex_ray.search(t, model, budget, researcher=researcher, policy=policy, max_concurrent=max_concurrent,
+                          storage=runs, run_name=name, seed=seed, evaluator=evaluator, progress=progress, **search_kw)
+    base, best = res.baseline.test_score, res.best.test_score
+    record = {
+        "task": spec.id, "title": spec.title, "metric": spec.metric, "profile": profile, "model": model,
+        "policy": policy, "researcher": researcher, "budget_trials": budget_trials, "seed": seed,
+        "base": base, "best": best, "best_node": res.best.id, "best_val": res.best.val_score,
+        "relative_gain": relative_gain(base, best), "nodes": len(res.nodes) - 1,
+        "spent": res.spent, "stop_reason": res.stop_reason, "run_dir": res.run_dir,
+    }
+    with open(os.path.join(res.run_dir, "ftbench.json"), "w") as f:
+        json.dump(record, f, indent=1)
+    return record
+
+
+def relative_gain(base: float | None, best: float | None) -> float | None:
+    """(best - base) / base, the paper's headline figure; None when the base scores 0 (undefined)."""
+    if base is None or best is None or base <= 0:
+        return None
+    return (best - base) / base
+
+
+def collect(runs: str) -> list[dict]:
+    """Every ftbench record under `runs` (one level of run folders)."""
+    out = []
+    if not os.path.isdir(runs):
+        return out
+    for name in sorted(os.listdir(runs)):
+        path = os.path.join(runs, name, "ftbench.json")
+        if os.path.isfile(path):
+            with open(path) as f:
+                out.append(json.load(f))
+    return out
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}"
+
+
+def table(runs: str, data_dir: str | None = None) -> str:
+    """The Markdown results table: one row per task (the best run of each task, by test score); tasks
+    without a run say whether their data is available."""
+    records = collect(runs)
+    best: dict[str, dict] = {}
+    for r in records:
+        cur = best.get(r["task"])
+        if cur is None or (r.get("best") or -1) > (cur.get("best") or -1):
+            best[r["task"]] = r
+    lines = ["| task | metric | base | best | relative gain | nodes | budget |",
+             "| --- | --- | ---: | ---: | ---: | ---: | --- |"]
+    gains = []
+    for tid, spec in SPECS.items():
+        r = best.get(tid)
+        metric = spec.metric_label
+        if r is None:
+            status = "not run" if available(tid, data_dir) or spec.hf_id else "data not available"
+            lines.append(f"| {tid} | {metric} | - | - | {status} | - | - |")
+            continue
+        gain = r.get("relative_gain")
+        if gain is not None:
+            gains.append(gain)
+        spent = r.get("spent") or {}
+        budget = f"{r['budget_trials']} trials, {r['profile']}, {r['model']}"
+        if spent.get("wall_clock_s"):
+            budget += f", {spent['wall_clock_s'] / 60:.0f} min"
+        lines.append(f"| {tid} | {metric} | {_pct(r.get('base'))} | {_pct(r.get('best'))} | "
+                     f"{'-' if gain is None else f'{100 * gain:+.1f}%'} | {r.get('nodes', '-')} | {budget} |")
+    if gains:
+        lines.append(f"\nMean relative gain over {len(gains)} task(s): {100 * sum(gains) / len(gains):+.1f}%. "
+                     "Scores are test-split percentages; base = the base model prompted with the task goal, best = "
+                     "the search's best node (chosen on val), tested once.")
+    return "\n".join(lines)
+
+
+def status(task: str, data_dir: str | None = None) -> str:
+    if available(task, data_dir):
+        return "local"
+    if get_spec(task).hf_id and task in ("sst2", "econlogicqa"):
+        return "hub only"
+    return "data not available"
+
+
+__all__ = ["baseline", "run", "table", "collect", "relative_gain", "status", "DataNotAvailable"]

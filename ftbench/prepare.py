@@ -1,0 +1,74 @@
+"""From a task's splits to the JSONL files and `trex_ray.Task` a search runs on, in a profile.
+
+- `full`: the splits as the task's split policy defines them.
+- `lite`: for a 2-core CPU and SmolLM2-135M in minutes: rows whose input+output are longer than the
+  task's `lite_max_chars` are dropped, then each split is cut to the task's `lite` sizes (a seeded
+  sample). Lite scores are for development; they are not comparable with full runs.
+
+The prepared folder holds train/val/test.jsonl and manifest.json (source, policy, row counts, profile).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+
+from ftbench.tasks import SEED, Splits, TaskSpec, get_spec, load
+
+PROFILES = ("full", "lite")
+
+
+def apply_profile(spec: TaskSpec, splits: Splits, profile: str) -> Splits:
+    if profile not in PROFILES:
+        from trex_ray.errors import ConfigError
+
+        raise ConfigError("profile", f"unknown profile {profile!r}", f"use one of: {', '.join(PROFILES)}")
+    if profile == "full":
+        return splits
+    out = []
+    for name, rows, cap in zip(("train", "val", "test"), (splits.train, splits.val, splits.test), spec.lite):
+        if spec.lite_max_chars:
+            short = [r for r in rows if len(r["input"]) + len(r["output"]) <= spec.lite_max_chars]
+            rows = short if len(short) >= min(cap, len(rows)) // 2 else rows  # never starve a split of long rows
+        if len(rows) > cap:
+            idx = sorted(random.Random(f"{SEED}:lite:{spec.id}:{name}").sample(range(len(rows)), cap))
+            rows = [rows[i] for i in idx]
+        out.append(rows)
+    return Splits(*out, source=splits.source, notes=[*splits.notes, f"lite profile: at most {spec.lite} rows "
+                  f"(train, val, test)" + (f", input+output <= {spec.lite_max_chars} chars" if spec.lite_max_chars else "")])
+
+
+def prepare(task: str, out_dir: str, *, profile: str = "lite", data_dir: str | None = None):
+    """Write the task's splits under `out_dir` and return the `trex_ray.Task` for them."""
+    from trex_ray.metrics import get_metric
+    from trex_ray.task import Task
+
+    spec = get_spec(task)
+    splits = apply_profile(spec, load(task, data_dir), profile)
+    os.makedirs(out_dir, exist_ok=True)
+    digest = hashlib.sha256()
+    counts = {}
+    for name in ("train", "val", "test"):
+        rows = getattr(splits, name)
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+        digest.update(text.encode())
+        path = os.path.join(out_dir, f"{name}.jsonl")
+        tmp = path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+        counts[name] = len(rows)
+    manifest = {"task": spec.id, "profile": profile, "source": splits.source, "split_policy": spec.split_policy,
+                "notes": splits.notes, "rows": counts, "metric": spec.metric, "metric_options": spec.metric_options,
+                "sha256": digest.hexdigest()}
+    with open(os.path.join(out_dir, "manifest.json"), "w") as f:
+        json.dump(manifest, f, indent=1, ensure_ascii=False)
+    return Task.from_jsonl(
+        name=f"ftbench-{spec.id}" + ("-lite" if profile == "lite" else ""), goal=spec.goal,
+        train=os.path.join(out_dir, "train.jsonl"), val=os.path.join(out_dir, "val.jsonl"),
+        test=os.path.join(out_dir, "test.jsonl"), metric=spec.metric, metric_options=dict(spec.metric_options),
+        labels=list(spec.labels) if spec.labels else None,
+        context_field="context" if get_metric(spec.metric).context else None,
+    )
