@@ -11,15 +11,7 @@ import os
 import time
 
 from ftbench.prepare import prepare
-from ftbench.tasks import SPECS, DataNotAvailable, available, get_spec
-
-EVAL_BATCH = 32
-
-
-def _eval_cfg(task) -> dict:
-    """Decoding for a base model on the task: room for the longest val answer plus some preamble."""
-    out_chars = max(len(r["output"]) for r in task.rows("val"))
-    return {"max_new_tokens": min(512, max(16, out_chars // 2 + 12)), "batch_size": EVAL_BATCH, "num_bad_cases": 10}
+from ftbench.tasks import HUB_TASKS, SPECS, DataNotAvailable, available, get_spec
 
 
 def baseline(task: str, model: str = "smollm2-135m", *, runs: str = "runs", profile: str = "lite",
@@ -33,6 +25,7 @@ def baseline(task: str, model: str = "smollm2-135m", *, runs: str = "runs", prof
     from trex_ray.models import check_model, resolve_model
     from trex_ray.prompting import task_system
     from trex_ray.runtime import init_ray, threads_per_trial
+    from trex_ray.search import baseline_eval_cfg
 
     check_model(model)
     t = prepare(task, os.path.join(runs, "data", f"{task}-{profile}"), profile=profile, data_dir=data_dir)
@@ -44,7 +37,7 @@ def baseline(task: str, model: str = "smollm2-135m", *, runs: str = "runs", prof
     try:
         info = {**t.model_dump(), "labels": t.labels}
         for split in splits:
-            res = evaluate_split(ev, path, None, t.rows(split), info, "{input}", task_system(t.goal), _eval_cfg(t))
+            res = evaluate_split(ev, path, None, t.rows(split), info, "{input}", task_system(t.goal), baseline_eval_cfg(t))
             out["scores"][split], out["n"][split] = res["score"], res["n"]
             out["backend"] = res["backend"]
     finally:
@@ -58,16 +51,22 @@ def baseline(task: str, model: str = "smollm2-135m", *, runs: str = "runs", prof
 def run(task: str, model: str = "smollm2-135m", *, runs: str = "runs", profile: str = "lite", policy: str = "mcts",
         budget_trials: int = 20, wall_clock_s: float | None = None, researcher: str = "heuristic",
         max_concurrent: int = 2, data_dir: str | None = None, evaluator: str = "auto", seed: int = 0,
-        run_name: str | None = None, progress: bool = True, **search_kw) -> dict:
-    """A trex-ray search on the task; returns (and writes) its ftbench record."""
+        run_name: str | None = None, progress: bool = True, resume: bool = False, **search_kw) -> dict:
+    """A trex-ray search on the task; returns (and writes) its ftbench record. `resume=True` continues the
+    run `run_name` under `runs` (after an interruption, or with a larger budget)."""
     import trex_ray
 
     spec = get_spec(task)
+    if resume and not run_name:
+        from trex_ray.errors import ConfigError
+
+        raise ConfigError("run_name", "resume needs the name of the run to continue", "give --run-name <folder under runs>")
     t = prepare(task, os.path.join(runs, "data", f"{task}-{profile}"), profile=profile, data_dir=data_dir)
     budget = trex_ray.Budget(trials=budget_trials, wall_clock_s=wall_clock_s)
     name = run_name or f"{task}-{profile}-{policy}-{time.strftime('%Y%m%d-%H%M%S')}"
     res = trex_ray.search(t, model, budget, researcher=researcher, policy=policy, max_concurrent=max_concurrent,
-                          storage=runs, run_name=name, seed=seed, evaluator=evaluator, progress=progress, **search_kw)
+                          storage=runs, run_name=name, seed=seed, evaluator=evaluator, progress=progress,
+                          resume=resume, **search_kw)
     base, best = res.baseline.test_score, res.best.test_score
     record = {
         "task": spec.id, "title": spec.title, "metric": spec.metric, "profile": profile, "model": model,
@@ -105,24 +104,27 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}"
 
 
-def table(runs: str, data_dir: str | None = None) -> str:
-    """The Markdown results table: one row per task (the best run of each task, by test score); tasks
-    without a run say whether their data is available."""
-    records = collect(runs)
+def table(runs: str, data_dir: str | None = None, profile: str | None = None) -> str:
+    """The Markdown results table: one row per task. Among a task's runs (of `profile`, if given) the one
+    whose best node has the highest val score is reported (never chosen on test); tasks without a run
+    say whether their data is available."""
     best: dict[str, dict] = {}
-    for r in records:
+    for r in collect(runs):
+        if profile and r.get("profile") != profile:
+            continue
         cur = best.get(r["task"])
-        if cur is None or (r.get("best") or -1) > (cur.get("best") or -1):
+        key = (-1.0 if r.get("best_val") is None else r["best_val"], r.get("run_dir", ""))
+        if cur is None or key > (-1.0 if cur.get("best_val") is None else cur["best_val"], cur.get("run_dir", "")):
             best[r["task"]] = r
     lines = ["| task | metric | base | best | relative gain | nodes | budget |",
              "| --- | --- | ---: | ---: | ---: | ---: | --- |"]
     gains = []
     for tid, spec in SPECS.items():
         r = best.get(tid)
-        metric = spec.metric_label
         if r is None:
-            status = "not run" if available(tid, data_dir) or spec.hf_id else "data not available"
-            lines.append(f"| {tid} | {metric} | - | - | {status} | - | - |")
+            st = status(tid, data_dir)
+            lines.append(f"| {tid} | {spec.metric_label} | - | - | "
+                         f"{'data not available' if st == 'data not available' else 'not run'} | - | - |")
             continue
         gain = r.get("relative_gain")
         if gain is not None:
@@ -131,7 +133,7 @@ def table(runs: str, data_dir: str | None = None) -> str:
         budget = f"{r['budget_trials']} trials, {r['profile']}, {r['model']}"
         if spent.get("wall_clock_s"):
             budget += f", {spent['wall_clock_s'] / 60:.0f} min"
-        lines.append(f"| {tid} | {metric} | {_pct(r.get('base'))} | {_pct(r.get('best'))} | "
+        lines.append(f"| {tid} | {spec.metric_label} | {_pct(r.get('base'))} | {_pct(r.get('best'))} | "
                      f"{'-' if gain is None else f'{100 * gain:+.1f}%'} | {r.get('nodes', '-')} | {budget} |")
     if gains:
         lines.append(f"\nMean relative gain over {len(gains)} task(s): {100 * sum(gains) / len(gains):+.1f}%. "
@@ -143,7 +145,7 @@ def table(runs: str, data_dir: str | None = None) -> str:
 def status(task: str, data_dir: str | None = None) -> str:
     if available(task, data_dir):
         return "local"
-    if get_spec(task).hf_id and task in ("sst2", "econlogicqa"):
+    if task in HUB_TASKS:
         return "hub only"
     return "data not available"
 

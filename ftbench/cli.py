@@ -81,7 +81,7 @@ def cmd_run(args) -> int:
     rec = run(args.task, args.model, runs=args.runs, profile=args.profile, policy=args.policy,
               budget_trials=args.budget_trials, wall_clock_s=args.wall_clock_s, researcher=args.researcher,
               max_concurrent=args.max_concurrent, data_dir=args.data_dir, evaluator=args.evaluator, seed=args.seed,
-              run_name=args.run_name)
+              run_name=args.run_name, resume=args.resume)
     gain = rec["relative_gain"]
     print(f"\n{rec['task']}: base {rec['base']:.3f} -> best {rec['best']:.3f} on test"
           + ("" if gain is None else f" ({100 * gain:+.1f}%)") + f", {rec['nodes']} nodes; {rec['run_dir']}")
@@ -91,7 +91,7 @@ def cmd_run(args) -> int:
 def cmd_table(args) -> int:
     from ftbench.bench import table
 
-    print(table(args.runs, args.data_dir))
+    print(table(args.runs, args.data_dir, args.profile))
     return 0
 
 
@@ -118,9 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-concurrent", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--run-name", default=None)
+    p.add_argument("--resume", action="store_true", help="continue the run --run-name (same task and profile)")
     p.set_defaults(fn=cmd_run)
     p = sub.add_parser("table", help="the Markdown results table of a folder of runs")
     p.add_argument("runs", nargs="?", default="runs")
+    p.add_argument("--profile", default=None, choices=("lite", "full"), help="only runs of this profile")
     _common(p, run_like=False)
     p.set_defaults(fn=cmd_table)
     args = parser.parse_args(argv)
@@ -135,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ftbench: {e}", file=sys.stderr)
         return 3
     except KeyboardInterrupt:
-        print("ftbench: interrupted; resume the run with `trex-ray resume <run folder>`", file=sys.stderr)
+        print("ftbench: interrupted; continue with the same command plus --run-name <run> --resume", file=sys.stderr)
         return 130
 
 

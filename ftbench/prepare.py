@@ -48,23 +48,24 @@ def prepare(task: str, out_dir: str, *, profile: str = "lite", data_dir: str | N
     spec = get_spec(task)
     splits = apply_profile(spec, load(task, data_dir), profile)
     os.makedirs(out_dir, exist_ok=True)
-    digest = hashlib.sha256()
-    counts = {}
-    for name in ("train", "val", "test"):
-        rows = getattr(splits, name)
-        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-        digest.update(text.encode())
-        path = os.path.join(out_dir, f"{name}.jsonl")
-        tmp = path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-        counts[name] = len(rows)
+    texts = {name: "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in getattr(splits, name))
+             for name in ("train", "val", "test")}
+    digest = hashlib.sha256("".join(texts.values()).encode()).hexdigest()
     manifest = {"task": spec.id, "profile": profile, "source": splits.source, "split_policy": spec.split_policy,
-                "notes": splits.notes, "rows": counts, "metric": spec.metric, "metric_options": spec.metric_options,
-                "sha256": digest.hexdigest()}
-    with open(os.path.join(out_dir, "manifest.json"), "w") as f:
-        json.dump(manifest, f, indent=1, ensure_ascii=False)
+                "notes": splits.notes, "rows": {n: len(getattr(splits, n)) for n in texts}, "metric": spec.metric,
+                "metric_options": spec.metric_options, "sha256": digest}
+    mpath = os.path.join(out_dir, "manifest.json")
+    old = json.load(open(mpath)) if os.path.isfile(mpath) else {}
+    files = [os.path.join(out_dir, f"{n}.jsonl") for n in texts]
+    if old.get("sha256") != digest or not all(os.path.isfile(f) for f in files):
+        # unchanged files are left alone: their size and mtime key trex-ray's prepared-data cache
+        for name, text in texts.items():
+            path = os.path.join(out_dir, f"{name}.jsonl")
+            with open(path + ".tmp", "w", encoding="utf-8") as f:
+                f.write(text)
+            os.replace(path + ".tmp", path)
+        with open(mpath, "w") as f:
+            json.dump(manifest, f, indent=1, ensure_ascii=False)
     return Task.from_jsonl(
         name=f"ftbench-{spec.id}" + ("-lite" if profile == "lite" else ""), goal=spec.goal,
         train=os.path.join(out_dir, "train.jsonl"), val=os.path.join(out_dir, "val.jsonl"),

@@ -43,7 +43,7 @@ class TaskSpec:
     local_files: tuple[str, ...]        # paths under <root>/<id>/ that must exist for a local load
     metric_options: dict = field(default_factory=dict)
     labels: tuple[str, ...] | None = None
-    hf_id: str | None = None            # read from the Hub when there is no local copy (layout known)
+    hf_id: str | None = None            # its Hub copy, read when there is no local copy (HUB_TASKS)
     license_note: str = ""
     # the lite profile: at most this many rows per split (train, val, test) and input+output characters
     lite: tuple[int, int, int] = (256, 48, 200)
@@ -60,8 +60,14 @@ class Splits:
 
 
 def data_root(data_dir: str | None = None) -> str:
-    """`--data-dir`, else $FTBENCH_DATA, else ../shared/ftbench_data next to the working directory."""
-    return os.path.abspath(data_dir or os.environ.get("FTBENCH_DATA") or os.path.join("..", "shared", "ftbench_data"))
+    """`--data-dir`, else $FTBENCH_DATA, else ../shared/ftbench_data beside the working directory or, failing
+    that, beside the trex-ray checkout."""
+    if data_dir or os.environ.get("FTBENCH_DATA"):
+        return os.path.abspath(data_dir or os.environ["FTBENCH_DATA"])
+    here = os.path.abspath(os.path.join("..", "shared", "ftbench_data"))
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    beside = os.path.join(os.path.dirname(repo), "shared", "ftbench_data")
+    return here if os.path.isdir(here) or not os.path.isdir(beside) else beside
 
 
 def _carve(rows: list[Row], n_val: int, n_test: int = 0, seed: str = "") -> tuple[list, list, list]:
@@ -210,11 +216,13 @@ def load_tomg_bench(root: str) -> Splits:
     train = [{"input": SPECS["tomg_bench"].prompt.format(instruction=r["Instruction"].strip()),
               "output": r["molecule"].strip(), "context": {"subtask": by_short[r["SubTask"]], "Instruction": r["Instruction"]}}  # constraints: from the text
              for r in _read_csv(os.path.join(base, "OpenMolIns", "light", "train.csv"))]
+    seen = {r["input"] for r in train}
     val, test = [], []
     for sub in TOMG_SUBTASKS:
         rows = [{"input": SPECS["tomg_bench"].prompt.format(instruction=r["Instruction"].strip()), "output": "",
                  "context": {"subtask": sub, **r}}
                 for r in _read_csv(os.path.join(base, "benchmarks", "open_generation", sub, "test.csv"))]
+        rows = [r for r in rows if r["input"] not in seen]  # a few test instructions are also training items
         _, va, te = _carve(rows, n_val=20, n_test=len(rows) - 20, seed=f"tomg:{sub}")
         val += va
         test += te
@@ -259,14 +267,22 @@ def load_econlogicqa(root: str) -> Splits:
     if os.path.isfile(os.path.join(base, "train.csv")):  # the full release (train/val/test files)
         return Splits(*(list(map(_econ_row, _read_csv(os.path.join(base, f"{s}.csv")))) for s in ("train", "val", "test")),
                       f"local:{base}")
+    if hub_reachable():  # the official train/val/test
+        try:
+            ds = _hub("econlogicqa")
+            val_split = "validation" if "validation" in ds else "val"
+            return Splits(*(list(map(_econ_row, ds[s])) for s in ("train", val_split, "test")),
+                          f"hf:{SPECS['econlogicqa'].hf_id}")
+        except DataNotAvailable:
+            if not os.path.isfile(os.path.join(base, "test.csv")):
+                raise
     if os.path.isfile(os.path.join(base, "test.csv")):
         train, val, test = _carve(list(map(_econ_row, _read_csv(os.path.join(base, "test.csv")))), n_val=20, n_test=40,
                                   seed="econlogicqa")
         return Splits(train, val, test, f"local:{base}", notes=[
             "only the 130-item test split is in the local copy: train 70 / val 20 / test 40 carved from it (seeded); "
             "scores are not comparable with the official 130-item test"])
-    ds = _hub("econlogicqa")
-    return Splits(*(list(map(_econ_row, ds[s])) for s in ("train", "validation", "test")), f"hf:{SPECS['econlogicqa'].hf_id}")
+    raise DataNotAvailable("econlogicqa: no local copy and the Hub is not reachable")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -279,11 +295,15 @@ def load_omebench(root: str) -> Splits:
 
     base = os.path.join(root, "omebench", "data")
 
+    keep = ("step", "type", "subtype", "intermediate_smiles", "step_weight")
+
     def row(r):
         return {"input": SPECS["omebench"].prompt.format(reactants=" . ".join(r["reactants_smiles"]),
                                                          products=" . ".join(r["products_smiles"]),
                                                          conditions=r.get("conditions") or "none"),
-                "output": format_mechanism(r["mechanism"]), "context": r}
+                "output": format_mechanism(r["mechanism"]),
+                "context": {"reaction_id": r["reaction_id"],  # what the metric reads (no rationales)
+                            "mechanism": [{k: st[k] for k in keep if k in st} for st in r["mechanism"]]}}
 
     train, val, _ = _carve([row(r) for r in _read_json(os.path.join(base, "oMe_Template.json"))], n_val=30, seed="omebench")
     return Splits(train, val, [row(r) for r in _read_json(os.path.join(base, "oMe_Gold.json"))], f"local:{base}",
@@ -369,12 +389,34 @@ def load_gta(root: str) -> Splits:
 # --------------------------------------------------------------------------------------------------
 # the Hub
 
-HUB_SPLITS = {"sst2": None, "econlogicqa": None}  # tasks whose Hub copy's layout the loaders know
+HUB_TASKS = ("sst2", "econlogicqa")  # tasks whose Hub copy's layout the loaders know
+
+
+def hub_reachable(timeout: float = 2.0) -> bool:
+    """Whether huggingface.co answers at all (checked once per process, so offline loads stay fast)."""
+    global _HUB_REACHABLE
+    if _HUB_REACHABLE is None:
+        import socket
+
+        if os.environ.get("HF_HUB_OFFLINE") or os.environ.get("HF_DATASETS_OFFLINE"):
+            _HUB_REACHABLE = False
+        else:
+            try:
+                socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
+                _HUB_REACHABLE = True
+            except OSError:
+                _HUB_REACHABLE = False
+    return _HUB_REACHABLE
+
+
+_HUB_REACHABLE: bool | None = None
 
 
 def _hub(task: str):
     """The task's dataset from the Hugging Face Hub, or DataNotAvailable when the Hub cannot be reached."""
     spec = SPECS[task]
+    if not hub_reachable():
+        raise DataNotAvailable(f"{task}: no local copy, and the Hugging Face Hub is not reachable for {spec.hf_id}")
     try:
         import datasets
 
@@ -407,7 +449,7 @@ SPECS: dict[str, TaskSpec] = {s.id: s for s in [
                + ". Answer 'none' if none.\nAbstract: {abstract}\nHallmarks:",
         split_policy="As released (the BLURB document split), sentences grouped into abstracts: train 1,295 / "
                      "dev 186 as val / test 371 abstracts.",
-        source="HoC (Baker et al. 2016), BLURB split", hf_id="bigbio/hallmarks_of_cancer",
+        source="HoC (Baker et al. 2016), BLURB split (Hub copies such as bigbio/hallmarks_of_cancer use other splits)",
         metric_note="Macro-F1 over the 10 hallmarks at the abstract level (abstract labels = the union of its "
                     "sentences'), as FT-Bench reports it. BLURB instead averages a per-abstract F1 (its sentence "
                     "classifier's predictions unioned per abstract); here the model reads the whole abstract and "
@@ -446,7 +488,7 @@ SPECS: dict[str, TaskSpec] = {s.id: s for s in [
         fields="test: Instruction + the constraints (counts, molecule, groups, property); train: SubTask, Instruction, molecule",
         prompt="{instruction}\nAnswer with the SMILES only.\nMolecule:",
         split_policy="train: OpenMolIns-light (4,500); val: 20 seeded items per sub-task held out of the test files; "
-                     "test: the remaining 4,980 per sub-task.",
+                     "test: the rest (4,980 per sub-task, less the 5 whose instruction is also a training item).",
         source="phenixace/TOMG-Bench (data as released, via tmlr-group/RePO, LFS hashes checked)",
         metric_note="Success rate per sub-task checked with RDKit, averaged over the 9 sub-tasks (Acc). See "
                     "ftbench/metrics/molecules.py.",
@@ -484,7 +526,9 @@ SPECS: dict[str, TaskSpec] = {s.id: s for s in [
         prompt="Reactants: {reactants}\nProducts: {products}\nConditions: {conditions}\n"
                "Write the mechanism, one step per line as '<n>. <type> (<subtype>): <intermediate SMILES>'.\nMechanism:",
         split_policy="test: oMe_Gold (196 reactions); train/val: oMe_Template (167) with a seeded 30 to val "
-                     "(the release's Silver training set is not in the local copy).",
+                     "(the release's Silver training set is not in the local copy). Template reactions are "
+                     "generalised named reactions (R-groups as placeholders): most share their named reaction "
+                     "with a Gold item, as the release intends, but no Gold input appears in training.",
         source="skylarkie/oMeBench", license_note="MIT",
         metric_note="oMeScore from step alignment (see ftbench/metrics/molecules.py for the exact definition "
                     "and deviations).",
@@ -539,9 +583,8 @@ def load(task: str, data_dir: str | None = None) -> Splits:
     """The task's splits, from the local copy when complete, else the Hub where the layout is known."""
     spec = get_spec(task)
     root = data_root(data_dir)
-    if available(task, data_dir) or (task == "econlogicqa" and os.path.isfile(os.path.join(root, task, "test.csv"))):
-        return LOADERS[task](root)
-    if spec.hf_id and task in HUB_SPLITS:
-        return LOADERS[task](root)  # the loader falls through to the Hub
+    if available(task, data_dir) or task in HUB_TASKS:
+        return LOADERS[task](root)  # a Hub task's loader falls through to the Hub without a full local copy
     raise DataNotAvailable(f"{task}: data not available: no local copy under {os.path.join(root, task)} "
-                           f"(expected {', '.join(spec.local_files)}; source: {spec.source})")
+                           f"(expected {', '.join(spec.local_files)}; source: {spec.source}); set --data-dir or "
+                           "FTBENCH_DATA to the folder that holds it")

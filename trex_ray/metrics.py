@@ -342,11 +342,15 @@ METRIC_BEST: dict[str, float] = {name: m.best for name, m in METRICS.items()}
 
 
 _PLUGINS_LOADED = False
+_PLUGIN_ERRORS: list[str] = []
+_BUILTIN = frozenset(METRICS)
 
 
 def register_metric(m: Metric) -> Metric:
     if not isinstance(m, Metric):
         raise TypeError(f"register_metric takes a trex_ray.metrics.Metric, got {type(m).__name__}")
+    if m.name in _BUILTIN and METRICS[m.name] is not m:
+        raise ValueError(f"metric {m.name!r} is built in; register yours under another name")
     METRICS[m.name] = m
     METRIC_BEST[m.name] = m.best
     return m
@@ -357,19 +361,17 @@ def load_plugins() -> None:
     global _PLUGINS_LOADED
     if _PLUGINS_LOADED:
         return
-    _PLUGINS_LOADED = True
     from importlib.metadata import entry_points
 
     for ep in entry_points(group="trex_ray.metrics"):
         try:
             obj = ep.load()
         except Exception as e:  # noqa: BLE001 - a broken plugin must not break the built-in metrics
-            import logging
-
-            logging.getLogger(__name__).warning("metric plugin %s could not be loaded: %s", ep.value, e)
+            _PLUGIN_ERRORS.append(f"{ep.value}: {type(e).__name__}: {e}")
             continue
         for m in obj if isinstance(obj, (list, tuple)) else [obj]:
             register_metric(m)
+    _PLUGINS_LOADED = True
 
 
 def metric_names() -> list[str]:
@@ -381,7 +383,8 @@ def get_metric(metric: str) -> Metric:
     if metric not in METRICS:
         load_plugins()
     if metric not in METRICS:
-        raise ValueError(f"unknown metric {metric!r}; known metrics: {', '.join(METRICS)}")
+        why = f" (metric plugins that failed to load: {'; '.join(_PLUGIN_ERRORS)})" if _PLUGIN_ERRORS else ""
+        raise ValueError(f"unknown metric {metric!r}; known metrics: {', '.join(METRICS)}{why}")
     return METRICS[metric]
 
 

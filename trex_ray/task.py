@@ -103,8 +103,8 @@ class Task(BaseModel):
             raise ConfigError("name", f"{self.name!r} is not a usable run name", "use letters, digits, '-' or '_'")
         try:
             m = get_metric(self.metric)  # plugins are only loaded for a name that is not built in
-        except ValueError:
-            raise ConfigError("metric", f"unknown metric {self.metric!r}", f"use one of: {', '.join(metric_names())}") from None
+        except ValueError as e:
+            raise ConfigError("metric", str(e), f"use one of: {', '.join(metric_names())}") from None
         unknown = set(self.metric_options) - set(m.options)
         if unknown:
             raise ConfigError("metric_options", f"metric {self.metric!r} has no option {sorted(unknown)[0]!r}",
@@ -113,6 +113,15 @@ class Task(BaseModel):
             raise ConfigError("context_field", f"metric {self.metric!r} grades each row with a context",
                               "set context_field to the rows' field that holds it")
         self._rows  # reads and validates every split
+        if self.metric_options:  # option values are checked by grading one val row against itself
+            from trex_ray.metrics import score
+
+            row = self.rows("val")[0]
+            try:
+                score(self.metric, [row["output"]], [row["output"]], self.labels, options=self.metric_options,
+                      contexts=[row.get("context")] if m.context else None, judge=lambda p, r: [1.0] * len(p))
+            except ValueError as e:
+                raise ConfigError("metric_options", str(e), f"see the options of metric {self.metric!r}") from None
 
     def rows(self, split: str) -> list[dict]:
         return self._rows[split]
@@ -146,7 +155,7 @@ class Task(BaseModel):
         out["train_duplicates"] = sum(v - 1 for v in keys.values())
         val_inputs = {r["input"].strip().lower() for r in self.rows("val")}
         out["train_val_overlap"] = sum(1 for r in train if r["input"].strip().lower() in val_inputs)
-        out["examples"] = train[:3]
+        out["examples"] = [{"input": r["input"], "output": r["output"]} for r in train[:3]]  # not grading contexts
         return out
 
 

@@ -141,7 +141,10 @@ from trex_ray.metrics import Metric, Scored
 
 @lru_cache(maxsize=1)
 def _rdkit():
-    from rdkit import Chem, DataStructs, RDLogger
+    try:
+        from rdkit import Chem, DataStructs, RDLogger
+    except ImportError as e:  # pragma: no cover - a declared dependency
+        raise ImportError("the tomg_bench and omebench metrics need RDKit: pip install rdkit") from e
     from rdkit.Chem import Descriptors
     from rdkit.Chem.rdFingerprintGenerator import GetMorganGenerator
 

@@ -18,13 +18,22 @@ DATA = os.environ.get("FTBENCH_DATA") or os.path.join(HERE, "..", "..", "..", "s
 FIXTURES = os.path.join(HERE, "..", "fixtures", "ftbench")
 needs_data = pytest.mark.skipif(not os.path.isdir(DATA), reason="no FT-Bench data directory")
 
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    """The counts below are those of the local copies: never let a reachable Hub switch a loader to it."""
+    import ftbench.tasks
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(ftbench.tasks, "_HUB_REACHABLE", None)
+
+
 # (train, val, test) per task from the release sizes in each SOURCE.md and the documented split policy
 EXPECTED = {
     "sst2": (67_349 - 872, 872, 872),        # GLUE train minus val; GLUE dev as test
     "hoc": (1_295, 186, 371),                # BLURB abstracts
     "lawbench": (20 * 300 - 8, 20 * 50, 20 * 150),  # 8 train items of 2-6 have an empty answer (not trained on)
     "aci_bench": (67, 20, 3 * 40),
-    "tomg_bench": (4_500, 9 * 20, 9 * (5_000 - 20)),
+    "tomg_bench": (4_500, 9 * 20, 9 * (5_000 - 20) - 5),  # 5 test instructions are also training items: dropped
     "cs_bench": (145 + 49 - 50, 50, 1_336 + 442),  # multiple-choice + assertion items
     "econlogicqa": (70, 20, 40),             # carved from the 130-item test (the only local file)
     "omebench": (167 - 30, 30, 196),
@@ -137,15 +146,18 @@ def test_relative_gain_and_table(tmp_path):
     assert relative_gain(0.5, 0.6) == pytest.approx(0.2)
     assert relative_gain(0.0, 0.6) is None and relative_gain(None, 0.6) is None
     runs = tmp_path / "runs"
-    for name, base, best in (("a", 0.5, 0.6), ("b", 0.5, 0.7)):  # two runs of sst2: the better one is reported
+    # three runs of sst2: the one whose best node has the best val is reported, not the best on test
+    for name, best_val, best, profile in (("a", 0.70, 0.9, "full"), ("b", 0.80, 0.7, "lite"), ("c", 0.75, 0.8, "lite")):
         (runs / name).mkdir(parents=True)
         (runs / name / "ftbench.json").write_text(json.dumps({
-            "task": "sst2", "metric": "accuracy", "profile": "lite", "model": "smollm2-135m", "budget_trials": 4,
-            "base": base, "best": best, "relative_gain": relative_gain(base, best), "nodes": 4,
-            "spent": {"wall_clock_s": 600}}))
+            "task": "sst2", "metric": "accuracy", "profile": profile, "model": "smollm2-135m", "budget_trials": 4,
+            "base": 0.5, "best": best, "best_val": best_val, "relative_gain": relative_gain(0.5, best), "nodes": 4,
+            "spent": {"wall_clock_s": 600}, "run_dir": str(runs / name)}))
     out = table(str(runs), data_dir=FIXTURES)
     rows = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| ")}
     assert "| 50.0 | 70.0 | +40.0% | 4 |" in rows["sst2"]
+    full = table(str(runs), data_dir=FIXTURES, profile="full")
+    assert "| 50.0 | 90.0 | +80.0% | 4 |" in full
     assert "not run" in rows["openfindata"]  # the fixture folder has it
     assert "data not available" in rows["omebench"]
     assert "Mean relative gain over 1 task(s): +40.0%" in out
@@ -212,6 +224,9 @@ def test_task_with_a_context_metric_needs_its_context_field(tmp_path):
     with pytest.raises(ConfigError) as e:
         Task.from_jsonl("t", p, p, p, metric="accuracy", metric_options={"average": "macro"})
     assert e.value.field == "metric_options"
+    with pytest.raises(ConfigError) as e:  # a bad option value is caught before any run starts
+        Task.from_jsonl("t", p, p, p, metric="multilabel_f1", metric_options={"average": "weighted"})
+    assert e.value.field == "metric_options" and "weighted" in str(e.value)
 
 
 def test_a_hub_task_without_a_local_copy_offline_is_data_not_available(tmp_path, monkeypatch):

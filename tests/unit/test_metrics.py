@@ -352,6 +352,8 @@ def test_metrics_with_a_context_get_one_per_example_and_plugins_register_by_name
         score("wants_test", ["a"], [""])
     with pytest.raises(TypeError):
         register_metric(lambda p, r: 1.0)
+    with pytest.raises(ValueError, match="built in"):
+        register_metric(Metric("accuracy", compute))
 
 
 def test_installed_ftbench_metrics_are_found_through_the_entry_point():
