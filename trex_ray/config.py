@@ -55,6 +55,10 @@ class RunConfig(BaseModel):
     eval_options: dict | None = Field(None, description="vLLM engine settings: replicas, max_engines, max_model_len, "
                                       "tensor_parallel_size, max_loras, max_lora_rank, dtype, kv_cache_gb.")
     address: str | None = Field(None, description="Ray cluster address (default: local Ray or RAY_ADDRESS).")
+    trial_timeout_s: float | None = Field(None, gt=0, description="A trial running longer is stopped and recorded as "
+                                          "failed (timeout); its resources are freed.")
+    trial_memory_gb: float | None = Field(None, gt=0, description="Memory a training worker may take on top of its "
+                                          "model (Linux); past it the trial retries in micro-batches, then fails.")
     data_llm: dict | None = Field(None, description="LLM of generating/judging data ops, e.g. {model: smollm2-135m} "
                                   "(default: the base model, run locally).")
 
@@ -84,7 +88,8 @@ class RunConfig(BaseModel):
         return dict(base_model=self.base_model, budget=self.budget(), researcher=self.researcher, policy=self.policy,
                     max_concurrent=self.max_concurrent, storage=self.storage, run_name=self.run_name, seed=self.seed,
                     evaluator=self.evaluator, eval_options=self.eval_options, address=self.address, data_llm=self.data_llm,
-                    researcher_llm=self.researcher_llm, notes_dir=self.notes_dir)
+                    researcher_llm=self.researcher_llm, notes_dir=self.notes_dir, trial_timeout_s=self.trial_timeout_s,
+                    trial_memory_gb=self.trial_memory_gb)
 
 
 def load_yaml(path: str) -> dict:

@@ -17,7 +17,8 @@ def _brief(n: Node, full: bool = False) -> dict:
         "score": n.score, "reward": round(n.reward, 4), "diagnosis": n.diagnosis,
     }
     if n.status == "failed" and res.get("error"):
-        out["error"] = res["error"].get("message", "")[:300]
+        err = res["error"]
+        out["error"] = f"{err.get('type', 'error')} in {err.get('stage', '?')}: {err.get('message', '')}"[:300]
     if full:
         out["plan"] = n.plan
         out["train_stats"] = {k: v for k, v in res.get("train_stats", {}).items() if k != "loss_curve"}

@@ -32,6 +32,7 @@ from trex_ray.task import Task
 from trex_ray.llm.base import LLMSpec
 
 EVAL_DEFAULTS = {"max_new_tokens": 32, "batch_size": 32, "num_bad_cases": 20}
+MAX_NEW_TOKENS = 1024  # long-form tasks (clinical notes) need this much; the plan's EvalConfig allows up to 4096
 
 
 def search(
@@ -54,6 +55,8 @@ def search(
     researcher_llm: dict | None = None,
     notes_dir: str | None = None,
     progress: bool = True,
+    trial_timeout_s: float | None = None,
+    trial_memory_gb: float | None = None,
 ) -> SearchResult:
     # 1. everything a user can get wrong is checked before any folder is touched
     budget = budget or Budget()
@@ -64,11 +67,16 @@ def search(
     agent = make_researcher(researcher, llm=researcher_llm, task=task, notes_dir=notes_dir, data_dirs=data_dirs)
     if not isinstance(max_concurrent, int) or max_concurrent < 1:
         raise ConfigError("max_concurrent", f"must be a positive integer, got {max_concurrent!r}", "e.g. 2")
+    for name, value in (("trial_timeout_s", trial_timeout_s), ("trial_memory_gb", trial_memory_gb)):
+        if value is not None and (not isinstance(value, (int, float)) or value <= 0):
+            raise ConfigError(name, f"must be a positive number of {name.rsplit('_', 1)[1]}, got {value!r}",
+                              "give a positive number, or leave it unset for no limit")
     data_llm = _data_llm(data_llm, base_model)
     eval_options = _eval_options(evaluator, eval_options)
     settings = dict(base_model=base_model, researcher=researcher, researcher_llm=researcher_llm,
                     policy=policy, max_concurrent=max_concurrent,
-                    seed=seed, evaluator=evaluator, eval_options=eval_options, budget=budget.model_dump(), data_llm=data_llm)
+                    seed=seed, evaluator=evaluator, eval_options=eval_options, budget=budget.model_dump(), data_llm=data_llm,
+                    trial_timeout_s=trial_timeout_s, trial_memory_gb=trial_memory_gb)
     run_dir = runs.open_run_dir(storage, task, run_name, resume, settings)
 
     import ray
@@ -86,8 +94,10 @@ def search(
         return _search(task=task, base_model=base_model, budget=budget, agent=agent, researcher=researcher,
                        policy=policy, max_concurrent=max_concurrent, storage=storage, resume=resume, seed=seed,
                        use_gpu=use_gpu, data_llm=data_llm, progress=progress, run_dir=run_dir,
-                       model_path=model_path, threads=threads, ev=ev)
-    finally:  # engines hold a CPU or GPU each: never leave them behind
+                       model_path=model_path, threads=threads, ev=ev, trial_timeout_s=trial_timeout_s,
+                       trial_memory_gb=trial_memory_gb)
+    finally:  # engines hold a CPU or GPU each: never leave them behind; nor the tree actor (it holds the journal)
+        _kill_named(tree_actor_name(run_dir))
         stop_evaluation(ev)
         close = getattr(getattr(agent, "llm", None), "close", None)
         if close is not None:
@@ -96,11 +106,13 @@ def search(
 
 def _search(*, task: Task, base_model: str, budget: Budget, agent, researcher: str, policy: str, max_concurrent: int,
             storage: str, resume: bool, seed: int, use_gpu: bool, data_llm: dict, progress: bool, run_dir: str,
-            model_path: str, threads: int, ev) -> SearchResult:
+            model_path: str, threads: int, ev, trial_timeout_s: float | None = None,
+            trial_memory_gb: float | None = None) -> SearchResult:
     """The search proper, once Ray, the run folder and the evaluation backend are up."""
     import ray
 
     from trex_ray.executor.trial import run_trial
+    from trex_ray.results import NodeResult
     from trex_ray.tree_actor import TreeActor
 
     show = Progress(enabled=progress, budget=budget)
@@ -108,7 +120,7 @@ def _search(*, task: Task, base_model: str, budget: Budget, agent, researcher: s
                                              agent.name == "heuristic" else ""))
     show.line(f"evaluation: {ev.name}" + (" (engines: base model loaded once, adapters hot-loaded)"
                                           if ev.service is not None else ""))
-    tree = TreeActor.remote(os.path.join(run_dir, "journal.jsonl"), policy, seed)
+    tree = TreeActor.options(name=tree_actor_name(run_dir)).remote(os.path.join(run_dir, "journal.jsonl"), policy, seed)
     agent = Journalled(agent, tree)
     spend = runs.spent_so_far(run_dir)
     session_start = time.time()
@@ -136,6 +148,7 @@ def _search(*, task: Task, base_model: str, budget: Budget, agent, researcher: s
 
     # 4. the search: keep K trials in flight until the budget is spent
     in_flight: dict = {}
+    started: dict = {}  # trial ref -> launch time (the per-trial timeout)
 
     def launch(nid: int, parent_id: int, plan: dict) -> None:
         parent = ray.get(tree.node.remote(parent_id))
@@ -143,8 +156,10 @@ def _search(*, task: Task, base_model: str, budget: Budget, agent, researcher: s
             node_id=nid, plan=plan, parent_adapter=(parent["result"] or {}).get("artifacts", {}).get("adapter"),
             task=task_info, model_path=model_path, run_dir=run_dir, cache_root=runs.cache_root(storage),
             baseline_score=root["score"], ev=ev, threads=threads, use_gpu=use_gpu, data_llm=data_llm,
+            memory_limit_gb=trial_memory_gb,
         )
         in_flight[ref] = (nid, parent_id)
+        started[ref] = time.time()
         show.launched(nid, parent_id, plan)
 
     for n in ray.get(tree.nodes.remote()):  # trials that were in flight when a previous driver died
@@ -172,7 +187,24 @@ def _search(*, task: Task, base_model: str, budget: Budget, agent, researcher: s
         timeout = None
         if budget.wall_clock_s is not None:
             timeout = max(0.0, budget.wall_clock_s - spent().wall_clock_s)
+        if trial_timeout_s is not None:
+            first_due = min(started[r] for r in in_flight) + trial_timeout_s - time.time()
+            timeout = max(0.0, first_due if timeout is None else min(timeout, first_due))
         done, _ = ray.wait(list(in_flight), num_returns=1, timeout=timeout)
+        overdue = [r for r in in_flight if trial_timeout_s is not None and r not in done
+                   and time.time() - started[r] >= trial_timeout_s]
+        if overdue:  # a trial past its time: stop it (its training workers and their resources go with it)
+            _stop_trials(overdue, grace_s=10.0, release=len(overdue) == len(in_flight))
+            for ref in overdue:
+                nid, parent_id = in_flight.pop(ref)
+                started.pop(ref)
+                result = NodeResult(status="failed", error={
+                    "stage": "timeout", "type": "timeout",
+                    "message": f"the trial ran past trial_timeout_s={trial_timeout_s:g} s and was stopped"},
+                    metric=task.metric, seconds=round(trial_timeout_s, 2),
+                    accelerator_s=round(trial_timeout_s, 2)).model_dump()  # it held its device all along
+                _finish(tree, agent, show, nid, parent_id, result, spent)
+            continue
         if not done:  # out of wall-clock: stop the trials in flight, keep everything finished
             _stop_trials(list(in_flight))
             for ref, (nid, _) in in_flight.items():
@@ -181,15 +213,8 @@ def _search(*, task: Task, base_model: str, budget: Budget, agent, researcher: s
             stop_reason = "wall_clock_s"
             break
         nid, parent_id = in_flight.pop(done[0])
-        result = ray.get(done[0])
-        ray.get(tree.record.remote({"type": "node_finished", "id": nid, "result": result}))
-        parent = ray.get(tree.node.remote(parent_id))
-        diagnosis = agent.diagnose(result, parent["result"])
-        ray.get(tree.record.remote({"type": "diagnosis", "id": nid, "text": diagnosis["text"]}))
-        finished = [n for n in ray.get(tree.nodes.remote()) if n["status"] in ("ok", "failed")]
-        if (len(finished) - 1) % 3 == 0:
-            ray.get(tree.record.remote({"type": "insights", "items": agent.distill(finished)}))
-        show.finished(ray.get(tree.node.remote(nid)), ray.get(tree.state.remote()), spent())
+        started.pop(done[0])
+        _finish(tree, agent, show, nid, parent_id, ray.get(done[0]), spent)
 
     # 5. the best node by val, evaluated once on test
     nodes = ray.get(tree.nodes.remote())
@@ -206,6 +231,34 @@ def _search(*, task: Task, base_model: str, budget: Budget, agent, researcher: s
     result.save()
     show.done(result)
     return result
+
+
+def tree_actor_name(run_dir: str) -> str:
+    """The name of a run's tree actor in its Ray cluster (one live search per run folder)."""
+    return f"trex-tree:{os.path.abspath(run_dir)}"
+
+
+def _kill_named(name: str) -> None:
+    import ray
+
+    try:
+        ray.kill(ray.get_actor(name), no_restart=True)
+    except ValueError:  # not there (never started, or already gone)
+        pass
+
+
+def _finish(tree, agent, show, nid: int, parent_id: int, result: dict, spent) -> None:
+    """A trial's result into the tree, then its diagnosis, and every third trial the insights."""
+    import ray
+
+    ray.get(tree.record.remote({"type": "node_finished", "id": nid, "result": result}))
+    parent = ray.get(tree.node.remote(parent_id))
+    diagnosis = agent.diagnose(result, parent["result"])
+    ray.get(tree.record.remote({"type": "diagnosis", "id": nid, "text": diagnosis["text"]}))
+    finished = [n for n in ray.get(tree.nodes.remote()) if n["status"] in ("ok", "failed")]
+    if (len(finished) - 1) % 3 == 0:
+        ray.get(tree.record.remote({"type": "insights", "items": agent.distill(finished)}))
+    show.finished(ray.get(tree.node.remote(nid)), ray.get(tree.state.remote()), spent())
 
 
 def _data_llm(spec: LLMSpec | dict | None, base_model: str) -> dict:
@@ -299,7 +352,7 @@ def _eval_options(evaluator: str, options: dict | None) -> dict:
     return out
 
 
-def _stop_trials(refs: list, grace_s: float = 60.0) -> None:
+def _stop_trials(refs: list, grace_s: float = 60.0, release: bool = True) -> None:
     """Cancel running trials gracefully first: the interrupt reaches Ray Train's SIGINT handler, which
     aborts the run and releases its placement group. Whatever has not stopped after the grace period is
     killed. A killed (or interrupted too early) trial can leave its group, and its CPUs, held, so later
@@ -313,9 +366,20 @@ def _stop_trials(refs: list, grace_s: float = 60.0) -> None:
         ray.cancel(ref, force=True, recursive=True)
     if left:
         ray.wait(left, num_returns=len(left), timeout=30)
-    from trex_ray.runtime import release_orphan_placement_groups
+    if release:  # no trial is left running: any placement group left holds CPUs for nobody
+        from trex_ray.runtime import release_orphan_placement_groups
 
-    release_orphan_placement_groups()  # every trial has stopped: what is left holds CPUs for nobody
+        release_orphan_placement_groups()
+
+
+def baseline_eval_cfg(task: Task) -> dict:
+    """Decoding for the base model: room for the answer and some preamble (exact match reads the first line;
+    accuracy finds the label). The answer length is read from val, and from train where val carries no
+    reference text (open-ended tasks graded by a context)."""
+    val = max(len(r["output"]) for r in task.rows("val"))
+    train = sorted(len(r["output"]) for r in task.rows("train"))
+    out_chars = max(val, train[min(len(train) - 1, int(0.95 * len(train)))])
+    return {**EVAL_DEFAULTS, "max_new_tokens": min(MAX_NEW_TOKENS, max(16, out_chars // 2 + 12))}
 
 
 def _evaluate_baseline(tree, task: Task, task_info: dict, model_path: str, run_dir: str, ev,
@@ -328,9 +392,7 @@ def _evaluate_baseline(tree, task: Task, task_info: dict, model_path: str, run_d
     if not ray.get(tree.nodes.remote()):
         ray.get(tree.add_node.remote(None, None, None))
     prompt = ("{input}", task_system(task.goal))
-    # room for the answer and some preamble (exact match reads the first line; accuracy finds the label)
-    out_chars = max(len(r["output"]) for r in task.rows("val"))
-    eval_cfg = {**EVAL_DEFAULTS, "max_new_tokens": min(512, max(16, out_chars // 2 + 12))}
+    eval_cfg = baseline_eval_cfg(task)
     base = run_baseline(task=task_info, model_path=model_path, run_dir=run_dir, ev=ev, eval_cfg=eval_cfg,
                         template=prompt[0], system=prompt[1], data_llm=data_llm)
     ray.get(tree.record.remote({"type": "node_finished", "id": 0, "result": base}))

@@ -65,6 +65,8 @@ class TreeCore:
         self.journal.close()
 
 
-@ray.remote(num_cpus=0, max_restarts=0)
+# The actor's whole state is rebuilt from the journal by __init__, so a killed actor process is simply
+# restarted (and the calls that were in flight retried): the search does not notice beyond the delay.
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
 class TreeActor(TreeCore):
     pass

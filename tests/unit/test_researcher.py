@@ -163,6 +163,20 @@ def test_failed_parent_favours_lower_learning_rate(agent, brief):
     assert c["lower learning rate"] > 3 * c["more epochs"]
 
 
+def test_the_kind_of_failure_steers_the_next_direction(agent, brief):
+    def failed(error):
+        ctx = _parent_ctx(agent, brief, status="failed", score=None, loss=None)
+        ctx["parent"]["error"] = error
+        return _direction_counts(agent, brief, ctx, 400)
+
+    diverged = failed("diverged in train: diverged: the training loss became nan at step 3")
+    oom = failed("out_of_memory in train: RuntimeError: DefaultCPUAllocator: can't allocate memory")
+    other = failed("ValueError in data: no rows")
+    assert diverged["lower learning rate"] > other["lower learning rate"] and diverged["higher learning rate"] == 0
+    assert oom["fewer epochs"] + oom["less LoRA capacity"] > other["fewer epochs"] + other["less LoRA capacity"]
+    assert oom["more epochs"] == oom["more LoRA capacity"] == 0
+
+
 def test_format_failures_favour_prompt_format(agent, brief):
     fmt = _direction_counts(agent, brief, _parent_ctx(agent, brief, categories={"wrong format": 8, "wrong value": 2}), 400)
     val = _direction_counts(agent, brief, _parent_ctx(agent, brief, categories={"wrong value": 10}), 400)

@@ -16,6 +16,50 @@ import tempfile
 import time
 
 
+class TrainingFailed(RuntimeError):
+    """A training failure the search knows how to describe; `kind` names it in the node's error."""
+
+    kind = "TrainingFailed"
+
+
+class Diverged(TrainingFailed):
+    """The loss became NaN or infinite."""
+
+    kind = "diverged"
+
+
+class OutOfMemory(TrainingFailed):
+    """Training ran out of (GPU or host) memory."""
+
+    kind = "out_of_memory"
+
+
+_OOM_MARKERS = ("out of memory", "can't allocate memory", "cannot allocate memory", "outofmemoryerror")
+
+
+def classify(err: BaseException) -> TrainingFailed | None:
+    """The known failure a training worker's exception stands for, if any."""
+    text = f"{type(err).__name__}: {err}".lower()
+    if isinstance(err, FloatingPointError) or text.startswith("floatingpointerror") or "diverged:" in text:
+        return Diverged(str(err))
+    if isinstance(err, MemoryError) or any(m in text for m in _OOM_MARKERS):
+        return OutOfMemory(f"{type(err).__name__}: {str(err)[:500]}")
+    return None
+
+
+def _limit_memory(gb: float | None) -> None:
+    """Cap this worker's data memory at what it holds now plus `gb` GiB (Linux RLIMIT_DATA), so that a
+    trial that asks for too much fails with an allocation error instead of taking the machine down."""
+    if not gb:
+        return
+    import resource
+
+    with open("/proc/self/status") as f:
+        held = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmData:"))
+    limit = held + int(gb * 2**30)
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, resource.getrlimit(resource.RLIMIT_DATA)[1]))
+
+
 def tokenize_rows(tok, rows: list[dict], max_seq_len: int) -> tuple[list[dict], int]:
     """Prompt and answer tokenised apart and joined, so generation sees exactly the prompt it trained on."""
     from trex_ray import prompting
@@ -66,6 +110,7 @@ def train_loop(config: dict) -> None:
 
     rows = list(ray.train.get_dataset_shard("train").iter_rows())
     model, tok = load_model(config["model_path"])
+    _limit_memory(config.get("memory_limit_gb"))
     examples, cut = tokenize_rows(tok, rows, cfg["max_seq_len"])
     if not examples:
         raise ValueError("no trainable examples after tokenisation")
@@ -85,10 +130,13 @@ def train_loop(config: dict) -> None:
     if world > 1:
         model = ray.train.torch.prepare_model(model)
 
+    # an optimizer step sees batch_size examples; after running out of memory they come in micro-batches
+    micro = min(cfg["batch_size"], config.get("micro_batch_size") or cfg["batch_size"])
+    accum = math.ceil(cfg["batch_size"] / micro)
     g = torch.Generator().manual_seed(cfg["seed"])
     loader = torch.utils.data.DataLoader(
-        examples, batch_size=cfg["batch_size"], shuffle=True, generator=g,
-        collate_fn=lambda b: _collate(b, tok.pad_token_id),
+        examples, batch_size=micro * accum, shuffle=True, generator=g,
+        collate_fn=lambda b: b,
     )
     total_steps = max(1, math.ceil(cfg["epochs"] * len(loader)))
     params = [p for p in model.parameters() if p.requires_grad]
@@ -98,16 +146,25 @@ def train_loop(config: dict) -> None:
 
     curve, step, tokens, epoch = [], 0, 0, 0
     while step < total_steps:
-        for batch in loader:
-            batch = {k: v.to(device) for k, v in batch.items()}
-            loss = model(**batch).loss
-            loss.backward()
+        for examples_step in loader:
+            n_tokens = sum(sum(1 for x in e["labels"] if x != -100) for e in examples_step)
+            step_loss = 0.0
+            for i in range(0, len(examples_step), micro):
+                part = examples_step[i:i + micro]
+                batch = {k: v.to(device) for k, v in _collate(part, tok.pad_token_id).items()}
+                loss = model(**batch).loss
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"diverged: the training loss became {float(loss)} at step {step + 1}")
+                # weight each micro-batch by its answer tokens: the step's loss is the full batch's mean
+                share = sum(1 for e in part for x in e["labels"] if x != -100) / max(1, n_tokens)
+                (loss * share).backward()
+                step_loss += float(loss.detach()) * share
+                tokens += int(batch["attention_mask"].sum())
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
-            curve.append(round(float(loss.detach()), 4))
-            tokens += int(batch["attention_mask"].sum())
+            curve.append(round(step_loss, 4))
             step += 1
             if step >= total_steps:
                 break
@@ -120,7 +177,7 @@ def train_loop(config: dict) -> None:
         "tokens": tokens * world, "seconds": round(time.time() - t0, 2), "workers": world,
         "device": str(device), "final_loss": sum(curve[-5:]) / len(curve[-5:]),
         "loss_curve": _downsample(curve, 100), "warm_start": bool(warm),
-        "trainable_params": sum(p.numel() for p in params),
+        "trainable_params": sum(p.numel() for p in params), "micro_batch_size": micro,
     }
     with tempfile.TemporaryDirectory() as d:
         checkpoint = None
@@ -145,7 +202,8 @@ def _downsample(xs: list[float], n: int) -> list[float]:
 
 def fit(
     *, data_dir: str, model_path: str, train_cfg: dict, init_adapter: str | None, node_dir: str,
-    num_workers: int = 1, use_gpu: bool = False, threads: int | None = None,
+    num_workers: int = 1, use_gpu: bool = False, threads: int | None = None, micro_batch_size: int | None = None,
+    memory_limit_gb: float | None = None,
 ) -> dict:
     """Run the training loop under Ray Train; copy the artifact into `node_dir`; return train stats."""
     import ray.data
@@ -158,7 +216,8 @@ def fit(
     trainer = TorchTrainer(
         train_loop,
         train_loop_config={"train": train_cfg, "model_path": model_path, "init_adapter": init_adapter,
-                           "threads": threads},
+                           "threads": threads, "micro_batch_size": micro_batch_size,
+                           "memory_limit_gb": memory_limit_gb},
         scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu,
                                      resources_per_worker=None if use_gpu else {"CPU": 1}),
         run_config=RunConfig(storage_path=storage, name="fit"),
@@ -170,7 +229,13 @@ def fit(
         failures = getattr(e, "worker_failures", None) or {}
         if failures:  # the worker's own exception, not Ray's wrapper text
             err = next(iter(failures.values()))
+            known = classify(err)
+            if known is not None:
+                raise known from None
             raise RuntimeError(f"{type(err).__name__}: {err}") from None
+        known = classify(e)
+        if known is not None:
+            raise known from None
         raise
     if result.checkpoint is None:
         raise RuntimeError(f"training reported no checkpoint ({result.error})")

@@ -24,6 +24,7 @@ from trex_ray.results import NodeResult
 
 
 MIN_TRAIN_ROWS = 8  # fewer prepared rows than this is a failed data stage, not a fine-tune
+OOM_MICRO_BATCH_DIVISOR = 8  # after an out-of-memory error, a step's batch is run in 8 micro-batches
 
 
 def evaluate_split(ev: Evaluation, model_path: str, adapter: str | None, rows: list[dict], task: dict,
@@ -65,7 +66,8 @@ def write_json(path: str, obj) -> None:
 @ray.remote(num_cpus=0)
 def run_trial(*, node_id: int, plan: dict, parent_adapter: str | None, task: dict, model_path: str,
               run_dir: str, cache_root: str, baseline_score: float, ev: Evaluation,
-              threads: int | None = None, use_gpu: bool = False, data_llm: dict | None = None) -> dict:
+              threads: int | None = None, use_gpu: bool = False, data_llm: dict | None = None,
+              memory_limit_gb: float | None = None) -> dict:
     node_dir = os.path.join(run_dir, "nodes", str(node_id))
     os.makedirs(node_dir, exist_ok=True)
     write_json(os.path.join(node_dir, "plan.json"), plan)
@@ -85,8 +87,15 @@ def run_trial(*, node_id: int, plan: dict, parent_adapter: str | None, task: dic
         init = parent_adapter if p.train.warm_start == "parent" else None
         if p.train.warm_start == "parent" and not parent_adapter:
             raise ValueError("warm_start=parent but the parent has no adapter (it is the base model or failed)")
-        train_stats = train_mod.fit(data_dir=data_dir, model_path=model_path, train_cfg=p.train.model_dump(),
-                                    init_adapter=init, node_dir=node_dir, threads=threads, use_gpu=use_gpu)
+        fit = dict(data_dir=data_dir, model_path=model_path, train_cfg=p.train.model_dump(), init_adapter=init,
+                   node_dir=node_dir, threads=threads, use_gpu=use_gpu, memory_limit_gb=memory_limit_gb)
+        try:
+            train_stats = train_mod.fit(**fit)
+        except train_mod.OutOfMemory as e:  # once more, the same batch in micro-batches (gradient accumulation)
+            micro = max(1, p.train.batch_size // OOM_MICRO_BATCH_DIVISOR)
+            _log(node_dir, f"train: out of memory ({str(e)[:200]}); retrying with micro-batches of {micro}")
+            train_stats = train_mod.fit(**fit, micro_batch_size=micro)
+            train_stats["oom_retry"] = str(e)[:300]
         _log(node_dir, f"train: {train_stats['steps']} steps, final loss {train_stats['final_loss']:.4f}")
 
         stage = "eval"
@@ -109,7 +118,7 @@ def run_trial(*, node_id: int, plan: dict, parent_adapter: str | None, task: dic
         _log(node_dir, f"{stage} failed:\n{traceback.format_exc()}")
         result = NodeResult(
             status="failed", metric=task["metric"], data_stats=data_stats, train_stats=train_stats,
-            error={"stage": stage, "type": type(e).__name__, "message": str(e)[:2000]},
+            error={"stage": stage, "type": getattr(e, "kind", type(e).__name__), "message": str(e)[:2000]},
             seconds=round(time.time() - t0, 2),
         )
     out = result.model_dump()

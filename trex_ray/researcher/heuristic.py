@@ -83,7 +83,7 @@ class HeuristicResearcher:
             "baseline_failures": cats,
             "start": {
                 "max_seq_len": seq,
-                "max_new_tokens": max(8, min(512, int(out_len / 2.5) + 8)),
+                "max_new_tokens": max(8, min(1024, int(out_len / 2.5) + 8)),
                 "epochs": epochs,
                 "batch_size": batch,
                 "learning_rate": lr,
@@ -167,6 +167,12 @@ class HeuristicResearcher:
         bad = sum(cats.values()) or 1
         if parent["status"] == "failed":
             w.update({"lower learning rate": 3.0, "fewer epochs": 1.0, "less LoRA capacity": 1.0, "more epochs": 0.2})
+            err = str(parent.get("error") or "")
+            if err.startswith("diverged"):  # the loss blew up: the step size is the suspect
+                w.update({"lower learning rate": 8.0, "higher learning rate": 0.0})
+            elif err.startswith(("out_of_memory", "timeout")):  # too big or too long: do less
+                w.update({"fewer epochs": 4.0, "less LoRA capacity": 3.0, "more epochs": 0.0, "more data": 0.0,
+                          "more LoRA capacity": 0.0})
             return {k: v for k, v in w.items() if v > 0}
         if loss and loss[-1] > 0.3:  # still under-fitting
             w["more epochs"] += 2.0

@@ -1,0 +1,147 @@
+"""What clusters do to a search, provoked for real on a local Ray cluster with the tiny random model:
+training that runs out of memory (a memory cap on the training worker), a loss that becomes NaN (a model
+with non-finite weights), a trial that runs past its timeout, and the tree actor's process being killed."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+
+import pytest
+
+import trex_ray
+from tests.conftest import majority_rows, write_jsonl
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_local():
+    from trex_ray.runtime import init_ray
+
+    init_ray(None, 2)
+    yield
+
+
+def _task(tmp, *, long: bool = False):
+    rows = majority_rows(200, 0)
+    if long:  # ~900-token prompts: a full batch of them needs GBs of attention activations
+        rows = [{**r, "question": (r["question"] + " ") * 90} for r in rows]
+    paths = {s: write_jsonl(tmp / "data" / f"{s}.jsonl", rows if s == "train" else majority_rows(8, 1))
+             for s in ("train", "val", "test")}
+    return trex_ray.Task.from_jsonl(name="majority", input_field="question", output_field="answer", metric="accuracy",
+                                    labels=["yes", "no"], goal="Answer yes or no.", **paths)
+
+
+def _run_trial(tmp, task, model_path: str, *, memory_limit_gb=None, **train) -> dict:
+    import ray
+
+    from trex_ray.executor.eval_service import Evaluation
+    from trex_ray.executor.trial import run_trial
+    from trex_ray.plan import Plan
+
+    plan = Plan.model_validate({"direction": "test", "recipe": {"ops": [{"load": {}}, {"format": {}}]},
+                                "train": {"epochs": 1, **train}, "eval": {"max_new_tokens": 4}})
+    info = {**task.model_dump(), **{s: task.path(s) for s in ("train", "val", "test")}, "val_rows": task.rows("val")}
+    return ray.get(run_trial.remote(
+        node_id=1, plan=plan.model_dump(), parent_adapter=None, task=info, model_path=model_path,
+        run_dir=str(tmp / "run"), cache_root=str(tmp / "cache"), baseline_score=0.0,
+        ev=Evaluation("transformers", None, False, 1), threads=1, memory_limit_gb=memory_limit_gb))
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    from trex_ray.models import resolve_model
+
+    return resolve_model("tiny-random")
+
+
+def test_out_of_memory_is_retried_in_micro_batches_and_then_trains(tmp_path, tiny):
+    task = _task(tmp_path, long=True)
+    res = _run_trial(tmp_path, task, tiny, memory_limit_gb=1.5, batch_size=200, max_seq_len=1024)
+    assert res["status"] == "ok", res.get("error")
+    ts = res["train_stats"]
+    assert "allocate" in ts["oom_retry"] or "memory" in ts["oom_retry"].lower()
+    assert ts["micro_batch_size"] == 25 and ts["steps"] == 1  # the same optimizer step, in 8 micro-batches
+    log = open(tmp_path / "run" / "nodes" / "1" / "logs" / "trial.log").read()
+    assert "retrying with micro-batches of 25" in log
+
+
+def test_out_of_memory_again_after_the_retry_is_a_recorded_failure(tmp_path, tiny):
+    task = _task(tmp_path, long=True)
+    res = _run_trial(tmp_path, task, tiny, memory_limit_gb=0.05, batch_size=200, max_seq_len=1024)
+    assert res["status"] == "failed"
+    assert res["error"]["type"] == "out_of_memory" and res["error"]["stage"] == "train"
+
+
+def test_a_nan_loss_stops_training_and_marks_the_node_diverged(tmp_path, tiny):
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    bad = tmp_path / "nan-model"
+    shutil.copytree(tiny, bad)
+    model = AutoModelForCausalLM.from_pretrained(bad)
+    with torch.no_grad():
+        model.model.norm.weight.fill_(float("inf"))  # every logit becomes non-finite
+    model.save_pretrained(bad)
+    res = _run_trial(tmp_path, _task(tmp_path), str(bad), batch_size=8)
+    assert res["status"] == "failed"
+    assert res["error"]["type"] == "diverged" and "at step 1" in res["error"]["message"]
+    # the researcher sees what happened: the failed node's summary names the divergence
+    from trex_ray.memory import _brief
+    from trex_ray.tree import Node
+
+    node = Node(id=1, parent_id=0, depth=1, plan=None, status="failed", result=res)
+    assert _brief(node)["error"].startswith("diverged in train: diverged: the training loss became")
+
+
+def test_a_trial_past_its_timeout_is_stopped_recorded_and_its_cpus_freed(tmp_path):
+    import ray
+
+    task = _task(tmp_path)
+    result = trex_ray.search(task, base_model="tiny-random", budget=trex_ray.Budget(trials=2), max_concurrent=1,
+                             storage=str(tmp_path / "runs"), trial_timeout_s=3, progress=False)
+    trials = [n for n in result.nodes if n.id != 0]
+    assert len(trials) == 2  # the second trial ran: the first one's resources came back
+    events = [json.loads(line) for line in open(os.path.join(result.run_dir, "journal.jsonl"))]
+    finished = [e for e in events if e["type"] == "node_finished" and e["id"] != 0]
+    assert [e["result"]["error"]["type"] for e in finished] == ["timeout", "timeout"]
+    time.sleep(2)
+    held = ray.cluster_resources()["CPU"] - ray.available_resources().get("CPU", 0)
+    assert held == 0, f"{held} CPUs still held after the search"
+
+
+def test_a_killed_tree_actor_is_restarted_from_its_journal_and_the_search_finishes(tmp_path):
+    import ray
+
+    from trex_ray.search import tree_actor_name
+
+    task = _task(tmp_path)
+    out: dict = {}
+
+    def run():
+        out["result"] = trex_ray.search(task, base_model="tiny-random", budget=trex_ray.Budget(trials=3),
+                                        max_concurrent=1, storage=str(tmp_path / "runs"), run_name="r",
+                                        progress=False)
+
+    t = threading.Thread(target=run)
+    t.start()
+    journal = tmp_path / "runs" / "r" / "journal.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline:  # kill it once the first trial has finished
+        if journal.exists() and any(json.loads(x)["type"] == "node_finished" and json.loads(x)["id"] == 1
+                                    for x in journal.read_text().splitlines() if x.strip()):
+            break
+        time.sleep(0.5)
+    ray.kill(ray.get_actor(tree_actor_name(str(tmp_path / "runs" / "r"))), no_restart=False)
+    t.join(600)
+    assert not t.is_alive()
+    result = out["result"]
+    assert [n.id for n in result.nodes] == [0, 1, 2, 3] and all(n.status in ("ok", "failed") for n in result.nodes)
+    events = [json.loads(x) for x in journal.read_text().splitlines() if x.strip()]
+    added = [e["id"] for e in events if e["type"] == "node_added"]
+    assert added == [0, 1, 2, 3]  # nothing lost, nothing doubled
