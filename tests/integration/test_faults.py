@@ -27,8 +27,8 @@ def ray_local():
 
 def _task(tmp, *, long: bool = False):
     rows = majority_rows(200, 0)
-    if long:  # ~900-token prompts: a full batch of them needs GBs of attention activations
-        rows = [{**r, "question": (r["question"] + " ") * 90} for r in rows]
+    if long:  # 64 prompts of ~700 tokens: one full batch needs GBs of attention activations
+        rows = [{**r, "question": (r["question"] + " ") * 70} for r in rows[:64]]
     paths = {s: write_jsonl(tmp / "data" / f"{s}.jsonl", rows if s == "train" else majority_rows(8, 1))
              for s in ("train", "val", "test")}
     return trex_ray.Task.from_jsonl(name="majority", input_field="question", output_field="answer", metric="accuracy",
@@ -60,18 +60,18 @@ def tiny():
 
 def test_out_of_memory_is_retried_in_micro_batches_and_then_trains(tmp_path, tiny):
     task = _task(tmp_path, long=True)
-    res = _run_trial(tmp_path, task, tiny, memory_limit_gb=1.5, batch_size=200, max_seq_len=1024)
+    res = _run_trial(tmp_path, task, tiny, memory_limit_gb=1.0, batch_size=64, max_seq_len=1024)
     assert res["status"] == "ok", res.get("error")
     ts = res["train_stats"]
     assert "allocate" in ts["oom_retry"] or "memory" in ts["oom_retry"].lower()
-    assert ts["micro_batch_size"] == 25 and ts["steps"] == 1  # the same optimizer step, in 8 micro-batches
+    assert ts["micro_batch_size"] == 8 and ts["steps"] == 1  # the same optimizer step, in 8 micro-batches
     log = open(tmp_path / "run" / "nodes" / "1" / "logs" / "trial.log").read()
-    assert "retrying with micro-batches of 25" in log
+    assert "retrying with micro-batches of 8" in log
 
 
 def test_out_of_memory_again_after_the_retry_is_a_recorded_failure(tmp_path, tiny):
     task = _task(tmp_path, long=True)
-    res = _run_trial(tmp_path, task, tiny, memory_limit_gb=0.05, batch_size=200, max_seq_len=1024)
+    res = _run_trial(tmp_path, task, tiny, memory_limit_gb=0.05, batch_size=64, max_seq_len=1024)
     assert res["status"] == "failed"
     assert res["error"]["type"] == "out_of_memory" and res["error"]["stage"] == "train"
 
@@ -124,7 +124,7 @@ def test_a_killed_tree_actor_is_restarted_from_its_journal_and_the_search_finish
     out: dict = {}
 
     def run():
-        out["result"] = trex_ray.search(task, base_model="tiny-random", budget=trex_ray.Budget(trials=3),
+        out["result"] = trex_ray.search(task, base_model="tiny-random", budget=trex_ray.Budget(trials=2),
                                         max_concurrent=1, storage=str(tmp_path / "runs"), run_name="r",
                                         progress=False)
 
@@ -141,7 +141,8 @@ def test_a_killed_tree_actor_is_restarted_from_its_journal_and_the_search_finish
     t.join(600)
     assert not t.is_alive()
     result = out["result"]
-    assert [n.id for n in result.nodes] == [0, 1, 2, 3] and all(n.status in ("ok", "failed") for n in result.nodes)
+    assert [n.id for n in result.nodes] == [0, 1, 2] and all(n.status in ("ok", "failed") for n in result.nodes)
     events = [json.loads(x) for x in journal.read_text().splitlines() if x.strip()]
     added = [e["id"] for e in events if e["type"] == "node_added"]
-    assert added == [0, 1, 2, 3]  # nothing lost, nothing doubled
+    assert added == [0, 1, 2]  # nothing lost, nothing doubled
+    assert result.best.test_score is not None  # the search went all the way to the test evaluation
