@@ -13,7 +13,7 @@ import os
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from trex_ray.errors import ConfigError
 
@@ -42,7 +42,8 @@ class RunConfig(BaseModel):
     trials: int | None = Field(6, description="Budget: fine-tuning trials.")
     wall_clock_s: float | None = Field(None, description="Budget: wall-clock seconds.")
     accelerator_hours: float | None = Field(None, description="Budget: device-hours of training and eval.")
-    max_concurrent: int = Field(2, ge=1, description="Trials in flight at once.")
+    max_concurrent: int | str = Field(2, description="Trials in flight at once, or auto (as many as the "
+                                                  "cluster's GPUs, or CPUs, can run).")
     policy: str = Field("mcts", description="Selection policy: mcts, greedy, sequential, random.")
     researcher: str = Field("heuristic", description="Researcher: heuristic (offline), auto, anthropic, openai, vllm, local.")
     researcher_llm: dict | None = Field(None, description="The researcher's LLM: {model, base_url, api_key_env, ...} "
@@ -61,6 +62,19 @@ class RunConfig(BaseModel):
                                           "model (Linux); past it the trial retries in micro-batches, then fails.")
     data_llm: dict | None = Field(None, description="LLM of generating/judging data ops, e.g. {model: smollm2-135m} "
                                   "(default: the base model, run locally).")
+
+    @field_validator("max_concurrent", mode="before")
+    @classmethod
+    def _concurrency(cls, v: Any) -> int | str:
+        if v == "auto":
+            return v
+        try:
+            n = int(v)
+        except (TypeError, ValueError):
+            raise ValueError(f"must be a whole number or auto, got {v!r}") from None
+        if n != v and str(n) != str(v).strip() or n < 1:
+            raise ValueError(f"must be greater than or equal to 1 (or auto), got {v!r}")
+        return n
 
     def task(self):
         from trex_ray.task import Task

@@ -41,6 +41,15 @@ def physical_cores() -> int:
         return os.cpu_count() or 1
 
 
+def auto_concurrency(resources: dict, use_gpu: bool, gpus_for_eval: int = 0) -> int:
+    """`max_concurrent="auto"`: as many trials as the cluster can run at once. On GPUs a training run
+    holds a GPU (less those the evaluation engines hold); on CPUs a trial's training worker holds a CPU
+    and its data work needs about another, and one CPU stays free for the tasks that feed them."""
+    if use_gpu:
+        return max(1, int(resources.get("GPU", 0)) - gpus_for_eval)
+    return max(1, int(resources.get("CPU", 1) - 1) // 2)
+
+
 def threads_per_trial(max_concurrent: int) -> int:
     return max(1, physical_cores() // max(1, max_concurrent))
 

@@ -42,7 +42,7 @@ def search(
     *,
     researcher: str = "heuristic",
     policy: str = "mcts",
-    max_concurrent: int = 2,
+    max_concurrent: int | str = 2,
     storage: str = "runs",
     run_name: str | None = None,
     resume: bool = False,
@@ -57,6 +57,7 @@ def search(
     progress: bool = True,
     trial_timeout_s: float | None = None,
     trial_memory_gb: float | None = None,
+    executor=None,
 ) -> SearchResult:
     # 1. everything a user can get wrong is checked before any folder is touched
     budget = budget or Budget()
@@ -65,8 +66,9 @@ def search(
     make_policy(policy)
     data_dirs = tuple(d for d in os.environ.get("TREX_RAY_DATA_DIRS", "").split(os.pathsep) if d)
     agent = make_researcher(researcher, llm=researcher_llm, task=task, notes_dir=notes_dir, data_dirs=data_dirs)
-    if not isinstance(max_concurrent, int) or max_concurrent < 1:
-        raise ConfigError("max_concurrent", f"must be a positive integer, got {max_concurrent!r}", "e.g. 2")
+    if max_concurrent != "auto" and (not isinstance(max_concurrent, int) or max_concurrent < 1):
+        raise ConfigError("max_concurrent", f"must be a positive integer or 'auto', got {max_concurrent!r}",
+                          "e.g. 2, or auto (as many as the cluster's GPUs or CPUs can run)")
     for name, value in (("trial_timeout_s", trial_timeout_s), ("trial_memory_gb", trial_memory_gb)):
         if value is not None and (not isinstance(value, (int, float)) or value <= 0):
             raise ConfigError(name, f"must be a positive number of {name.rsplit('_', 1)[1]}, got {value!r}",
@@ -82,11 +84,18 @@ def search(
     import ray
 
     from trex_ray.executor.eval_service import start_evaluation, stop_evaluation
-    from trex_ray.runtime import init_ray, threads_per_trial
+    from trex_ray.runtime import auto_concurrency, init_ray, physical_cores, threads_per_trial
 
-    init_ray(address, max_concurrent)
+    init_ray(address, max(1, physical_cores() // 2) if max_concurrent == "auto" else max_concurrent)
     if use_gpu is None:
         use_gpu = bool(ray.cluster_resources().get("GPU"))
+    if max_concurrent == "auto":
+        from trex_ray.executor.eval_service import resolve_evaluator
+
+        gpus = ray.cluster_resources().get("GPU", 0) if use_gpu else 0
+        on_vllm = resolve_evaluator(evaluator, use_gpu, gpus) == "vllm"
+        engine_gpus = int(eval_options.get("tensor_parallel_size", 1)) * int(eval_options.get("replicas", 1))
+        max_concurrent = auto_concurrency(ray.cluster_resources(), use_gpu, engine_gpus if on_vllm else 0)
     threads = threads_per_trial(max_concurrent)
     model_path = resolve_model(base_model)
     ev = start_evaluation(evaluator, model_path, use_gpu=use_gpu, threads=threads, options=eval_options)
@@ -95,7 +104,7 @@ def search(
                        policy=policy, max_concurrent=max_concurrent, storage=storage, resume=resume, seed=seed,
                        use_gpu=use_gpu, data_llm=data_llm, progress=progress, run_dir=run_dir,
                        model_path=model_path, threads=threads, ev=ev, trial_timeout_s=trial_timeout_s,
-                       trial_memory_gb=trial_memory_gb)
+                       trial_memory_gb=trial_memory_gb, executor=executor)
     finally:  # engines hold a CPU or GPU each: never leave them behind; nor the tree actor (it holds the journal)
         _kill_named(tree_actor_name(run_dir))
         stop_evaluation(ev)
@@ -107,7 +116,7 @@ def search(
 def _search(*, task: Task, base_model: str, budget: Budget, agent, researcher: str, policy: str, max_concurrent: int,
             storage: str, resume: bool, seed: int, use_gpu: bool, data_llm: dict, progress: bool, run_dir: str,
             model_path: str, threads: int, ev, trial_timeout_s: float | None = None,
-            trial_memory_gb: float | None = None) -> SearchResult:
+            trial_memory_gb: float | None = None, executor=None) -> SearchResult:
     """The search proper, once Ray, the run folder and the evaluation backend are up."""
     import ray
 
@@ -120,6 +129,7 @@ def _search(*, task: Task, base_model: str, budget: Budget, agent, researcher: s
                                              agent.name == "heuristic" else ""))
     show.line(f"evaluation: {ev.name}" + (" (engines: base model loaded once, adapters hot-loaded)"
                                           if ev.service is not None else ""))
+    show.line(f"trials in flight: up to {max_concurrent}")
     tree = TreeActor.options(name=tree_actor_name(run_dir)).remote(os.path.join(run_dir, "journal.jsonl"), policy, seed)
     agent = Journalled(agent, tree)
     spend = runs.spent_so_far(run_dir)
@@ -152,7 +162,7 @@ def _search(*, task: Task, base_model: str, budget: Budget, agent, researcher: s
 
     def launch(nid: int, parent_id: int, plan: dict) -> None:
         parent = ray.get(tree.node.remote(parent_id))
-        ref = run_trial.remote(
+        ref = (executor or run_trial).remote(
             node_id=nid, plan=plan, parent_adapter=(parent["result"] or {}).get("artifacts", {}).get("adapter"),
             task=task_info, model_path=model_path, run_dir=run_dir, cache_root=runs.cache_root(storage),
             baseline_score=root["score"], ev=ev, threads=threads, use_gpu=use_gpu, data_llm=data_llm,
@@ -255,7 +265,7 @@ def _finish(tree, agent, show, nid: int, parent_id: int, result: dict, spent) ->
     parent = ray.get(tree.node.remote(parent_id))
     diagnosis = agent.diagnose(result, parent["result"])
     ray.get(tree.record.remote({"type": "diagnosis", "id": nid, "text": diagnosis["text"]}))
-    finished = [n for n in ray.get(tree.nodes.remote()) if n["status"] in ("ok", "failed")]
+    finished = ray.get(tree.summaries.remote(finished=True))
     if (len(finished) - 1) % 3 == 0:
         ray.get(tree.record.remote({"type": "insights", "items": agent.distill(finished)}))
     show.finished(ray.get(tree.node.remote(nid)), ray.get(tree.state.remote()), spent())

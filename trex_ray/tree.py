@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Iterable
 
 RUNNING, OK, FAILED, CANCELLED = "running", "ok", "failed", "cancelled"
@@ -45,8 +45,9 @@ class Node:
         return (self.plan or {}).get("direction", "baseline")
 
     def summary(self) -> dict:
-        d = asdict(self)
-        d.pop("result")
+        """Every field but the result, without copying (a deep copy of 1000 nodes' plans costs milliseconds
+        on every call)."""
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "result"}
         d["direction"] = self.direction
         return d
 

@@ -49,6 +49,11 @@ class TreeCore:
     def nodes(self) -> list[dict]:
         return [{**n.summary(), "result": n.result} for n in sorted(self.tree.nodes.values(), key=lambda n: n.id)]
 
+    def summaries(self, finished: bool = False) -> list[dict]:
+        """Node summaries without results (what insight distillation reads); `finished`: ok or failed only."""
+        return [n.summary() for n in sorted(self.tree.nodes.values(), key=lambda n: n.id)
+                if not finished or n.status in ("ok", "failed")]
+
     def state(self) -> dict:
         t = self.tree
         return {

@@ -246,3 +246,29 @@ def test_budget_and_spend():
     assert Spend(accelerator_s=1800).exhausted(b) == "accelerator_hours"
     assert Spend(accelerator_s=1799).exhausted(b) is None
     assert Spend(trials=99).exhausted(Budget(trials=None, wall_clock_s=5)) is None
+
+
+def test_max_concurrent_auto_follows_the_clusters_gpus_or_cpus():
+    from trex_ray.config import RunConfig
+    from trex_ray.runtime import auto_concurrency
+
+    assert auto_concurrency({"CPU": 16.0, "GPU": 8.0}, use_gpu=True) == 8
+    assert auto_concurrency({"CPU": 16.0, "GPU": 8.0}, use_gpu=True, gpus_for_eval=1) == 7  # a vLLM engine's GPU
+    assert auto_concurrency({"CPU": 5.0}, use_gpu=False) == 2  # a training CPU + data work each, one CPU spare
+    assert auto_concurrency({"CPU": 1.0}, use_gpu=False) == 1  # never zero
+    assert auto_concurrency({"CPU": 8.0, "GPU": 1.0}, use_gpu=True, gpus_for_eval=1) == 1
+    base = {"name": "t", "train": "a", "val": "b", "test": "c"}
+    assert RunConfig(**base, max_concurrent="auto").max_concurrent == "auto"
+    assert RunConfig(**base, max_concurrent="3").max_concurrent == 3
+
+
+def test_max_concurrent_must_be_positive_or_auto(data_files):
+    from trex_ray import Task
+    from trex_ray.search import search
+
+    task = Task.from_jsonl("t", data_files["train"], data_files["val"], data_files["test"], input_field="question",
+                           output_field="answer")
+    for bad in (0, "many", 1.5):
+        with pytest.raises(ConfigError) as e:
+            search(task, base_model="tiny-random", max_concurrent=bad)
+        assert e.value.field == "max_concurrent" and "auto" in e.value.fix
