@@ -215,6 +215,8 @@ def _search(*, task: Task, base_model: str, budget: Budget, agent, researcher: s
                     accelerator_s=round(trial_timeout_s, 2)).model_dump()  # it held its device all along
                 _finish(tree, agent, show, nid, parent_id, result, spent)
             continue
+        if not done and not (budget.wall_clock_s is not None and spent().wall_clock_s >= budget.wall_clock_s):
+            continue  # woke for a trial's timeout a moment early: wait again
         if not done:  # out of wall-clock: stop the trials in flight, keep everything finished
             _stop_trials(list(in_flight))
             for ref, (nid, _) in in_flight.items():
