@@ -267,8 +267,8 @@ def _finish(tree, agent, show, nid: int, parent_id: int, result: dict, spent) ->
     parent = ray.get(tree.node.remote(parent_id))
     diagnosis = agent.diagnose(result, parent["result"])
     ray.get(tree.record.remote({"type": "diagnosis", "id": nid, "text": diagnosis["text"]}))
-    finished = ray.get(tree.summaries.remote(finished=True))
-    if (len(finished) - 1) % 3 == 0:
+    if (ray.get(tree.state.remote())["finished"] - 1) % 3 == 0:  # every third trial
+        finished = ray.get(tree.summaries.remote(finished=True))
         ray.get(tree.record.remote({"type": "insights", "items": agent.distill(finished)}))
     show.finished(ray.get(tree.node.remote(nid)), ray.get(tree.state.remote()), spent())
 

@@ -50,14 +50,18 @@ class TreeCore:
         return [{**n.summary(), "result": n.result} for n in sorted(self.tree.nodes.values(), key=lambda n: n.id)]
 
     def summaries(self, finished: bool = False) -> list[dict]:
-        """Node summaries without results (what insight distillation reads); `finished`: ok or failed only."""
-        return [n.summary() for n in sorted(self.tree.nodes.values(), key=lambda n: n.id)
+        """What insight distillation reads of every node (no plan, no result: at 1000 nodes the full
+        summaries take ~20 ms to ship); `finished`: ok or failed only."""
+        return [{"id": n.id, "parent_id": n.parent_id, "depth": n.depth, "direction": n.direction,
+                 "status": n.status, "score": n.score, "reward": n.reward}
+                for n in sorted(self.tree.nodes.values(), key=lambda n: n.id)
                 if not finished or n.status in ("ok", "failed")]
 
     def state(self) -> dict:
         t = self.tree
         return {
             "num_nodes": len(t.nodes),
+            "finished": sum(1 for n in t.nodes.values() if n.status in ("ok", "failed")),
             "trials": t.trials(),
             "running": [n.id for n in t.running()],
             "best": t.best().id if t.nodes and t.root.status == "ok" else None,
