@@ -99,21 +99,42 @@ def test_a_nan_loss_stops_training_and_marks_the_node_diverged(tmp_path, tiny):
     assert _brief(node)["error"].startswith("diverged in train: diverged: the training loss became")
 
 
-def test_a_trial_past_its_timeout_is_stopped_recorded_and_its_cpus_freed(tmp_path):
-    import ray
+TIMEOUT_RUN = """
+import json, sys, time
+import ray, trex_ray
+from tests.conftest import majority_rows, write_jsonl
+from pathlib import Path
+tmp = Path(sys.argv[1])
+paths = {s: write_jsonl(tmp / "data" / f"{s}.jsonl", majority_rows(200 if s == "train" else 8, i))
+         for i, s in enumerate(("train", "val", "test"))}
+task = trex_ray.Task.from_jsonl(name="majority", input_field="question", output_field="answer", metric="accuracy",
+                                labels=["yes", "no"], goal="Answer yes or no.", **paths)
+res = trex_ray.search(task, base_model="tiny-random", budget=trex_ray.Budget(trials=2), max_concurrent=1,
+                      storage=str(tmp / "runs"), trial_timeout_s=3, progress=False)
+held = lambda: ray.cluster_resources()["CPU"] - ray.available_resources().get("CPU", 0)
+deadline = time.time() + 60
+while held() > 0 and time.time() < deadline:
+    time.sleep(1)
+print("RESULT " + json.dumps({"run_dir": res.run_dir, "trials": len(res.nodes) - 1, "held": held()}))
+"""
 
-    task = _task(tmp_path)
-    result = trex_ray.search(task, base_model="tiny-random", budget=trex_ray.Budget(trials=2), max_concurrent=1,
-                             storage=str(tmp_path / "runs"), trial_timeout_s=3, progress=False)
-    trials = [n for n in result.nodes if n.id != 0]
-    assert len(trials) == 2  # the second trial ran: the first one's resources came back
-    events = [json.loads(line) for line in open(os.path.join(result.run_dir, "journal.jsonl"))]
+
+def test_a_trial_past_its_timeout_is_stopped_recorded_and_its_cpus_freed(tmp_path):
+    """In a Ray cluster of its own (a subprocess): what the stopped trials held must all come back."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    proc = subprocess.run([sys.executable, "-c", TIMEOUT_RUN, str(tmp_path)], cwd=REPO, capture_output=True,
+                          text=True, timeout=600, env={**os.environ, "RAY_ADDRESS": ""})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.split("RESULT ", 1)[1])
+    assert out["trials"] == 2
+    events = [json.loads(line) for line in open(os.path.join(out["run_dir"], "journal.jsonl"))]
     finished = [e for e in events if e["type"] == "node_finished" and e["id"] != 0]
     assert [e["result"]["error"]["type"] for e in finished] == ["timeout", "timeout"]
-    deadline = time.time() + 60  # a stopped trial's workers exit asynchronously
-    while (held := ray.cluster_resources()["CPU"] - ray.available_resources().get("CPU", 0)) > 0:
-        assert time.time() < deadline, f"{held} CPUs still held a minute after the search"
-        time.sleep(1)
+    assert out["held"] == 0, f"{out['held']} CPUs still held a minute after the search"
 
 
 def test_a_killed_tree_actor_is_restarted_from_its_journal_and_the_search_finishes(tmp_path):

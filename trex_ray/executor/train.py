@@ -132,11 +132,9 @@ def train_loop(config: dict) -> None:
 
     # an optimizer step sees batch_size examples; after running out of memory they come in micro-batches
     micro = min(cfg["batch_size"], config.get("micro_batch_size") or cfg["batch_size"])
-    accum = math.ceil(cfg["batch_size"] / micro)
     g = torch.Generator().manual_seed(cfg["seed"])
     loader = torch.utils.data.DataLoader(
-        examples, batch_size=micro * accum, shuffle=True, generator=g,
-        collate_fn=lambda b: b,
+        examples, batch_size=cfg["batch_size"], shuffle=True, generator=g, collate_fn=lambda b: b,
     )
     total_steps = max(1, math.ceil(cfg["epochs"] * len(loader)))
     params = [p for p in model.parameters() if p.requires_grad]
