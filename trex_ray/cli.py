@@ -4,6 +4,8 @@
     trex-ray run config.yaml [--key v]    a search from a YAML config; any key can be overridden
     trex-ray resume runs/<run> [--key v]  continue a run after the driver stopped (or with a larger budget)
     trex-ray show runs/<run>              the tree as a table
+    trex-ray status [runs/<run>] [--address A]   what a search is doing (live from the cluster with an address)
+    trex-ray attach runs/<run> [--address A]     follow a search until it ends
     trex-ray data run recipe.yaml --out DIR   run a data recipe by hand; per-op row counts
 
 Mistakes in input exit with code 2 and one line naming the field and the fix.
@@ -125,6 +127,29 @@ def cmd_show(args) -> int:
     return 0
 
 
+def cmd_status(args) -> int:
+    import json
+
+    from trex_ray.status import collect, render
+
+    address = args.address or os.environ.get("RAY_ADDRESS")
+    snaps = collect(args.run.rstrip("/") if args.run else None, address if args.address or not args.run else None)
+    if args.json:
+        print(json.dumps(snaps, indent=1))
+    elif not snaps:
+        print(f"no search is running on {address}")
+    for s in [] if args.json else snaps:
+        print("\n".join(render(s)))
+    return 0
+
+
+def cmd_attach(args) -> int:
+    from trex_ray.status import attach
+
+    last = attach(args.run.rstrip("/") if args.run else None, args.address, poll_s=args.every)
+    return 0 if last else 1
+
+
 def cmd_data_run(args) -> int:
     """Run a recipe file by hand: prints per-op row counts, writes parquet + JSONL + stats.json to --out."""
     import json
@@ -207,6 +232,17 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("show", help="print the tree of a run folder")
     p.add_argument("run")
     p.set_defaults(fn=cmd_show)
+    p = sub.add_parser("status", help="what a search is doing: from its run folder, or live from the cluster")
+    p.add_argument("run", nargs="?", help="run folder (or its name, with --address)")
+    p.add_argument("--address", default=None, help="a Ray cluster: ask the searches' tree actors (default with no "
+                   "run: RAY_ADDRESS)")
+    p.add_argument("--json", action="store_true", help="print the snapshot as JSON")
+    p.set_defaults(fn=cmd_status)
+    p = sub.add_parser("attach", help="follow a running search until it ends")
+    p.add_argument("run", nargs="?", help="run folder (or its name, with --address)")
+    p.add_argument("--address", default=None, help="a Ray cluster: follow the search's tree actor live")
+    p.add_argument("--every", type=float, default=2.0, help="seconds between looks")
+    p.set_defaults(fn=cmd_attach)
     args = parser.parse_args(argv)
     try:
         return args.fn(args)

@@ -60,8 +60,22 @@ class RunConfig(BaseModel):
                                           "failed (timeout); its resources are freed.")
     trial_memory_gb: float | None = Field(None, gt=0, description="Memory a training worker may take on top of its "
                                           "model (Linux); past it the trial retries in micro-batches, then fails.")
+    train_resources: dict | None = Field(None, description="Resources each training worker asks for beyond its "
+                                         "CPU or GPU, e.g. {accel: 1} (a custom resource of your GPU nodes).")
+    train_retries: int = Field(1, ge=0, description="Times a training run whose workers or node died is started "
+                               "again before the trial counts as failed.")
+    detach: bool = Field(False, description="Keep the tree actor alive if the driver dies (trex-ray status still "
+                         "answers; resume takes over).")
     data_llm: dict | None = Field(None, description="LLM of generating/judging data ops, e.g. {model: smollm2-135m} "
                                   "(default: the base model, run locally).")
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _labels(cls, v: Any) -> Any:
+        if isinstance(v, list) and any(isinstance(x, bool) for x in v):
+            raise ValueError(f"YAML read {v!r}: yes/no/true/false/on/off unquoted are booleans; quote the labels, "
+                             "e.g. labels: [\"yes\", \"no\"]")
+        return v
 
     @field_validator("max_concurrent", mode="before")
     @classmethod
@@ -103,7 +117,8 @@ class RunConfig(BaseModel):
                     max_concurrent=self.max_concurrent, storage=self.storage, run_name=self.run_name, seed=self.seed,
                     evaluator=self.evaluator, eval_options=self.eval_options, address=self.address, data_llm=self.data_llm,
                     researcher_llm=self.researcher_llm, notes_dir=self.notes_dir, trial_timeout_s=self.trial_timeout_s,
-                    trial_memory_gb=self.trial_memory_gb)
+                    trial_memory_gb=self.trial_memory_gb, train_resources=self.train_resources,
+                    train_retries=self.train_retries, detach=self.detach)
 
 
 def load_yaml(path: str) -> dict:

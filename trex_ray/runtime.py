@@ -1,8 +1,9 @@
 """Starting or joining Ray, quietly. Local by default (`ray.init()` on this machine); `address=` or
 `RAY_ADDRESS` joins a cluster. Logical CPUs are declared above the core count when trials are
 concurrent, because a trial's driver task mostly waits; torch threads are divided explicitly instead.
-Training workers of K concurrent trials hold K CPUs, so at least K+1 are declared: with every CPU held
-by a training worker, Ray Data could not schedule the task that feeds them and the trials would hang.
+Training workers of K concurrent trials hold K CPUs, so at least 2K+1 are declared here: their data
+recipes and evaluations need CPUs too. (A smaller cluster given by address still completes, slower: the
+training data is read before the workers start, so nothing waits for a CPU a worker holds.)
 """
 
 from __future__ import annotations
@@ -78,7 +79,9 @@ def init_ray(address: str | None, max_concurrent: int) -> None:
     if address:
         ray.init(address=address, **kwargs)
     else:
-        ray.init(num_cpus=max(physical_cores(), 2 * max_concurrent + 1), include_dashboard=False, **kwargs)
+        # "local": a cluster of our own, even where `ray start` left one running on this machine
+        ray.init(address="local", num_cpus=max(physical_cores(), 2 * max_concurrent + 1), include_dashboard=False,
+                 **kwargs)
         _OWNS_CLUSTER = True
     import logging
 

@@ -57,6 +57,9 @@ def search(
     progress: bool = True,
     trial_timeout_s: float | None = None,
     trial_memory_gb: float | None = None,
+    train_resources: dict | None = None,
+    train_retries: int = 1,
+    detach: bool = False,
     executor=None,
 ) -> SearchResult:
     # 1. everything a user can get wrong is checked before any folder is touched
@@ -73,12 +76,17 @@ def search(
         if value is not None and (not isinstance(value, (int, float)) or value <= 0):
             raise ConfigError(name, f"must be a positive number of {name.rsplit('_', 1)[1]}, got {value!r}",
                               "give a positive number, or leave it unset for no limit")
+    train_resources = _train_resources(train_resources)
+    if not isinstance(train_retries, int) or isinstance(train_retries, bool) or train_retries < 0:
+        raise ConfigError("train_retries", f"must be a whole number >= 0, got {train_retries!r}",
+                          "e.g. 1 (start a training run once more after its node was lost), or 0")
     data_llm = _data_llm(data_llm, base_model)
     eval_options = _eval_options(evaluator, eval_options)
     settings = dict(base_model=base_model, researcher=researcher, researcher_llm=researcher_llm,
                     policy=policy, max_concurrent=max_concurrent,
                     seed=seed, evaluator=evaluator, eval_options=eval_options, budget=budget.model_dump(), data_llm=data_llm,
-                    trial_timeout_s=trial_timeout_s, trial_memory_gb=trial_memory_gb)
+                    trial_timeout_s=trial_timeout_s, trial_memory_gb=trial_memory_gb,
+                    train_resources=train_resources, train_retries=train_retries)
     run_dir = runs.open_run_dir(storage, task, run_name, resume, settings)
 
     import ray
@@ -96,6 +104,7 @@ def search(
         on_vllm = resolve_evaluator(evaluator, use_gpu, gpus) == "vllm"
         engine_gpus = int(eval_options.get("tensor_parallel_size", 1)) * int(eval_options.get("replicas", 1))
         max_concurrent = auto_concurrency(ray.cluster_resources(), use_gpu, engine_gpus if on_vllm else 0)
+    _take_over(run_dir)
     threads = threads_per_trial(max_concurrent)
     model_path = resolve_model(base_model)
     ev = start_evaluation(evaluator, model_path, use_gpu=use_gpu, threads=threads, options=eval_options)
@@ -104,9 +113,11 @@ def search(
                        policy=policy, max_concurrent=max_concurrent, storage=storage, resume=resume, seed=seed,
                        use_gpu=use_gpu, data_llm=data_llm, progress=progress, run_dir=run_dir,
                        model_path=model_path, threads=threads, ev=ev, trial_timeout_s=trial_timeout_s,
-                       trial_memory_gb=trial_memory_gb, executor=executor)
+                       trial_memory_gb=trial_memory_gb, executor=executor, train_resources=train_resources,
+                       train_retries=train_retries, detach=detach)
     finally:  # engines hold a CPU or GPU each: never leave them behind; nor the tree actor (it holds the journal)
         _kill_named(tree_actor_name(run_dir))
+        _request_capacity(None, 0)
         stop_evaluation(ev)
         close = getattr(getattr(agent, "llm", None), "close", None)
         if close is not None:
@@ -116,7 +127,8 @@ def search(
 def _search(*, task: Task, base_model: str, budget: Budget, agent, researcher: str, policy: str, max_concurrent: int,
             storage: str, resume: bool, seed: int, use_gpu: bool, data_llm: dict, progress: bool, run_dir: str,
             model_path: str, threads: int, ev, trial_timeout_s: float | None = None,
-            trial_memory_gb: float | None = None, executor=None) -> SearchResult:
+            trial_memory_gb: float | None = None, executor=None, train_resources: dict | None = None,
+            train_retries: int = 1, detach: bool = False) -> SearchResult:
     """The search proper, once Ray, the run folder and the evaluation backend are up."""
     import ray
 
@@ -130,11 +142,14 @@ def _search(*, task: Task, base_model: str, budget: Budget, agent, researcher: s
     show.line(f"evaluation: {ev.name}" + (" (engines: base model loaded once, adapters hot-loaded)"
                                           if ev.service is not None else ""))
     show.line(f"trials in flight: up to {max_concurrent}")
-    tree = TreeActor.options(name=tree_actor_name(run_dir)).remote(os.path.join(run_dir, "journal.jsonl"), policy, seed)
+    tree = TreeActor.options(name=tree_actor_name(run_dir), namespace=NAMESPACE,
+                             lifetime="detached" if detach else None).remote(
+        os.path.join(run_dir, "journal.jsonl"), policy, seed)
     agent = Journalled(agent, tree)
     spend = runs.spent_so_far(run_dir)
     session_start = time.time()
-    tree.record.remote({"type": "session_started", "resume": resume})
+    tree.record.remote({"type": "session_started", "resume": resume,
+                        "driver_job": ray.get_runtime_context().get_job_id()})
     rng = random.Random(f"{seed}:{len(ray.get(tree.nodes.remote()))}")  # a resumed run draws a fresh stream
     task_info = {**task.model_dump(), **{s: task.path(s) for s in ("train", "val", "test")},
                  "val_rows": task.rows("val")}
@@ -160,13 +175,22 @@ def _search(*, task: Task, base_model: str, budget: Budget, agent, researcher: s
     in_flight: dict = {}
     started: dict = {}  # trial ref -> launch time (the per-trial timeout)
 
+    # the autoscaler sees what K trials in flight will need before their training asks for it
+    _request_capacity(train_bundle(use_gpu, train_resources), max_concurrent)
+    # a trial's own task waits on its stages: it stays beside the driver (a node that is not preempted)
+    # where it can, so losing a worker node costs a training run (retried), not the trial
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    trial_fn = executor or run_trial.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
+        ray.get_runtime_context().get_node_id(), soft=True))
+
     def launch(nid: int, parent_id: int, plan: dict) -> None:
         parent = ray.get(tree.node.remote(parent_id))
-        ref = (executor or run_trial).remote(
+        ref = trial_fn.remote(
             node_id=nid, plan=plan, parent_adapter=(parent["result"] or {}).get("artifacts", {}).get("adapter"),
             task=task_info, model_path=model_path, run_dir=run_dir, cache_root=runs.cache_root(storage),
             baseline_score=root["score"], ev=ev, threads=threads, use_gpu=use_gpu, data_llm=data_llm,
-            memory_limit_gb=trial_memory_gb,
+            memory_limit_gb=trial_memory_gb, train_resources=train_resources, train_retries=train_retries,
         )
         in_flight[ref] = (nid, parent_id)
         started[ref] = time.time()
@@ -245,6 +269,9 @@ def _search(*, task: Task, base_model: str, budget: Budget, agent, researcher: s
     return result
 
 
+NAMESPACE = "trex-ray"  # where tree actors are named, so that another driver (`trex-ray status`) finds them
+
+
 def tree_actor_name(run_dir: str) -> str:
     """The name of a run's tree actor in its Ray cluster (one live search per run folder)."""
     return f"trex-tree:{os.path.abspath(run_dir)}"
@@ -254,9 +281,63 @@ def _kill_named(name: str) -> None:
     import ray
 
     try:
-        ray.kill(ray.get_actor(name), no_restart=True)
+        ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=True)
     except ValueError:  # not there (never started, or already gone)
         pass
+
+
+def _take_over(run_dir: str) -> None:
+    """A tree actor already named for this run folder: a detached one whose driver died is replaced (the
+    journal is as new as it); one whose driver still runs means a second search on the same folder."""
+    import ray
+
+    from trex_ray.status import _driver_alive
+
+    try:
+        actor = ray.get_actor(tree_actor_name(run_dir), namespace=NAMESPACE)
+    except ValueError:
+        return
+    try:
+        job = ray.get(actor.state.remote(), timeout=30).get("driver_job")
+    except Exception:  # noqa: BLE001 - an actor that cannot answer is no search's
+        job = None
+    if job and job != ray.get_runtime_context().get_job_id() and _driver_alive(job):
+        raise ConfigError("run", f"a search is running on {run_dir} (driver job {job})",
+                          "watch it with trex-ray status / attach, or stop that driver first")
+    ray.kill(actor, no_restart=True)
+
+
+def train_bundle(use_gpu: bool, train_resources: dict | None) -> dict:
+    """What one trial's training worker asks of the cluster."""
+    return {**({"GPU": 1} if use_gpu else {"CPU": 1}), **(train_resources or {})}
+
+
+def _request_capacity(bundle: dict | None, n: int) -> None:
+    """Ask the autoscaler for room for `n` training workers at once (a standing request until replaced;
+    n=0 withdraws it). Without an autoscaler it is a note nobody reads."""
+    import ray
+
+    if not ray.is_initialized():
+        return
+    from ray.autoscaler.sdk import request_resources
+
+    try:
+        request_resources(bundles=[bundle] * n if n and bundle else [])
+    except Exception:  # noqa: BLE001 - scaling is a hint; the search runs on what the cluster has
+        pass
+
+
+def _train_resources(value) -> dict | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, (int, float))
+                                              and not isinstance(v, bool) and v > 0 for k, v in value.items()):
+        raise ConfigError("train_resources", f"must map resource names to positive amounts, got {value!r}",
+                          "e.g. {accel: 1} (a custom resource your GPU nodes declare)")
+    if "CPU" in value or "GPU" in value:
+        raise ConfigError("train_resources", "CPU and GPU are set by trex-ray (one per training worker)",
+                          "name only other resources here, e.g. {accelerator_type:H100: 1}")
+    return dict(value)
 
 
 def _finish(tree, agent, show, nid: int, parent_id: int, result: dict, spent) -> None:

@@ -30,6 +30,8 @@ class TreeCore:
         event = {"ts": time.time(), **event}
         self.journal.append(event)
         self.tree.apply(event)
+        if event["type"] == "session_started":
+            self.driver_job = event.get("driver_job")
 
     def add_node(self, parent_id: int | None, plan: dict | None, signature: str | None) -> int:
         nid = self.tree.next_id()
@@ -50,28 +52,35 @@ class TreeCore:
         return [{**n.summary(), "result": n.result} for n in sorted(self.tree.nodes.values(), key=lambda n: n.id)]
 
     def summaries(self, finished: bool = False) -> list[dict]:
-        """What insight distillation reads of every node (no plan, no result: at 1000 nodes the full
-        summaries take ~20 ms to ship); `finished`: ok or failed only."""
-        return [{"id": n.id, "parent_id": n.parent_id, "depth": n.depth, "direction": n.direction,
-                 "status": n.status, "score": n.score, "reward": n.reward}
-                for n in sorted(self.tree.nodes.values(), key=lambda n: n.id)
-                if not finished or n.status in ("ok", "failed")]
+        return summaries_of(self.tree, finished)
 
     def state(self) -> dict:
-        t = self.tree
-        return {
-            "num_nodes": len(t.nodes),
-            "finished": sum(1 for n in t.nodes.values() if n.status in ("ok", "failed")),
-            "trials": t.trials(),
-            "running": [n.id for n in t.running()],
-            "best": t.best().id if t.nodes and t.root.status == "ok" else None,
-            "insights": list(t.insights),
-            "accelerator_s": sum((n.result or {}).get("accelerator_s", 0.0) for n in t.nodes.values()),
-            "llm_usage": dict(t.llm_usage),
-        }
+        return {**state_of(self.tree), "driver_job": getattr(self, "driver_job", None)}
 
     def close(self) -> None:
         self.journal.close()
+
+
+def summaries_of(t: Tree, finished: bool = False) -> list[dict]:
+    """What insight distillation and `trex-ray status` read of every node (no plan, no result: at 1000
+    nodes the full summaries take ~20 ms to ship); `finished`: ok or failed only."""
+    return [{"id": n.id, "parent_id": n.parent_id, "depth": n.depth, "direction": n.direction,
+             "status": n.status, "score": n.score, "reward": n.reward}
+            for n in sorted(t.nodes.values(), key=lambda n: n.id)
+            if not finished or n.status in ("ok", "failed")]
+
+
+def state_of(t: Tree) -> dict:
+    return {
+        "num_nodes": len(t.nodes),
+        "finished": sum(1 for n in t.nodes.values() if n.status in ("ok", "failed")),
+        "trials": t.trials(),
+        "running": [n.id for n in t.running()],
+        "best": t.best().id if t.nodes and t.root.status == "ok" else None,
+        "insights": list(t.insights),
+        "accelerator_s": sum((n.result or {}).get("accelerator_s", 0.0) for n in t.nodes.values()),
+        "llm_usage": dict(t.llm_usage),
+    }
 
 
 # The actor's whole state is rebuilt from the journal by __init__, so a killed actor process is simply

@@ -140,7 +140,7 @@ def test_a_trial_past_its_timeout_is_stopped_recorded_and_its_cpus_freed(tmp_pat
 def test_a_killed_tree_actor_is_restarted_from_its_journal_and_the_search_finishes(tmp_path):
     import ray
 
-    from trex_ray.search import tree_actor_name
+    from trex_ray.search import NAMESPACE, tree_actor_name
 
     task = _task(tmp_path)
     out: dict = {}
@@ -159,7 +159,7 @@ def test_a_killed_tree_actor_is_restarted_from_its_journal_and_the_search_finish
                                     for x in journal.read_text().splitlines() if x.strip()):
             break
         time.sleep(0.5)
-    ray.kill(ray.get_actor(tree_actor_name(str(tmp_path / "runs" / "r"))), no_restart=False)
+    ray.kill(ray.get_actor(tree_actor_name(str(tmp_path / "runs" / "r")), namespace=NAMESPACE), no_restart=False)
     t.join(600)
     assert not t.is_alive()
     result = out["result"]

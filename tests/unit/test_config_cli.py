@@ -218,6 +218,8 @@ def test_build_and_overrides(setup):
     ({"trails": 3}, "trails", "unknown config key"),
     ({"max_concurrent": 0}, "max_concurrent", "greater than or equal to 1"),
     ({"seed": "abc"}, "seed", "integer"),
+    ({"labels": [True, False]}, "labels", 'quote the labels, e.g. labels: ["yes", "no"]'),  # YAML's [yes, no]
+    ({"train_retries": -1}, "train_retries", "greater than or equal to 0"),
 ])
 def test_build_errors_name_the_field(setup, data, field, words):
     with pytest.raises(ConfigError) as e:
@@ -272,3 +274,33 @@ def test_max_concurrent_must_be_positive_or_auto(data_files):
         with pytest.raises(ConfigError) as e:
             search(task, base_model="tiny-random", max_concurrent=bad)
         assert e.value.field == "max_concurrent" and "auto" in e.value.fix
+
+
+@pytest.mark.parametrize("kwargs, field, words", [
+    ({"train_resources": {"accel": 0}}, "train_resources", "positive amounts"),
+    ({"train_resources": ["accel"]}, "train_resources", "positive amounts"),
+    ({"train_resources": {"GPU": 1}}, "train_resources", "set by trex-ray"),
+    ({"train_retries": -1}, "train_retries", ">= 0"),
+    ({"train_retries": True}, "train_retries", ">= 0"),
+])
+def test_cluster_settings_are_checked_before_any_folder_is_made(data_files, tmp_path, kwargs, field, words):
+    from trex_ray import Task
+    from trex_ray.search import search, train_bundle
+
+    task = Task.from_jsonl("t", data_files["train"], data_files["val"], data_files["test"], input_field="question",
+                           output_field="answer")
+    with pytest.raises(ConfigError) as e:
+        search(task, base_model="tiny-random", storage=str(tmp_path / "runs"), **kwargs)
+    assert e.value.field == field and words in str(e.value)
+    assert not (tmp_path / "runs").exists()
+    assert train_bundle(False, {"accel": 1}) == {"CPU": 1, "accel": 1}
+    assert train_bundle(True, None) == {"GPU": 1}
+
+
+def test_a_worker_asks_for_its_cpu_or_gpu_plus_the_extra_resources():
+    from trex_ray.executor.train import worker_resources
+
+    assert worker_resources(False, None) == {"CPU": 1}
+    assert worker_resources(False, {"accel": 1}) == {"CPU": 1, "accel": 1}
+    assert worker_resources(True, None) is None  # Ray Train gives each worker one GPU
+    assert worker_resources(True, {"accel": 1}) == {"accel": 1}

@@ -34,6 +34,12 @@ class OutOfMemory(TrainingFailed):
     kind = "out_of_memory"
 
 
+class WorkerLost(TrainingFailed):
+    """The training workers died (their node was lost) more often than the run may be restarted."""
+
+    kind = "worker_lost"
+
+
 _OOM_MARKERS = ("out of memory", "can't allocate memory", "cannot allocate memory", "outofmemoryerror")
 
 
@@ -94,7 +100,22 @@ def _collate(batch: list[dict], pad_id: int):
 
 
 def train_loop(config: dict) -> None:
-    """Runs on each Ray Train worker."""
+    """Runs on each Ray Train worker. A single worker's own failure (out of memory, divergence, a bad
+    config) is reported as a result rather than raised: raised, Ray Train would spend its restarts
+    (`FailureConfig`, meant for lost workers and nodes) re-running what fails the same way again.
+    Several workers raise, so that the others are not left waiting in a collective."""
+    import ray.train
+
+    if ray.train.get_context().get_world_size() > 1:
+        return _train(config)
+    try:
+        _train(config)
+    except Exception as e:  # noqa: BLE001 - reported to the driver, which raises it there
+        ray.train.report({"failed": type(e).__name__, "message": str(e)[:2000],
+                          "known": getattr(classify(e), "kind", None)})
+
+
+def _train(config: dict) -> None:
     import ray.train
     import torch
     from transformers import get_linear_schedule_with_warmup
@@ -190,6 +211,26 @@ def train_loop(config: dict) -> None:
         ray.train.report({"epoch": epoch, "step": step, "loss": stats["final_loss"]}, checkpoint=checkpoint)
 
 
+def _worker_died(err: BaseException) -> bool:
+    """A worker that is gone (its process or node died), as opposed to one whose code raised."""
+    import ray.exceptions
+
+    if isinstance(err, ray.exceptions.RayActorError):
+        return True
+    try:  # Ray Train V2 reports a vanished worker as a failed health check
+        from ray.train.v2._internal.exceptions import WorkerHealthCheckFailedError, WorkerHealthCheckTimeoutError
+    except ImportError:  # pragma: no cover - Train V1
+        return False
+    return isinstance(err, (WorkerHealthCheckFailedError, WorkerHealthCheckTimeoutError))
+
+
+def worker_resources(use_gpu: bool, extra: dict | None) -> dict | None:
+    """A training worker's resource request: a GPU (Ray Train adds it) or one CPU, plus `extra`."""
+    base = {} if use_gpu else {"CPU": 1}
+    merged = {**base, **(extra or {})}
+    return merged or None
+
+
 def _downsample(xs: list[float], n: int) -> list[float]:
     if len(xs) <= n:
         return xs
@@ -201,12 +242,16 @@ def _downsample(xs: list[float], n: int) -> list[float]:
 def fit(
     *, data_dir: str, model_path: str, train_cfg: dict, init_adapter: str | None, node_dir: str,
     num_workers: int = 1, use_gpu: bool = False, threads: int | None = None, micro_batch_size: int | None = None,
-    memory_limit_gb: float | None = None,
+    memory_limit_gb: float | None = None, resources: dict | None = None, retries: int = 1,
 ) -> dict:
-    """Run the training loop under Ray Train; copy the artifact into `node_dir`; return train stats."""
+    """Run the training loop under Ray Train; copy the artifact into `node_dir`; return train stats.
+
+    `resources`: what each training worker asks of the cluster beyond its CPU or GPU (a custom resource
+    such as an accelerator type). `retries`: how many times a run whose workers died (a lost node) is
+    started again (Ray Train's `FailureConfig`), before it counts as failed."""
     import ray.data
     import ray.train
-    from ray.train import RunConfig, ScalingConfig
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     storage = os.path.join(node_dir, "ray_train")
@@ -217,14 +262,20 @@ def fit(
                            "threads": threads, "micro_batch_size": micro_batch_size,
                            "memory_limit_gb": memory_limit_gb},
         scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu,
-                                     resources_per_worker=None if use_gpu else {"CPU": 1}),
-        run_config=RunConfig(storage_path=storage, name="fit"),
-        datasets={"train": ray.data.read_parquet(data_dir)},
+                                     resources_per_worker=worker_resources(use_gpu, resources)),
+        run_config=RunConfig(storage_path=storage, name="fit", failure_config=FailureConfig(max_failures=retries)),
+        # read before the workers take their CPUs: with every CPU held by a training worker (a 1-CPU
+        # cluster), a lazy read could never be scheduled and the run would wait forever
+        datasets={"train": ray.data.read_parquet(data_dir).materialize()},
     )
     try:
         result = trainer.fit()
     except ray.train.TrainingFailedError as e:
         failures = getattr(e, "worker_failures", None) or {}
+        lost = [f for f in failures.values() if _worker_died(f)]
+        if lost:
+            raise WorkerLost(f"the training workers died (their node was lost or killed) and {retries} restart(s) "
+                             f"allowed by train_retries did not finish the run: {str(lost[0])[:300]}") from None
         if failures:  # the worker's own exception, not Ray's wrapper text
             err = next(iter(failures.values()))
             known = classify(err)
@@ -235,6 +286,12 @@ def fit(
         if known is not None:
             raise known from None
         raise
+    failed = (result.metrics or {}).get("failed")
+    if failed:
+        message = result.metrics.get("message", "")
+        known = {"diverged": Diverged, "out_of_memory": OutOfMemory}.get(result.metrics.get("known"))
+        raise known(message if known is Diverged else f"{failed}: {message}") if known else \
+            RuntimeError(f"{failed}: {message}")
     if result.checkpoint is None:
         raise RuntimeError(f"training reported no checkpoint ({result.error})")
     with result.checkpoint.as_directory() as d:

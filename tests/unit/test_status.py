@@ -1,0 +1,92 @@
+"""`trex-ray status` / `attach` from a run folder's journal (the live tree-actor path is in
+tests/integration/test_cluster.py)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+
+from .helpers import TreeBuilder, failed, ok
+from trex_ray.cli import main
+from trex_ray.status import attach, from_journal, render
+
+
+def _write(run_dir, events) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / "journal.jsonl", "a") as f:
+        for e in events:
+            f.write(json.dumps(e) + "\n")
+
+
+def _run(tmp_path, finished: bool):
+    tb = TreeBuilder(root_score=0.25)
+    tb.emit({"type": "session_started", "resume": False})
+    a = tb.add(0, direction="more epochs")
+    tb.finish(a, {**ok(0.5, 0.4), "accelerator_s": 1800.0})
+    b = tb.add(a, direction="add synthetic data")
+    tb.finish(b, failed())
+    tb.add(a, direction="raise LoRA rank")  # in flight
+    tb.emit({"type": "insights", "items": ["more epochs helped (+0.25)"]})
+    if finished:
+        tb.emit({"type": "run_finished", "stop_reason": "trials", "spent": {}})
+    run = tmp_path / "runs" / "r1"
+    _write(run, tb.events)
+    return run
+
+
+def test_status_from_a_journal_counts_trials_and_names_the_best(tmp_path):
+    s = from_journal(str(_run(tmp_path, finished=False)))
+    assert (s["finished"], s["failed"], s["live"], s["stop_reason"]) == (2, 1, False, None)
+    assert s["running"] == [{"id": 3, "direction": "raise LoRA rank"}]
+    assert s["best"] == {"id": 1, "score": 0.5, "direction": "more epochs"}
+    assert s["accelerator_s"] == 1800.0 and s["insight"] == "more epochs helped (+0.25)"
+    text = "\n".join(render(s))
+    assert "best: node 1 val 0.500 (+0.250 vs baseline 0.250), more epochs" in text
+    assert "0.500 accelerator-h" in text and "node 3: raise LoRA rank" in text
+    assert "trex-ray resume" in text
+
+
+def test_a_resumed_run_is_in_progress_again(tmp_path):
+    run = _run(tmp_path, finished=True)
+    assert from_journal(str(run))["stop_reason"] == "trials"
+    _write(run, [{"ts": 1.0, "type": "session_started", "resume": True}])
+    assert from_journal(str(run))["stop_reason"] is None
+
+
+def test_status_cli_prints_text_and_json(tmp_path, capsys):
+    run = _run(tmp_path, finished=True)
+    assert main(["status", str(run)]) == 0
+    assert "finished (trials)" in capsys.readouterr().out
+    assert main(["status", str(run), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["best"]["id"] == 1
+
+
+def test_status_of_a_folder_that_is_no_run_names_the_field(tmp_path, capsys):
+    assert main(["status", str(tmp_path)]) == 2
+    assert "run:" in capsys.readouterr().err
+
+
+def test_attach_follows_the_journal_until_the_run_finishes(tmp_path):
+    import io
+
+    run = _run(tmp_path, finished=False)
+    out = io.StringIO()
+    t = threading.Timer(0.6, _write, (run, [{"ts": 2.0, "type": "node_finished", "id": 3, "result": ok(0.7, 0.6)},
+                                            {"ts": 3.0, "type": "run_finished", "stop_reason": "trials"}]))
+    t.start()
+    t0 = time.time()
+    last = attach(str(run), None, poll_s=0.1, stream=out, max_s=20)
+    t.join()
+    assert time.time() - t0 < 20 and last["stop_reason"] == "trials"
+    assert last["best"]["id"] == 3 and last["running"] == []
+    assert out.getvalue().count("r1:") >= 2  # the first look and the one after the change
+
+
+@pytest.mark.parametrize("args", [["status"], ["attach"]])
+def test_status_needs_a_run_or_an_address(args, capsys, monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert main(args) == 2
+    assert "run:" in capsys.readouterr().err

@@ -1,0 +1,159 @@
+"""`trex-ray status` and `trex-ray attach`: what a search is doing, seen from another shell.
+
+Two sources give the same snapshot. The run folder's journal (every event is appended as it happens,
+so it is live on the machine that holds the folder), or, given a Ray address, the search's tree actor
+itself: it is named in the `trex-ray` namespace, so any driver on the cluster can find it, for example
+a laptop watching a search that `ray job submit` started on the head node.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from trex_ray.errors import ConfigError
+
+
+def snapshot(nodes: list[dict], state: dict, run: str, live: bool, stop_reason: str | None = None) -> dict:
+    """The status of one run from its node summaries and the tree state (`TreeCore.summaries/state`)."""
+    by_id = {n["id"]: n for n in nodes}
+    root = by_id.get(0)
+    best = by_id.get(state.get("best")) if state.get("best") is not None else None
+    return {
+        "run": run, "live": live, "stop_reason": stop_reason,
+        "trials": state["trials"], "finished": max(0, state["finished"] - (1 if root and root["status"] in
+                                                                              ("ok", "failed") else 0)),
+        "running": [{"id": i, "direction": by_id[i]["direction"]} for i in state["running"] if i in by_id],
+        "failed": sum(1 for n in nodes if n["status"] == "failed" and n["id"] != 0),
+        "baseline": root["score"] if root else None,
+        "best": {"id": best["id"], "score": best["score"], "direction": best["direction"]} if best else None,
+        "accelerator_s": state["accelerator_s"], "llm_usd": state["llm_usage"].get("usd", 0.0),
+        "insight": state["insights"][-1] if state["insights"] else None,
+    }
+
+
+def from_journal(run_dir: str) -> dict:
+    from trex_ray.journal import read_events
+    from trex_ray.tree import Tree
+    from trex_ray.tree_actor import summaries_of, state_of
+
+    path = os.path.join(run_dir, "journal.jsonl")
+    if not os.path.exists(path):
+        raise ConfigError("run", f"{run_dir} is not a run folder (no journal.jsonl)", "give a folder under your storage")
+    events = list(read_events(path))
+    tree = Tree.replay(events)
+    stop = None
+    for e in events:  # the last session decides: a resumed run is running again
+        if e["type"] == "session_started":
+            stop = None
+        elif e["type"] == "run_finished":
+            stop = e.get("stop_reason") or "done"
+    return snapshot(summaries_of(tree), state_of(tree), os.path.abspath(run_dir), live=False, stop_reason=stop)
+
+
+def live_searches(address: str) -> dict[str, object]:
+    """The tree actors of the searches running on the cluster at `address`, by run folder."""
+    import ray
+
+    from trex_ray.search import NAMESPACE
+
+    if not ray.is_initialized():
+        ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, logging_level="ERROR")
+    out = {}
+    for a in ray.util.list_named_actors(all_namespaces=True):
+        if a["namespace"] == NAMESPACE and a["name"].startswith("trex-tree:"):
+            out[a["name"].split(":", 1)[1]] = ray.get_actor(a["name"], namespace=NAMESPACE)
+    return out
+
+
+def from_actor(run: str, actor) -> dict:
+    import ray
+
+    nodes, state = ray.get([actor.summaries.remote(), actor.state.remote()], timeout=30)
+    alive = _driver_alive(state.get("driver_job"))
+    return {**snapshot(nodes, state, run, live=alive), "orphan": not alive}
+
+
+def _driver_alive(job: str | None) -> bool:
+    """Whether the driver of the search still runs (a detached tree actor outlives a driver that died)."""
+    try:
+        from ray._private.state import jobs
+
+        return any(j["JobID"] == job and not j["IsDead"] for j in jobs())
+    except Exception:  # noqa: BLE001 - an older Ray: take the actor's presence as the answer
+        return True
+
+
+def _match(runs: dict, run: str | None) -> dict:
+    if run is None:
+        return runs
+    want = os.path.normpath(run)
+    return {k: v for k, v in runs.items() if k == os.path.abspath(want) or k.endswith(os.sep + want)
+            or os.path.basename(k) == os.path.basename(want)}
+
+
+def collect(run: str | None, address: str | None) -> list[dict]:
+    """Snapshots of the matching live searches (with an address), else of the run folder's journal."""
+    if address:
+        found = _match(live_searches(address), run)
+        if found:
+            return [from_actor(k, a) for k, a in sorted(found.items())]
+        if run is None or not os.path.exists(os.path.join(run, "journal.jsonl")):
+            return []
+    if run is None:
+        raise ConfigError("run", "no run folder given", "give a run folder, or --address to list the cluster's searches")
+    return [from_journal(run)]
+
+
+def render(s: dict) -> list[str]:
+    if s["live"]:
+        where = "running"
+    elif s.get("orphan"):
+        where = "stopped: its driver is gone (trex-ray resume continues it)"
+    elif s["stop_reason"]:
+        where = f"finished ({s['stop_reason']})"
+    else:
+        where = "in progress, or stopped before its end (trex-ray resume continues it)"
+    lines = [f"{s['run']}: {where}",
+             f"  trials: {s['finished']} finished ({s['failed']} failed), {len(s['running'])} in flight"]
+    lines += [f"    node {r['id']}: {r['direction']}" for r in s["running"]]
+    best = s["best"]
+    if best is not None and best["id"] != 0:
+        lines.append(f"  best: node {best['id']} val {best['score']:.3f} ({best['score'] - s['baseline']:+.3f} vs "
+                     f"baseline {s['baseline']:.3f}), {best['direction']}")
+    elif s["baseline"] is not None:
+        lines.append(f"  best: the baseline, val {s['baseline']:.3f}")
+    lines.append(f"  spent: {s['accelerator_s'] / 3600:.3f} accelerator-h, ${s['llm_usd']:.2f} LLM")
+    if s["insight"]:
+        lines.append(f"  latest insight: {s['insight']}")
+    return lines
+
+
+def attach(run: str | None, address: str | None, poll_s: float = 2.0, stream=None, max_s: float | None = None) -> dict:
+    """Follow one search until it ends: a line whenever a trial finishes or starts; returns the last
+    snapshot. Live from the tree actor with an address, else from the run folder's journal."""
+    import sys
+
+    stream = stream or sys.stdout
+    t0, last, seen = time.time(), None, (None, None)
+    while True:
+        snaps = collect(run, address)
+        if len(snaps) > 1:
+            raise ConfigError("run", f"{len(snaps)} searches match", "name one run folder: "
+                              + ", ".join(s["run"] for s in snaps))
+        if not snaps:  # the actor is gone: the search ended
+            if last is not None and os.path.exists(os.path.join(last["run"], "journal.jsonl")):
+                last = from_journal(last["run"])
+                print("\n".join(render(last)), file=stream, flush=True)
+            return last or {}
+        s = snaps[0]
+        key = (s["finished"], tuple(r["id"] for r in s["running"]))
+        if key != seen:
+            print(f"[{time.strftime('%H:%M:%S')}] " + "\n".join(render(s)), file=stream, flush=True)
+            seen = key
+        last = s
+        if not s["live"] and (s["stop_reason"] or s.get("orphan")):
+            return s
+        if max_s is not None and time.time() - t0 > max_s:
+            return s
+        time.sleep(poll_s)
