@@ -90,14 +90,28 @@ def cmd_resume(args) -> int:
     from trex_ray.config import build, load_yaml
     from trex_ray.search import search
 
+    from trex_ray.storage import Mirror, is_uri
+
     run_dir = args.run.rstrip("/")
-    cfg_path = os.path.join(run_dir, "config.yaml")
-    if not os.path.exists(os.path.join(run_dir, "journal.jsonl")):
-        raise ConfigError("run", f"{run_dir} is not a run folder (no journal.jsonl)", "give a folder under your storage")
+    if is_uri(run_dir):  # a run folder at a storage URI: its config comes from there
+        storage, name = run_dir.rsplit("/", 1)
+        mirror = Mirror(storage)
+        if not mirror.pull(f"{name}/config.yaml"):
+            raise ConfigError("run", f"{run_dir} is not a run folder (no config.yaml)", "give a run folder's URI")
+        cfg_path = os.path.join(mirror.local, name, "config.yaml")
+    else:
+        cfg_path = os.path.join(run_dir, "config.yaml")
+        if not os.path.exists(os.path.join(run_dir, "journal.jsonl")):
+            raise ConfigError("run", f"{run_dir} is not a run folder (no journal.jsonl)",
+                              "give a folder under your storage")
     data = load_yaml(cfg_path)
     data.update(_overrides(args))
-    data["storage"] = os.path.dirname(os.path.abspath(run_dir))
-    data["run_name"] = os.path.basename(os.path.abspath(run_dir))
+    if is_uri(run_dir):
+        data["storage"], data["run_name"] = storage, name
+    else:  # a local folder; or the local mirror of a URI run, which resumes against its URI
+        if not is_uri(str(data.get("storage", ""))):
+            data["storage"] = os.path.dirname(os.path.abspath(run_dir))
+        data["run_name"] = os.path.basename(os.path.abspath(run_dir))
     cfg = build(data)
     search(cfg.task(), resume=True, **cfg.search_kwargs())
     return 0

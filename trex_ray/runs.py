@@ -61,6 +61,18 @@ def open_run_dir(storage: str, task: Task, run_name: str | None, resume: bool, s
     return run_dir
 
 
+def set_storage(run_dir: str, storage: str) -> None:
+    """Record where the run's folder lives (a URI) in its config.yaml, which `trex-ray resume` reads."""
+    path = os.path.join(run_dir, "config.yaml")
+    with open(path) as f:
+        head = f.readline()
+        config = yaml.safe_load(f) or {}
+    config["storage"] = storage
+    with open(path, "w") as f:
+        f.write(head)
+        yaml.safe_dump(config, f, sort_keys=False)
+
+
 def spent_so_far(run_dir: str) -> Spend:
     """Wall-clock of earlier sessions (each from its start to its last event) and trials recorded."""
     wall, start, last = 0.0, None, None

@@ -87,7 +87,15 @@ def search(
                     seed=seed, evaluator=evaluator, eval_options=eval_options, budget=budget.model_dump(), data_llm=data_llm,
                     trial_timeout_s=trial_timeout_s, trial_memory_gb=trial_memory_gb,
                     train_resources=train_resources, train_retries=train_retries)
+    from trex_ray.storage import RunSync, prepare
+
+    storage_uri = storage
+    storage, run_name, mirror = prepare(storage, run_name, resume, task.name)
     run_dir = runs.open_run_dir(storage, task, run_name, resume, settings)
+    sync = RunSync(mirror, run_dir)
+    if mirror is not None:  # the config the run folder holds names the URI, so a resume anywhere finds it
+        runs.set_storage(run_dir, storage_uri)
+        sync.after_trial()
 
     import ray
 
@@ -114,8 +122,9 @@ def search(
                        use_gpu=use_gpu, data_llm=data_llm, progress=progress, run_dir=run_dir,
                        model_path=model_path, threads=threads, ev=ev, trial_timeout_s=trial_timeout_s,
                        trial_memory_gb=trial_memory_gb, executor=executor, train_resources=train_resources,
-                       train_retries=train_retries, detach=detach)
-    finally:  # engines hold a CPU or GPU each: never leave them behind; nor the tree actor (it holds the journal)
+                       train_retries=train_retries, detach=detach, sync=sync)
+    finally:
+        sync.final()  # engines hold a CPU or GPU each: never leave them behind; nor the tree actor (it holds the journal)
         _kill_named(tree_actor_name(run_dir))
         _request_capacity(None, 0)
         stop_evaluation(ev)
@@ -128,7 +137,7 @@ def _search(*, task: Task, base_model: str, budget: Budget, agent, researcher: s
             storage: str, resume: bool, seed: int, use_gpu: bool, data_llm: dict, progress: bool, run_dir: str,
             model_path: str, threads: int, ev, trial_timeout_s: float | None = None,
             trial_memory_gb: float | None = None, executor=None, train_resources: dict | None = None,
-            train_retries: int = 1, detach: bool = False) -> SearchResult:
+            train_retries: int = 1, detach: bool = False, sync=None) -> SearchResult:
     """The search proper, once Ray, the run folder and the evaluation backend are up."""
     import ray
 
@@ -191,6 +200,7 @@ def _search(*, task: Task, base_model: str, budget: Budget, agent, researcher: s
             task=task_info, model_path=model_path, run_dir=run_dir, cache_root=runs.cache_root(storage),
             baseline_score=root["score"], ev=ev, threads=threads, use_gpu=use_gpu, data_llm=data_llm,
             memory_limit_gb=trial_memory_gb, train_resources=train_resources, train_retries=train_retries,
+            **({"storage_uri": sync.mirror.uri} if sync is not None and sync.mirror is not None else {}),
         )
         in_flight[ref] = (nid, parent_id)
         started[ref] = time.time()
@@ -237,7 +247,7 @@ def _search(*, task: Task, base_model: str, budget: Budget, agent, researcher: s
                     "message": f"the trial ran past trial_timeout_s={trial_timeout_s:g} s and was stopped"},
                     metric=task.metric, seconds=round(trial_timeout_s, 2),
                     accelerator_s=round(trial_timeout_s, 2)).model_dump()  # it held its device all along
-                _finish(tree, agent, show, nid, parent_id, result, spent)
+                _finish(tree, agent, show, nid, parent_id, result, spent, sync)
             continue
         if not done and not (budget.wall_clock_s is not None and spent().wall_clock_s >= budget.wall_clock_s):
             continue  # woke for a trial's timeout a moment early: wait again
@@ -250,7 +260,7 @@ def _search(*, task: Task, base_model: str, budget: Budget, agent, researcher: s
             break
         nid, parent_id = in_flight.pop(done[0])
         started.pop(done[0])
-        _finish(tree, agent, show, nid, parent_id, ray.get(done[0]), spent)
+        _finish(tree, agent, show, nid, parent_id, ray.get(done[0]), spent, sync)
 
     # 5. the best node by val, evaluated once on test
     nodes = ray.get(tree.nodes.remote())
@@ -340,7 +350,7 @@ def _train_resources(value) -> dict | None:
     return dict(value)
 
 
-def _finish(tree, agent, show, nid: int, parent_id: int, result: dict, spent) -> None:
+def _finish(tree, agent, show, nid: int, parent_id: int, result: dict, spent, sync=None) -> None:
     """A trial's result into the tree, then its diagnosis, and every third trial the insights."""
     import ray
 
@@ -352,6 +362,8 @@ def _finish(tree, agent, show, nid: int, parent_id: int, result: dict, spent) ->
         finished = ray.get(tree.summaries.remote(finished=True))
         ray.get(tree.record.remote({"type": "insights", "items": agent.distill(finished)}))
     show.finished(ray.get(tree.node.remote(nid)), ray.get(tree.state.remote()), spent())
+    if sync is not None:  # a URI storage gets the node folder and the journal
+        sync.after_trial(nid)
 
 
 def _data_llm(spec: LLMSpec | dict | None, base_model: str) -> dict:

@@ -90,3 +90,8 @@ def test_status_needs_a_run_or_an_address(args, capsys, monkeypatch):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     assert main(args) == 2
     assert "run:" in capsys.readouterr().err
+
+
+def test_resume_of_a_uri_without_a_run_names_the_field(tmp_path, capsys):
+    assert main(["resume", f"file://{tmp_path}/remote/nothing"]) == 2
+    assert "run:" in capsys.readouterr().err

@@ -211,6 +211,18 @@ def _train(config: dict) -> None:
         ray.train.report({"epoch": epoch, "step": step, "loss": stats["final_loss"]}, checkpoint=checkpoint)
 
 
+def _remove(path: str) -> None:
+    """Delete a folder, local or at a filesystem URI, if it exists."""
+    if "://" not in path:
+        shutil.rmtree(path, ignore_errors=True)
+        return
+    import pyarrow.fs as pafs
+
+    fs, p = pafs.FileSystem.from_uri(path)
+    if fs.get_file_info(p).type == pafs.FileType.Directory:
+        fs.delete_dir(p)
+
+
 def _worker_died(err: BaseException) -> bool:
     """A worker that is gone (its process or node died), as opposed to one whose code raised."""
     import ray.exceptions
@@ -243,19 +255,23 @@ def fit(
     *, data_dir: str, model_path: str, train_cfg: dict, init_adapter: str | None, node_dir: str,
     num_workers: int = 1, use_gpu: bool = False, threads: int | None = None, micro_batch_size: int | None = None,
     memory_limit_gb: float | None = None, resources: dict | None = None, retries: int = 1,
+    node_uri: str | None = None,
 ) -> dict:
     """Run the training loop under Ray Train; copy the artifact into `node_dir`; return train stats.
 
     `resources`: what each training worker asks of the cluster beyond its CPU or GPU (a custom resource
     such as an accelerator type). `retries`: how many times a run whose workers died (a lost node) is
     started again (Ray Train's `FailureConfig`), before it counts as failed."""
+    import pyarrow.dataset as pads
     import ray.data
     import ray.train
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    storage = os.path.join(node_dir, "ray_train")
-    shutil.rmtree(storage, ignore_errors=True)  # same storage + name would make Ray Train resume a stale run
+    # same storage + name would make Ray Train resume a stale run: start from an empty one. On a storage
+    # URI the workers' checkpoint goes there (nodes without the driver's disk can write it)
+    storage = f"{node_uri}/ray_train" if node_uri else os.path.join(node_dir, "ray_train")
+    _remove(storage)
     trainer = TorchTrainer(
         train_loop,
         train_loop_config={"train": train_cfg, "model_path": model_path, "init_adapter": init_adapter,
@@ -264,9 +280,9 @@ def fit(
         scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu,
                                      resources_per_worker=worker_resources(use_gpu, resources)),
         run_config=RunConfig(storage_path=storage, name="fit", failure_config=FailureConfig(max_failures=retries)),
-        # read before the workers take their CPUs: with every CPU held by a training worker (a 1-CPU
-        # cluster), a lazy read could never be scheduled and the run would wait forever
-        datasets={"train": ray.data.read_parquet(data_dir).materialize()},
+        # read here, into the object store: the workers may be on nodes that cannot see `data_dir`, and
+        # no read task has to wait for a CPU (a 1-CPU cluster, where the worker holds the only one)
+        datasets={"train": ray.data.from_arrow(pads.dataset(data_dir, format="parquet").to_table())},
     )
     try:
         result = trainer.fit()
@@ -301,6 +317,6 @@ def fit(
         dst = os.path.join(node_dir, name)
         shutil.rmtree(dst, ignore_errors=True)
         shutil.copytree(os.path.join(d, name), dst)
-    shutil.rmtree(storage, ignore_errors=True)  # the copy in the node folder is the artifact of record
+    _remove(storage)  # the copy in the node folder is the artifact of record
     stats["artifact"] = dst
     return stats

@@ -68,7 +68,7 @@ def run_trial(*, node_id: int, plan: dict, parent_adapter: str | None, task: dic
               run_dir: str, cache_root: str, baseline_score: float, ev: Evaluation,
               threads: int | None = None, use_gpu: bool = False, data_llm: dict | None = None,
               memory_limit_gb: float | None = None, train_resources: dict | None = None,
-              train_retries: int = 1) -> dict:
+              train_retries: int = 1, storage_uri: str | None = None) -> dict:
     node_dir = os.path.join(run_dir, "nodes", str(node_id))
     os.makedirs(node_dir, exist_ok=True)
     write_json(os.path.join(node_dir, "plan.json"), plan)
@@ -90,7 +90,8 @@ def run_trial(*, node_id: int, plan: dict, parent_adapter: str | None, task: dic
             raise ValueError("warm_start=parent but the parent has no adapter (it is the base model or failed)")
         fit = dict(data_dir=data_dir, model_path=model_path, train_cfg=p.train.model_dump(), init_adapter=init,
                    node_dir=node_dir, threads=threads, use_gpu=use_gpu, memory_limit_gb=memory_limit_gb,
-                   resources=train_resources, retries=train_retries)
+                   resources=train_resources, retries=train_retries,
+                   node_uri=f"{storage_uri.rstrip('/')}/{os.path.basename(run_dir)}/nodes/{node_id}" if storage_uri else None)
         try:
             train_stats = train_mod.fit(**fit)
         except train_mod.OutOfMemory as e:  # once more, the same batch in micro-batches (gradient accumulation)
