@@ -58,6 +58,17 @@ def check_model(name: str) -> None:
     )
 
 
+def local_model(path: str) -> str:
+    """`path` as this machine has it: a packaged model that the driver materialised in its own cache
+    (`<cache>/models/<name>-v<version>`) is materialised here when this node lacks that folder."""
+    if os.path.isdir(path):
+        return path
+    for name, version in PACKAGED_VERSION.items():
+        if os.path.basename(os.path.normpath(path)) == f"{name}-v{version}":
+            return resolve_model(name)
+    return path
+
+
 def resolve_model(name: str) -> str:
     """A local directory with an HF checkpoint (config, weights, tokenizer) for `name`."""
     check_model(name)

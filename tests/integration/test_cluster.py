@@ -8,6 +8,8 @@
   then runs it, and `trex-ray status --address` sees the live search from another driver;
 - the driver is SIGKILLed at ten random points (and each resumed driver again): `resume` finishes the
   run, with the finished nodes intact and the trial budget honoured;
+- training on a second node started apart (`ray start --address`) in another working directory, the run on
+  a storage URI;
 - `ray job submit` against a head started with `ray start --head` runs `trex-ray run config.yaml`.
 """
 
@@ -315,6 +317,47 @@ def test_the_driver_killed_at_ten_random_points_is_resumed_to_the_same_budget(tm
     assert sum(e["type"] == "session_started" for e in events) == 11
     assert events[-1]["type"] == "run_finished"
     assert json.load(open(storage / "run" / "result.json"))["spent"]["trials"] == 12
+
+
+SECOND_NODE = r"""
+import json, sys
+import ray, trex_ray
+task = trex_ray.Task.from_jsonl(name="majority", train="data/train.jsonl", val="data/val.jsonl", test="data/test.jsonl",
+                                input_field="question", output_field="answer", metric="accuracy", labels=["yes", "no"])
+res = trex_ray.search(task, base_model="tiny-random", budget=trex_ray.Budget(trials=1), max_concurrent=1,
+                      storage=sys.argv[2], run_name="r", train_resources={"accel": 1}, address=sys.argv[1],
+                      evaluator="transformers", progress=False)
+accel = [n["NodeID"] for n in ray.nodes() if n["Alive"] and n["Resources"].get("accel")]
+node = res.nodes[1]
+print("RESULT " + json.dumps({"status": node.status, "error": node.result.get("error"), "accel_nodes": accel,
+                              "trained_on": node.result["train_stats"].get("node")}))
+"""
+
+
+def test_training_runs_on_a_second_node_with_its_own_working_directory(tmp_path):
+    """The driver (relative paths, its own working directory) on the head; the only node with `accel`
+    started apart with `ray start` in another folder and another model cache; the run on a storage URI."""
+    driver, node2 = tmp_path / "driver", tmp_path / "node2"
+    node2.mkdir()
+    for i, s in enumerate(("train", "val", "test")):
+        write_jsonl(driver / "data" / f"{s}.jsonl", majority_rows(120 if s == "train" else 8, i))
+    uri = f"file://{tmp_path}/remote"
+    with ray_head("--num-cpus=3") as (gcs, _):
+        worker = subprocess.Popen([os.path.join(BIN, "ray"), "start", f"--address={gcs}", "--num-cpus=2",
+                                   '--resources={"accel": 1}', "--block"], cwd=node2,
+                                  env=_env(TREX_RAY_CACHE=str(node2 / "cache")), start_new_session=True,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            proc = subprocess.run([sys.executable, "-c", SECOND_NODE, gcs, uri], cwd=driver, capture_output=True,
+                                  text=True, timeout=600, env=_env())
+        finally:
+            os.killpg(worker.pid, signal.SIGTERM)
+            worker.wait(timeout=60)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    out = json.loads(proc.stdout.split("RESULT ", 1)[1].splitlines()[0])
+    assert out["status"] == "ok", out["error"]
+    assert len(out["accel_nodes"]) == 1 and out["trained_on"] == out["accel_nodes"][0]
+    assert (tmp_path / "remote" / "r" / "nodes" / "1" / "adapter").is_dir()
 
 
 def test_ray_job_submit_runs_a_search_on_a_ray_head(tmp_path):

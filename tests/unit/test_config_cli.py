@@ -304,3 +304,14 @@ def test_a_worker_asks_for_its_cpu_or_gpu_plus_the_extra_resources():
     assert worker_resources(False, {"accel": 1}) == {"CPU": 1, "accel": 1}
     assert worker_resources(True, None) is None  # Ray Train gives each worker one GPU
     assert worker_resources(True, {"accel": 1}) == {"accel": 1}
+
+
+def test_a_packaged_model_path_from_another_machine_is_materialised_here(tmp_path, monkeypatch):
+    from trex_ray.models import PACKAGED_VERSION, local_model
+
+    monkeypatch.setenv("TREX_RAY_CACHE", str(tmp_path / "here"))
+    elsewhere = f"/nonexistent/driver/cache/models/tiny-random-v{PACKAGED_VERSION['tiny-random']}"
+    path = local_model(elsewhere)
+    assert path.startswith(str(tmp_path / "here")) and os.path.exists(os.path.join(path, "config.json"))
+    assert local_model(path) == path  # present: unchanged
+    assert local_model("/nonexistent/some-org-model") == "/nonexistent/some-org-model"  # not ours: as given

@@ -110,9 +110,12 @@ class HFEngine:
         from transformers import AutoModelForCausalLM
         from transformers.utils import logging as hf_logging
 
+        from trex_ray.models import local_model
+
         hf_logging.disable_progress_bar()
         if threads:
             torch.set_num_threads(max(1, int(threads)))
+        model_path = local_model(model_path)
         self.model_path = model_path
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         default = torch.bfloat16 if self.device == "cuda" else torch.float32
@@ -292,6 +295,9 @@ class VLLMEngine:
     def __init__(self, model_path: str, *, max_model_len: int | None = None, enable_lora: bool = True, max_loras: int = 4,
                  max_lora_rank: int = 64, dtype: str | None = None, tensor_parallel_size: int = 1,
                  kv_cache_gb: float = 2.0, gpu_memory_utilization: float = 0.85, seed: int = 0):
+        from trex_ray.models import local_model
+
+        model_path = local_model(model_path)
         gpu = cuda_available()
         if not gpu:
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, int(kv_cache_gb))))

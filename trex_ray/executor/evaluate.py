@@ -28,7 +28,10 @@ def load_model(model_path: str):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
+    from trex_ray.models import local_model
+
     hf_logging.disable_progress_bar()
+    model_path = local_model(model_path)  # a node other than the driver's materialises it itself
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     tok = AutoTokenizer.from_pretrained(model_path)

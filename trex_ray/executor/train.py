@@ -197,6 +197,7 @@ def _train(config: dict) -> None:
         "device": str(device), "final_loss": sum(curve[-5:]) / len(curve[-5:]),
         "loss_curve": _downsample(curve, 100), "warm_start": bool(warm),
         "trainable_params": sum(p.numel() for p in params), "micro_batch_size": micro,
+        "node": ray.get_runtime_context().get_node_id(),
     }
     with tempfile.TemporaryDirectory() as d:
         checkpoint = None
