@@ -137,6 +137,8 @@ def _train(config: dict) -> None:
         raise ValueError("no trainable examples after tokenisation")
 
     warm = config.get("init_adapter")
+    if warm and not os.path.isdir(warm) and config.get("init_adapter_files") is not None:
+        warm = unpack_dir(ray.get(config["init_adapter_files"]))  # this node lacks the driver's disk
     if cfg["method"] == "lora":
         from peft import LoraConfig, PeftModel, get_peft_model
 
@@ -212,6 +214,27 @@ def _train(config: dict) -> None:
         ray.train.report({"epoch": epoch, "step": step, "loss": stats["final_loss"]}, checkpoint=checkpoint)
 
 
+def pack_dir(path: str) -> dict[str, bytes]:
+    """A small folder (an adapter) as {relative path: bytes}."""
+    out = {}
+    for root, _, files in os.walk(path):
+        for name in files:
+            full = os.path.join(root, name)
+            with open(full, "rb") as f:
+                out[os.path.relpath(full, path)] = f.read()
+    return out
+
+
+def unpack_dir(files: dict[str, bytes]) -> str:
+    """`pack_dir`'s output written to a fresh temporary folder; returns its path."""
+    d = tempfile.mkdtemp(prefix="trex-adapter-")
+    for rel, data in files.items():
+        os.makedirs(os.path.dirname(os.path.join(d, rel)), exist_ok=True)
+        with open(os.path.join(d, rel), "wb") as f:
+            f.write(data)
+    return d
+
+
 def _remove(path: str) -> None:
     """Delete a folder, local or at a filesystem URI, if it exists."""
     if "://" not in path:
@@ -276,6 +299,8 @@ def fit(
     trainer = TorchTrainer(
         train_loop,
         train_loop_config={"train": train_cfg, "model_path": model_path, "init_adapter": init_adapter,
+                           # the parent's adapter travels too, for workers on nodes without this disk
+                           "init_adapter_files": ray.put(pack_dir(init_adapter)) if init_adapter else None,
                            "threads": threads, "micro_batch_size": micro_batch_size,
                            "memory_limit_gb": memory_limit_gb},
         scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu,
