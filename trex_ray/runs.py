@@ -65,11 +65,10 @@ def set_storage(run_dir: str, storage: str) -> None:
     """Record where the run's folder lives (a URI) in its config.yaml, which `trex-ray resume` reads."""
     path = os.path.join(run_dir, "config.yaml")
     with open(path) as f:
-        head = f.readline()
         config = yaml.safe_load(f) or {}
     config["storage"] = storage
     with open(path, "w") as f:
-        f.write(head)
+        f.write(f"# resume with: trex-ray resume {storage.rstrip('/')}/{os.path.basename(run_dir)}\n")
         yaml.safe_dump(config, f, sort_keys=False)
 
 

@@ -58,12 +58,31 @@ def live_searches(address: str) -> dict[str, object]:
     from trex_ray.search import NAMESPACE
 
     if not ray.is_initialized():
-        ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, logging_level="ERROR")
+        _reachable(address)
+        try:
+            ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, logging_level="ERROR")
+        except (ConnectionError, ValueError, RuntimeError) as e:
+            raise ConfigError("address", f"no Ray cluster answers at {address!r} ({str(e).splitlines()[0][:200]})",
+                              "give the head's GCS address, e.g. <head>:6379") from None
     out = {}
     for a in ray.util.list_named_actors(all_namespaces=True):
         if a["namespace"] == NAMESPACE and a["name"].startswith("trex-tree:"):
             out[a["name"].split(":", 1)[1]] = ray.get_actor(a["name"], namespace=NAMESPACE)
     return out
+
+
+def _reachable(address: str) -> None:
+    """Fail fast on an address nobody listens at (Ray itself waits a minute or more)."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    if "://" in address or not port.isdigit():
+        return  # "auto", ray:// and the like: Ray's own checks
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
+    except OSError as e:
+        raise ConfigError("address", f"no Ray cluster answers at {address!r} ({e})",
+                          "give the head's GCS address, e.g. <head>:6379") from None
 
 
 def from_actor(run: str, actor) -> dict:

@@ -71,6 +71,19 @@ class Mirror:
                         destination_filesystem=pafs.LocalFileSystem())
         return True
 
+    def pull_run(self, name: str) -> bool:
+        """Pull a run folder, unless the mirror's journal is already as long as the URI's (a driver that
+        died on this machine may have appended events it had not pushed yet: those are kept)."""
+        import pyarrow.fs as pafs
+
+        remote = self.fs.get_file_info(self._remote(f"{name}/journal.jsonl"))
+        if remote.type != pafs.FileType.File:
+            return False
+        local = os.path.join(self.local, name, "journal.jsonl")
+        if os.path.exists(local) and os.path.getsize(local) >= (remote.size or 0):
+            return True
+        return self.pull(name)
+
     def runs(self) -> list[str]:
         """Run folder names at the URI (those holding a journal)."""
         import pyarrow.fs as pafs
@@ -95,15 +108,29 @@ class RunSync:
     def after_trial(self, node_id: int | None = None) -> None:
         if self.mirror is None:
             return
-        if node_id is not None and node_id not in self.pushed:
-            self.mirror.push(f"{self.run}/nodes/{node_id}")
-            self.pushed.add(node_id)
-        for name in self.SMALL:
-            self.mirror.push(f"{self.run}/{name}")
+        try:
+            if node_id is not None and node_id not in self.pushed:
+                self.mirror.push(f"{self.run}/nodes/{node_id}")
+                self.pushed.add(node_id)
+            for name in self.SMALL:
+                self.mirror.push(f"{self.run}/{name}")
+        except OSError as e:  # the mirror keeps everything; the next push (or the last) catches up
+            _warn(f"could not push to {self.mirror.uri} ({e}); the run goes on in {self.mirror.local}")
 
     def final(self) -> None:
-        if self.mirror is not None:
+        if self.mirror is None:
+            return
+        try:
             self.mirror.push(self.run)
+        except OSError as e:
+            _warn(f"could not push the run to {self.mirror.uri} ({e}); it is complete in "
+                  f"{os.path.join(self.mirror.local, self.run)}")
+
+
+def _warn(msg: str) -> None:
+    import sys
+
+    print(f"trex-ray: warning: {msg}", file=sys.stderr, flush=True)
 
 
 def prepare(storage: str, run_name: str | None, resume: bool, task_name: str
@@ -115,7 +142,7 @@ def prepare(storage: str, run_name: str | None, resume: bool, task_name: str
     mirror = Mirror(storage)
     if resume:
         name = run_name or max((r for r in mirror.runs() if r.startswith(task_name + "-")), default=None)
-        if name is None or not mirror.pull(name):
+        if name is None or not mirror.pull_run(name):
             raise ConfigError("resume", f"no run to resume for task {task_name!r} in {storage!r}",
                               "give run_name of an existing run folder, or start a new run without resume")
         run_name = name

@@ -95,3 +95,9 @@ def test_status_needs_a_run_or_an_address(args, capsys, monkeypatch):
 def test_resume_of_a_uri_without_a_run_names_the_field(tmp_path, capsys):
     assert main(["resume", f"file://{tmp_path}/remote/nothing"]) == 2
     assert "run:" in capsys.readouterr().err
+
+
+def test_status_of_an_address_nobody_answers_at_fails_fast_naming_the_field(capsys):
+    t0 = time.time()
+    assert main(["status", "--address", "127.0.0.1:1"]) == 2
+    assert "address:" in capsys.readouterr().err and time.time() - t0 < 30
