@@ -79,23 +79,23 @@ def trial(nid, retries):
                             baseline_score=0.0, ev=Evaluation("transformers", None, False, 1), threads=1,
                             train_resources={"accel": 1}, train_retries=retries)
 
-def lose_the_training_node(ref):
-    # the training worker holds the only `accel` in use; give it time to be in its loop, then take its node
+def lose_the_training_node(ref, nid):
+    # once the worker is in its loop (its progress file has a line), take its node: the only one with accel
+    progress = tmp / "run" / "nodes" / str(nid) / "logs" / "train_progress.jsonl"
     deadline = time.time() + 300
-    while ray.cluster_resources().get("accel", 0) - ray.available_resources().get("accel", 0) < 1:
+    while not (progress.exists() and progress.read_text().strip()):
         assert time.time() < deadline and not ray.wait([ref], timeout=0)[0], "training never started"
         time.sleep(0.2)
-    time.sleep(8)
     assert not ray.wait([ref], timeout=0)[0], "training finished before its node could be removed"
     cluster.remove_node(nodes.pop(0), allow_graceful=False)
 
 out = {}
 ref = trial(1, retries=1)
 nodes.append(cluster.add_node(num_cpus=1, resources={"accel": 1}))  # where the restarted run can go
-lose_the_training_node(ref)
+lose_the_training_node(ref, 1)
 out["retried"] = ray.get(ref)
 ref = trial(2, retries=0)
-lose_the_training_node(ref)
+lose_the_training_node(ref, 2)
 out["failed"] = ray.get(ref)
 print("RESULT " + json.dumps(out, default=str))
 """

@@ -187,6 +187,8 @@ def _train(config: dict) -> None:
             opt.zero_grad(set_to_none=True)
             curve.append(round(step_loss, 4))
             step += 1
+            if rank == 0 and (step == 1 or step % 10 == 0 or step == total_steps):
+                _progress(config.get("progress_path"), step=step, of=total_steps, loss=curve[-1])
             if step >= total_steps:
                 break
         epoch += 1
@@ -212,6 +214,18 @@ def _train(config: dict) -> None:
                 json.dump(stats, f)
             checkpoint = ray.train.Checkpoint.from_directory(d)
         ray.train.report({"epoch": epoch, "step": step, "loss": stats["final_loss"]}, checkpoint=checkpoint)
+
+
+def _progress(path: str | None, **fields) -> None:
+    """Training progress for watchers (a line of JSON per report) in the node's logs folder, where this
+    worker can see it (best effort: a worker on another node may not share the disk)."""
+    if not path or not os.path.isdir(os.path.dirname(path)):
+        return
+    try:
+        with open(path, "a") as f:
+            f.write(json.dumps({"t": round(time.time(), 2), **fields}) + "\n")
+    except OSError:
+        pass
 
 
 def pack_dir(path: str) -> dict[str, bytes]:
@@ -296,13 +310,15 @@ def fit(
     # URI the workers' checkpoint goes there (nodes without the driver's disk can write it)
     storage = f"{node_uri}/ray_train" if node_uri else os.path.join(node_dir, "ray_train")
     _remove(storage)
+    os.makedirs(os.path.join(node_dir, "logs"), exist_ok=True)
     trainer = TorchTrainer(
         train_loop,
         train_loop_config={"train": train_cfg, "model_path": model_path, "init_adapter": init_adapter,
                            # the parent's adapter travels too, for workers on nodes without this disk
                            "init_adapter_files": ray.put(pack_dir(init_adapter)) if init_adapter else None,
                            "threads": threads, "micro_batch_size": micro_batch_size,
-                           "memory_limit_gb": memory_limit_gb},
+                           "memory_limit_gb": memory_limit_gb,
+                           "progress_path": os.path.join(node_dir, "logs", "train_progress.jsonl")},
         scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu,
                                      resources_per_worker=worker_resources(use_gpu, resources)),
         run_config=RunConfig(storage_path=storage, name="fit", failure_config=FailureConfig(max_failures=retries)),
