@@ -137,8 +137,9 @@ def _train(config: dict) -> None:
         raise ValueError("no trainable examples after tokenisation")
 
     warm = config.get("init_adapter")
+    unpacked = None
     if warm and not os.path.isdir(warm) and config.get("init_adapter_files") is not None:
-        warm = unpack_dir(ray.get(config["init_adapter_files"]))  # this node lacks the driver's disk
+        warm = unpacked = unpack_dir(ray.get(config["init_adapter_files"]))  # this node lacks the driver's disk
     if cfg["method"] == "lora":
         from peft import LoraConfig, PeftModel, get_peft_model
 
@@ -149,6 +150,8 @@ def _train(config: dict) -> None:
                 r=cfg["lora_r"], lora_alpha=cfg["lora_alpha"], lora_dropout=cfg["lora_dropout"],
                 target_modules=cfg["target_modules"], task_type="CAUSAL_LM",
             ))
+    if unpacked:  # loaded: the copy is no longer needed
+        shutil.rmtree(unpacked, ignore_errors=True)
     model.train()
     if world > 1:
         model = ray.train.torch.prepare_model(model)
