@@ -155,7 +155,10 @@ def ray_head(*args: str, env: dict | None = None):
 
     gcs, dash = _free_port(), _free_port()
     proc = subprocess.Popen([os.path.join(BIN, "ray"), "start", "--head", "--block", f"--port={gcs}",
-                             "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", *args],
+                             "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
+                             # not the default 52365: another Ray on this machine (the suite's own) holds it,
+                             # and the job server needs this agent
+                             f"--dashboard-agent-listen-port={_free_port()}", *args],
                             env=env or _env(), start_new_session=True, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     try:
@@ -344,7 +347,8 @@ def test_training_runs_on_a_second_node_with_its_own_working_directory(tmp_path)
     uri = f"file://{tmp_path}/remote"
     with ray_head("--num-cpus=3") as (gcs, _):
         worker = subprocess.Popen([os.path.join(BIN, "ray"), "start", f"--address={gcs}", "--num-cpus=2",
-                                   '--resources={"accel": 1}', "--block"], cwd=node2,
+                                   '--resources={"accel": 1}', f"--dashboard-agent-listen-port={_free_port()}",
+                                   "--block"], cwd=node2,
                                   env=_env(TREX_RAY_CACHE=str(node2 / "cache")), start_new_session=True,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
@@ -369,9 +373,14 @@ def test_ray_job_submit_runs_a_search_on_a_ray_head(tmp_path):
         "train: data/train.jsonl\nval: data/val.jsonl\ntest: data/test.jsonl\nbase_model: tiny-random\n"
         f"trials: 1\nmax_concurrent: 1\nstorage: {tmp_path / 'runs'}\nrun_name: job\n")
     with ray_head("--num-cpus=4") as (_, dashboard):
-        sub = subprocess.run([os.path.join(BIN, "ray"), "job", "submit", "--address", dashboard, "--working-dir",
-                              str(job), "--", "trex-ray", "run", "config.yaml"],
-                             env=_env(), capture_output=True, text=True, timeout=600)
+        deadline = time.time() + 120
+        while True:  # the head's job agent registers a little after the dashboard answers
+            sub = subprocess.run([os.path.join(BIN, "ray"), "job", "submit", "--address", dashboard, "--working-dir",
+                                  str(job), "--", "trex-ray", "run", "config.yaml"],
+                                 env=_env(), capture_output=True, text=True, timeout=600)
+            if "No available agent" not in sub.stderr + sub.stdout or time.time() > deadline:
+                break
+            time.sleep(3)
     assert sub.returncode == 0, sub.stdout[-3000:] + sub.stderr[-2000:]
     assert "succeeded" in sub.stdout and "best node" in sub.stdout
     assert json.load(open(tmp_path / "runs" / "job" / "result.json"))["spent"]["trials"] == 1
