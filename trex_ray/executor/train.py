@@ -111,8 +111,12 @@ def train_loop(config: dict) -> None:
     try:
         _train(config)
     except Exception as e:  # noqa: BLE001 - reported to the driver, which raises it there
-        ray.train.report({"failed": type(e).__name__, "message": str(e)[:2000],
-                          "known": getattr(classify(e), "kind", None)})
+        failure = {"failed": type(e).__name__, "message": str(e)[:2000], "known": getattr(classify(e), "kind", None)}
+        # as a checkpoint: a Ray Train result keeps the metrics that came with its latest checkpoint only
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "failure.json"), "w") as f:
+                json.dump(failure, f)
+            ray.train.report({"failed": failure["failed"]}, checkpoint=ray.train.Checkpoint.from_directory(d))
 
 
 def _train(config: dict) -> None:
@@ -347,15 +351,17 @@ def fit(
         if known is not None:
             raise known from None
         raise
-    failed = (result.metrics or {}).get("failed")
-    if failed:
-        message = result.metrics.get("message", "")
-        known = {"diverged": Diverged, "out_of_memory": OutOfMemory}.get(result.metrics.get("known"))
-        raise known(message if known is Diverged else f"{failed}: {message}") if known else \
-            RuntimeError(f"{failed}: {message}")
     if result.checkpoint is None:
         raise RuntimeError(f"training reported no checkpoint ({result.error})")
     with result.checkpoint.as_directory() as d:
+        if os.path.exists(os.path.join(d, "failure.json")):  # the worker's own error, reported (train_loop)
+            with open(os.path.join(d, "failure.json")) as f:
+                failure = json.load(f)
+            _remove(storage)
+            failed, message = failure["failed"], failure["message"]
+            known = {"diverged": Diverged, "out_of_memory": OutOfMemory}.get(failure["known"])
+            raise known(message if known is Diverged else f"{failed}: {message}") if known else \
+                RuntimeError(f"{failed}: {message}")
         with open(os.path.join(d, "train_stats.json")) as f:
             stats = json.load(f)
         name = "adapter" if train_cfg["method"] == "lora" else "model"
