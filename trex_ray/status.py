@@ -57,8 +57,8 @@ def live_searches(address: str) -> dict[str, object]:
 
     from trex_ray.search import NAMESPACE
 
+    _reachable(address)
     if not ray.is_initialized():
-        _reachable(address)
         try:
             ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, logging_level="ERROR")
         except (ConnectionError, ValueError, RuntimeError) as e:
