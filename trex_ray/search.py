@@ -301,7 +301,7 @@ def _take_over(run_dir: str) -> None:
     journal is as new as it); one whose driver still runs means a second search on the same folder."""
     import ray
 
-    from trex_ray.status import _driver_alive
+    from trex_ray.status import driver_alive
 
     try:
         actor = ray.get_actor(tree_actor_name(run_dir), namespace=NAMESPACE)
@@ -311,15 +311,18 @@ def _take_over(run_dir: str) -> None:
         job = ray.get(actor.state.remote(), timeout=30).get("driver_job")
     except Exception:  # noqa: BLE001 - an actor that cannot answer is no search's
         job = None
-    if job and job != ray.get_runtime_context().get_job_id() and _driver_alive(job):
+    if job and job != ray.get_runtime_context().get_job_id() and driver_alive(job):
         raise ConfigError("run", f"a search is running on {run_dir} (driver job {job})",
                           "watch it with trex-ray status / attach, or stop that driver first")
     ray.kill(actor, no_restart=True)
 
 
 def train_bundle(use_gpu: bool, train_resources: dict | None) -> dict:
-    """What one trial's training worker asks of the cluster."""
-    return {**({"GPU": 1} if use_gpu else {"CPU": 1}), **(train_resources or {})}
+    """What one trial's training worker asks of the cluster (what Ray Train's ScalingConfig makes of
+    `worker_resources`: a GPU is added there)."""
+    from trex_ray.executor.train import worker_resources
+
+    return {**({"GPU": 1} if use_gpu else {}), **(worker_resources(use_gpu, train_resources) or {})}
 
 
 def _request_capacity(bundle: dict | None, n: int) -> None:

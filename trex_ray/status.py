@@ -89,11 +89,11 @@ def from_actor(run: str, actor) -> dict:
     import ray
 
     nodes, state = ray.get([actor.summaries.remote(), actor.state.remote()], timeout=30)
-    alive = _driver_alive(state.get("driver_job"))
+    alive = driver_alive(state.get("driver_job"))
     return {**snapshot(nodes, state, run, live=alive), "orphan": not alive}
 
 
-def _driver_alive(job: str | None) -> bool:
+def driver_alive(job: str | None) -> bool:
     """Whether the driver of the search still runs (a detached tree actor outlives a driver that died)."""
     try:
         from ray._private.state import jobs

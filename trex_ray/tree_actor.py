@@ -23,6 +23,7 @@ class TreeCore:
         self.journal = Journal(journal_path)  # repairs a torn tail first, so replay sees what appends extend
         self.tree = Tree.replay(read_events(journal_path))
         self.policy = make_policy(policy)
+        self.driver_job = None  # the Ray job of the driver whose session is the latest (status reads it)
         # a resumed run continues with a fresh but reproducible stream
         self.rng = random.Random(f"{seed}:{len(self.tree.nodes)}")
 
@@ -55,7 +56,7 @@ class TreeCore:
         return summaries_of(self.tree, finished)
 
     def state(self) -> dict:
-        return {**state_of(self.tree), "driver_job": getattr(self, "driver_job", None)}
+        return {**state_of(self.tree), "driver_job": self.driver_job}
 
     def close(self) -> None:
         self.journal.close()
