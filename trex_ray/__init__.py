@@ -36,10 +36,11 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def load_run(path: str) -> "SearchResult":
-    """The SearchResult of a run folder, rebuilt from its journal."""
-    from trex_ray.runs import load_result
+    """The SearchResult of a run folder (or of a run at a storage URI, fetched into its local mirror),
+    rebuilt from its journal: `.best`, `.nodes`, `.to_pandas()`, `.insights`, `.load_model()`, `.export()`."""
+    from trex_ray.runs import load_result, local_run_dir
 
-    return load_result(path)
+    return load_result(local_run_dir(path))
 
 
 def __getattr__(name: str) -> Any:

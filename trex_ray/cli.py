@@ -6,6 +6,8 @@
     trex-ray show runs/<run>              the tree as a table
     trex-ray status [runs/<run>] [--address A]   what a search is doing (live from the cluster with an address)
     trex-ray attach runs/<run> [--address A]     follow a search until it ends
+    trex-ray report runs/<run> [runs/<run2> ...] [--out F]   a self-contained report.html of the tree
+    trex-ray export runs/<run> OUT [--node N] [--no-merge]   the best (or any) node's model as an HF checkpoint
     trex-ray data run recipe.yaml --out DIR   run a data recipe by hand; per-op row counts
 
 Mistakes in input exit with code 2 and one line naming the field and the fix.
@@ -164,6 +166,32 @@ def cmd_attach(args) -> int:
     return 0 if last else 1
 
 
+def cmd_report(args) -> int:
+    from trex_ray.report import write_report
+    from trex_ray.runs import local_run_dir
+
+    out = write_report([local_run_dir(r) for r in args.runs], args.out)
+    print(out)
+    return 0
+
+
+def cmd_export(args) -> int:
+    from trex_ray.runs import load_result, local_run_dir
+
+    res = load_result(local_run_dir(args.run))
+    try:
+        path = res.export(args.out, node=args.node, merge=not args.no_merge)
+    except KeyError as e:
+        raise ConfigError("node", str(e).strip("'\""), "give a node id that trex-ray show lists") from None
+    except ValueError as e:
+        raise ConfigError("node", str(e), "give a node that finished ok (trex-ray show lists them)") from None
+    except FileExistsError as e:
+        raise ConfigError("out", str(e), "give a new or empty folder") from None
+    n = res.node(args.node)
+    print(f"node {n.id} [{n.direction}] (val {n.val_score}, test {n.test_score}) written to {path}")
+    return 0
+
+
 def cmd_data_run(args) -> int:
     """Run a recipe file by hand: prints per-op row counts, writes parquet + JSONL + stats.json to --out."""
     import json
@@ -246,6 +274,16 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("show", help="print the tree of a run folder")
     p.add_argument("run")
     p.set_defaults(fn=cmd_show)
+    p = sub.add_parser("report", help="write a self-contained report.html of one run or several compared")
+    p.add_argument("runs", nargs="+", help="run folders (or storage URIs of runs)")
+    p.add_argument("--out", default=None, help="the file to write (default: <first run>/report.html)")
+    p.set_defaults(fn=cmd_report)
+    p = sub.add_parser("export", help="write a node's model as a Hugging Face checkpoint (the adapter merged)")
+    p.add_argument("run")
+    p.add_argument("out", help="a new folder")
+    p.add_argument("--node", type=int, default=None, help="node id (default: the best node)")
+    p.add_argument("--no-merge", action="store_true", help="write the LoRA adapter alone (a PEFT folder)")
+    p.set_defaults(fn=cmd_export)
     p = sub.add_parser("status", help="what a search is doing: from its run folder, or live from the cluster")
     p.add_argument("run", nargs="?", help="run folder (or its name, with --address)")
     p.add_argument("--address", default=None, help="a Ray cluster: ask the searches' tree actors (default with no "

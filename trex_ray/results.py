@@ -46,6 +46,60 @@ class NodeView:
     def adapter(self) -> str | None:
         return (self.result or {}).get("artifacts", {}).get("adapter")
 
+    @property
+    def checkpoint(self) -> str | None:
+        """A full fine-tune's model folder (None for LoRA nodes and the baseline)."""
+        return (self.result or {}).get("artifacts", {}).get("model")
+
+    @property
+    def rationale(self) -> str:
+        return (self.plan or {}).get("rationale", "")
+
+    def prompt(self, goal: str = "") -> dict:
+        """The user template and system prompt this node was trained and evaluated with."""
+        from trex_ray.prompting import task_system
+
+        for op in ((self.plan or {}).get("recipe") or {}).get("ops", []):
+            if op.get("op") == "format":
+                return {"template": op.get("args", {}).get("template", "{input}"),
+                        "system": op.get("args", {}).get("system")}
+        return {"template": "{input}", "system": task_system(goal)}  # the baseline's
+
+    def row(self) -> dict:
+        """One flat row: ids, scores, cost, error, the plan's recipe and train config, val metrics, data
+        and train stats (nested keys joined with dots; lists as JSON text)."""
+        r = self.result or {}
+        plan = self.plan or {}
+        ops = ((plan.get("recipe") or {}).get("ops")) or []
+        out = {"id": self.id, "parent_id": self.parent_id, "direction": self.direction, "status": self.status,
+               "val_score": self.val_score, "test_score": self.test_score, "reward": r.get("reward"),
+               "seconds": r.get("seconds"), "accelerator_s": r.get("accelerator_s"),
+               "error_stage": (r.get("error") or {}).get("stage"), "error_type": (r.get("error") or {}).get("type"),
+               "error": (r.get("error") or {}).get("message"), "diagnosis": self.diagnosis,
+               "rationale": plan.get("rationale"), "recipe": " > ".join(o.get("op", "?") for o in ops) or None}
+        for i, o in enumerate(ops):
+            out.update(_flat(o.get("args") or {}, f"recipe.{i}.{o.get('op')}"))
+        out.update(_flat(plan.get("train") or {}, "train"))
+        out.update(_flat(plan.get("eval") or {}, "eval"))
+        out.update(_flat({k: v for k, v in (r.get("val") or {}).items() if not isinstance(v, (list, dict))}, "val"))
+        out.update(_flat({k: v for k, v in (r.get("train_stats") or {}).items() if k != "loss_curve"}, "train_stats"))
+        ds = r.get("data_stats") or {}
+        out.update({"data.rows": ds.get("rows"), "data.cache_hit": ds.get("cache_hit"), "data.seconds": ds.get("seconds")})
+        return out
+
+
+def _flat(d: dict, prefix: str) -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}.{k}"
+        if isinstance(v, dict):
+            out.update(_flat(v, key))
+        elif isinstance(v, (list, tuple)):
+            out[key] = json.dumps(v, default=str)
+        else:
+            out[key] = v
+    return out
+
 
 @dataclass
 class SearchResult:
@@ -76,6 +130,89 @@ class SearchResult:
             "stop_reason": self.stop_reason,
             "insights": self.insights,
         }
+
+    def node(self, node: int | None = None) -> NodeView:
+        """A node by id; the best one by default."""
+        if node is None:
+            return self.best
+        for n in self.nodes:
+            if n.id == node:
+                return n
+        raise KeyError(f"no node {node} in {self.run_dir} (ids 0..{len(self.nodes) - 1})")
+
+    def to_pandas(self):
+        """One row a node (the baseline included), the plan and metrics flattened into columns."""
+        import pandas as pd
+
+        return pd.DataFrame([n.row() for n in self.nodes]).set_index("id", drop=False)
+
+    def config(self) -> dict:
+        """The run's config.yaml (empty if the folder has none)."""
+        import yaml
+
+        path = os.path.join(self.run_dir, "config.yaml")
+        if not os.path.exists(path):
+            return {}
+        with open(path) as f:
+            return yaml.safe_load(f) or {}
+
+    def _weights(self, node: int | None) -> tuple[NodeView, str, str | None]:
+        """(node, model folder, adapter folder or None) of a node that has weights."""
+        from trex_ray.models import local_model, resolve_model
+
+        n = self.node(node)
+        if n.id != 0 and n.status != "ok":
+            raise ValueError(f"node {n.id} has no model: it {n.status}"
+                             + (f" ({(n.result or {}).get('error', {}).get('message', '')[:200]})" if n.result else ""))
+        if n.checkpoint:
+            return n, n.checkpoint, None
+        base = self.config().get("base_model")
+        if not base:
+            raise ValueError(f"{self.run_dir}/config.yaml names no base_model")
+        return n, local_model(resolve_model(base)), n.adapter
+
+    def load_model(self, node: int | None = None, *, merge: bool = False, device: str | None = None):
+        """(model, tokenizer) of a node (the best by default), ready for `model.generate`: the base model with
+        the node's LoRA adapter attached (or merged in, with `merge=True`), or a full fine-tune's checkpoint.
+        Prompt it as the node was trained: `SearchResult.node(i).prompt()` gives the template and system."""
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        _, model_path, adapter = self._weights(node)
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+        tok = AutoTokenizer.from_pretrained(model_path)
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
+        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype)
+        if adapter:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, adapter, is_trainable=False)
+            if merge:
+                model = model.merge_and_unload()
+        return model.to(device).eval(), tok
+
+    def export(self, path: str, node: int | None = None, merge: bool = True) -> str:
+        """Write a node's model (the best by default) to `path` as a Hugging Face checkpoint: with `merge`, the
+        adapter folded into the base weights (loads with `AutoModelForCausalLM.from_pretrained(path)`);
+        without, the PEFT adapter folder (loads with `peft.AutoPeftModelForCausalLM`). Beside it,
+        `trex_ray.json` records where it came from: run, node, direction, scores and the prompt."""
+        if os.path.exists(path) and os.listdir(path):
+            raise FileExistsError(f"{path} exists and is not empty: give a new folder")
+        n, model_path, adapter = self._weights(node)
+        model, tok = self.load_model(n.id, merge=merge, device="cpu")
+        model.save_pretrained(path)
+        tok.save_pretrained(path)
+        cfg = self.config()
+        record = {"run_dir": self.run_dir, "node": n.id, "direction": n.direction, "rationale": n.rationale,
+                  "val_score": n.val_score, "test_score": n.test_score, "metric": (n.result or {}).get("metric"),
+                  "baseline": {"val": self.baseline.val_score, "test": self.baseline.test_score},
+                  "base_model": cfg.get("base_model"), "merged": bool(merge or adapter is None),
+                  "prompt": n.prompt(cfg.get("goal", "")), "plan": n.plan}
+        with open(os.path.join(path, "trex_ray.json"), "w") as f:
+            json.dump(record, f, indent=1, default=str)
+        return path
 
     def save(self) -> None:
         with open(os.path.join(self.run_dir, "result.json"), "w") as f:

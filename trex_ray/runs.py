@@ -118,6 +118,18 @@ def _view(tree: Tree, nid: int, run_dir: str) -> NodeView:
     )
 
 
+def local_run_dir(path: str) -> str:
+    """A run folder on this machine: `path` itself, or for `<storage URI>/<run>` its local mirror, pulled."""
+    from trex_ray.storage import is_uri, prepare
+
+    path = path.rstrip("/")
+    if not is_uri(path):
+        return path
+    storage, _, name = path.rpartition("/")
+    local, name, _ = prepare(storage, name, True, "")
+    return os.path.join(local, name)
+
+
 def load_tree(run_dir: str) -> Tree:
     path = os.path.join(run_dir, "journal.jsonl")
     if not os.path.exists(path):

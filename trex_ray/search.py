@@ -24,13 +24,14 @@ from trex_ray.budget import Budget, Spend
 from trex_ray.errors import ConfigError
 from trex_ray.models import check_model, resolve_model
 from trex_ray.policies import make_policy
-from trex_ray.progress import Progress
+from trex_ray.progress import Progress, TrialReporter
 from trex_ray.prompting import task_system
 from trex_ray.researcher import make_researcher
 from trex_ray.results import SearchResult
 from trex_ray.task import Task
 from trex_ray.llm.base import LLMSpec
 
+REFRESH_S = 1.0  # the live view's refresh, and the longest the driver sleeps between looks at the trials
 EVAL_DEFAULTS = {"max_new_tokens": 32, "batch_size": 32, "num_bad_cases": 20}
 MAX_NEW_TOKENS = 1024  # long-form tasks (clinical notes) need this much; the plan's EvalConfig allows up to 4096
 
@@ -116,14 +117,16 @@ def search(
     threads = threads_per_trial(max_concurrent)
     model_path = resolve_model(base_model)
     ev = start_evaluation(evaluator, model_path, use_gpu=use_gpu, threads=threads, options=eval_options)
+    show = Progress(enabled=progress, budget=budget, run_dir=run_dir)
     try:
-        return _search(task=task, base_model=base_model, budget=budget, agent=agent, researcher=researcher,
+        return _search(show=show, task=task, base_model=base_model, budget=budget, agent=agent, researcher=researcher,
                        policy=policy, max_concurrent=max_concurrent, storage=storage, resume=resume, seed=seed,
                        use_gpu=use_gpu, data_llm=data_llm, progress=progress, run_dir=run_dir,
                        model_path=model_path, threads=threads, ev=ev, trial_timeout_s=trial_timeout_s,
                        trial_memory_gb=trial_memory_gb, executor=executor, train_resources=train_resources,
                        train_retries=train_retries, detach=detach, sync=sync)
     finally:
+        show.close()  # the live panel gives the terminal back, whatever ended the search
         sync.final()  # engines hold a CPU or GPU each: never leave them behind; nor the tree actor (it holds the journal)
         _kill_named(tree_actor_name(run_dir))
         _request_capacity(None, 0)
@@ -133,7 +136,7 @@ def search(
             close()
 
 
-def _search(*, task: Task, base_model: str, budget: Budget, agent, researcher: str, policy: str, max_concurrent: int,
+def _search(*, show: Progress, task: Task, base_model: str, budget: Budget, agent, researcher: str, policy: str, max_concurrent: int,
             storage: str, resume: bool, seed: int, use_gpu: bool, data_llm: dict, progress: bool, run_dir: str,
             model_path: str, threads: int, ev, trial_timeout_s: float | None = None,
             trial_memory_gb: float | None = None, executor=None, train_resources: dict | None = None,
@@ -145,7 +148,6 @@ def _search(*, task: Task, base_model: str, budget: Budget, agent, researcher: s
     from trex_ray.results import NodeResult
     from trex_ray.tree_actor import TreeActor
 
-    show = Progress(enabled=progress, budget=budget)
     show.line(f"researcher: {agent.name}" + (" (auto: no ANTHROPIC_API_KEY)" if researcher == "auto" and
                                              agent.name == "heuristic" else ""))
     show.line(f"evaluation: {ev.name}" + (" (engines: base model loaded once, adapters hot-loaded)"
@@ -201,6 +203,7 @@ def _search(*, task: Task, base_model: str, budget: Budget, agent, researcher: s
             baseline_score=root["score"], ev=ev, threads=threads, use_gpu=use_gpu, data_llm=data_llm,
             memory_limit_gb=trial_memory_gb, train_resources=train_resources, train_retries=train_retries,
             **({"storage_uri": sync.mirror.uri} if sync is not None and sync.mirror is not None else {}),
+            reporter=TrialReporter(tree, nid),
         )
         in_flight[ref] = (nid, parent_id)
         started[ref] = time.time()
@@ -211,13 +214,23 @@ def _search(*, task: Task, base_model: str, budget: Budget, agent, researcher: s
             ray.get(tree.record.remote({"type": "node_relaunched", "id": n["id"]}))
             launch(n["id"], n["parent_id"], n["plan"])
 
-    def spent() -> Spend:
-        s = ray.get(tree.state.remote())
+    def spent(s: dict | None = None) -> Spend:
+        s = s or ray.get(tree.state.remote())
         return Spend(trials=s["trials"], wall_clock_s=spend.wall_clock_s + time.time() - session_start,
                      accelerator_s=s["accelerator_s"], llm_usd=s["llm_usage"].get("usd", 0.0))
 
+    best_seen: dict = {}
+
+    def refresh() -> None:
+        state = ray.get(tree.state.remote())
+        if state["best"] is not None and best_seen.get("id") != state["best"]:
+            b = ray.get(tree.node.remote(state["best"]))
+            best_seen.update(id=b["id"], score=b["score"], direction=b["direction"])
+        show.update(state, spent(state), dict(best_seen) if best_seen else None)
+
     stop_reason = None
     while True:
+        refresh()
         stop_reason = spent().exhausted(budget)
         while stop_reason is None and len(in_flight) < max_concurrent:
             parent_id = ray.get(tree.select.remote())
@@ -234,7 +247,8 @@ def _search(*, task: Task, base_model: str, budget: Budget, agent, researcher: s
         if trial_timeout_s is not None:
             first_due = min(started[r] for r in in_flight) + trial_timeout_s - time.time()
             timeout = max(0.0, first_due if timeout is None else min(timeout, first_due))
-        done, _ = ray.wait(list(in_flight), num_returns=1, timeout=timeout)
+        # wake at least once a second: the live view follows the trials' stages
+        done, _ = ray.wait(list(in_flight), num_returns=1, timeout=REFRESH_S if timeout is None else min(timeout, REFRESH_S))
         overdue = [r for r in in_flight if trial_timeout_s is not None and r not in done
                    and time.time() - started[r] >= trial_timeout_s]
         if overdue:  # a trial past its time: stop it (its training workers and their resources go with it)
@@ -250,7 +264,8 @@ def _search(*, task: Task, base_model: str, budget: Budget, agent, researcher: s
                 _finish(tree, agent, show, nid, parent_id, result, spent, sync)
             continue
         if not done and not (budget.wall_clock_s is not None and spent().wall_clock_s >= budget.wall_clock_s):
-            continue  # woke for a trial's timeout a moment early: wait again
+            refresh()
+            continue  # woke to refresh the view, or for a trial's timeout a moment early: wait again
         if not done:  # out of wall-clock: stop the trials in flight, keep everything finished
             _stop_trials(list(in_flight))
             for ref, (nid, _) in in_flight.items():
@@ -275,8 +290,19 @@ def _search(*, task: Task, base_model: str, budget: Budget, agent, researcher: s
     ray.get(tree.close.remote())
     result = runs.load_result(run_dir, spent=final_spend.model_dump(), stop_reason=stop_reason or "")
     result.save()
+    _write_report(run_dir)
     show.done(result)
     return result
+
+
+def _write_report(run_dir: str) -> None:
+    """The run's report.html, rewritten at the end of every session (a failure costs the page, not the run)."""
+    from trex_ray.report import write_report
+
+    try:
+        write_report(run_dir)
+    except Exception as e:  # noqa: BLE001
+        print(f"trex-ray: warning: could not write the report of {run_dir}: {e}", flush=True)
 
 
 NAMESPACE = "trex-ray"  # where tree actors are named, so that another driver (`trex-ray status`) finds them

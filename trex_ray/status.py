@@ -15,15 +15,23 @@ from trex_ray.errors import ConfigError
 
 
 def snapshot(nodes: list[dict], state: dict, run: str, live: bool, stop_reason: str | None = None) -> dict:
-    """The status of one run from its node summaries and the tree state (`TreeCore.summaries/state`)."""
+    """The status of one run from its node summaries and the tree state (`TreeCore.summaries/state`);
+    trials in flight carry their stage and progress where the tree actor has them (`state["live"]`)."""
+    from trex_ray.progress import stage_text
+
     by_id = {n["id"]: n for n in nodes}
+    reports = state.get("live") or {}
+    now = time.time()
     root = by_id.get(0)
     best = by_id.get(state.get("best")) if state.get("best") is not None else None
     return {
         "run": run, "live": live, "stop_reason": stop_reason,
         "trials": state["trials"], "finished": max(0, state["finished"] - (1 if root and root["status"] in
                                                                               ("ok", "failed") else 0)),
-        "running": [{"id": i, "direction": by_id[i]["direction"]} for i in state["running"] if i in by_id],
+        "running": [{"id": i, "parent_id": by_id[i]["parent_id"], "direction": by_id[i]["direction"],
+                     "stage": reports.get(i, {}).get("stage"), "progress": stage_text(reports.get(i)),
+                     "stage_s": round(now - reports[i]["stage_started"], 1) if "stage_started" in reports.get(i, {})
+                     else None} for i in state["running"] if i in by_id],
         "failed": sum(1 for n in nodes if n["status"] == "failed" and n["id"] != 0),
         "baseline": root["score"] if root else None,
         "best": {"id": best["id"], "score": best["score"], "direction": best["direction"]} if best else None,
@@ -48,7 +56,31 @@ def from_journal(run_dir: str) -> dict:
             stop = None
         elif e["type"] == "run_finished":
             stop = e.get("stop_reason") or "done"
-    return snapshot(summaries_of(tree), state_of(tree), os.path.abspath(run_dir), live=False, stop_reason=stop)
+    snap = snapshot(summaries_of(tree), state_of(tree), os.path.abspath(run_dir), live=False, stop_reason=stop)
+    return _with_published(snap, run_dir) if stop is None else snap
+
+
+LIVE_FRESH_S = 15.0  # a published state older than this is from a driver that stopped without a word
+
+
+def _with_published(snap: dict, run_dir: str) -> dict:
+    """The journal's snapshot with what the running driver publishes (`progress.LIVE_FILE`): the stage of
+    each trial in flight, the budget with its limits. Only a fresh file counts: a driver that was killed
+    leaves its last one behind."""
+    import json
+
+    from trex_ray.progress import LIVE_FILE
+
+    try:
+        with open(os.path.join(run_dir, LIVE_FILE)) as f:
+            pub = json.load(f)
+    except (OSError, ValueError):
+        return snap
+    if time.time() - pub.get("ts", 0) > LIVE_FRESH_S:
+        return snap
+    by_id = {r["id"]: r for r in pub.get("running", [])}
+    running = [{**r, **{k: v for k, v in by_id.get(r["id"], {}).items() if v is not None}} for r in snap["running"]]
+    return {**snap, "live": True, "running": running, "budget": pub.get("budget")}
 
 
 def live_searches(address: str) -> dict[str, object]:
@@ -135,14 +167,21 @@ def render(s: dict) -> list[str]:
         where = "in progress, or stopped before its end (trex-ray resume continues it)"
     lines = [f"{s['run']}: {where}",
              f"  trials: {s['finished']} finished ({s['failed']} failed), {len(s['running'])} in flight"]
-    lines += [f"    node {r['id']}: {r['direction']}" for r in s["running"]]
+    lines += [f"    node {r['id']} <- {r.get('parent_id')} [{r.get('progress') or 'starting'}"
+              + (f", {r['stage_s']:.0f}s" if r.get("stage_s") is not None else "") + f"]: {r['direction']}"
+              for r in s["running"]]
     best = s["best"]
     if best is not None and best["id"] != 0:
         lines.append(f"  best: node {best['id']} val {best['score']:.3f} ({best['score'] - s['baseline']:+.3f} vs "
                      f"baseline {s['baseline']:.3f}), {best['direction']}")
     elif s["baseline"] is not None:
         lines.append(f"  best: the baseline, val {s['baseline']:.3f}")
-    lines.append(f"  spent: {s['accelerator_s'] / 3600:.3f} accelerator-h, ${s['llm_usd']:.2f} LLM")
+    if s.get("budget"):
+        from trex_ray.progress import budget_text
+
+        lines.append(f"  spent: {budget_text(s['budget'])}")
+    else:
+        lines.append(f"  spent: {s['accelerator_s'] / 3600:.3f} accelerator-h, ${s['llm_usd']:.2f} LLM")
     if s["insight"]:
         lines.append(f"  latest insight: {s['insight']}")
     return lines
@@ -166,7 +205,7 @@ def attach(run: str | None, address: str | None, poll_s: float = 2.0, stream=Non
                 print("\n".join(render(last)), file=stream, flush=True)
             return last or {}
         s = snaps[0]
-        key = (s["finished"], tuple(r["id"] for r in s["running"]))
+        key = (s["finished"], tuple((r["id"], r.get("stage")) for r in s["running"]))
         if key != seen:
             print(f"[{time.strftime('%H:%M:%S')}] " + "\n".join(render(s)), file=stream, flush=True)
             seen = key

@@ -96,6 +96,38 @@ class Mirror:
         return sorted(out)
 
 
+def fetch_dir(uri: str, dst: str) -> bool:
+    """Copy the folder at `uri` to the local `dst` (written beside it, then renamed: a reader never sees half
+    of it); False when the URI has no such folder."""
+    import shutil
+    import uuid
+
+    import pyarrow.fs as pafs
+
+    fs, path = pafs.FileSystem.from_uri(uri)
+    if fs.get_file_info(path).type != pafs.FileType.Directory:
+        return False
+    tmp = f"{dst}.tmp-{uuid.uuid4().hex[:8]}"
+    os.makedirs(tmp)
+    pafs.copy_files(path, tmp, source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
+    try:
+        os.rename(tmp, dst)
+    except OSError:  # another process fetched it first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return True
+
+
+def put_dir(src: str, uri: str) -> None:
+    """Copy the local folder `src` to `uri`, unless the URI already has it (entries there are immutable)."""
+    import pyarrow.fs as pafs
+
+    fs, path = pafs.FileSystem.from_uri(uri)
+    if fs.get_file_info(path).type == pafs.FileType.Directory:
+        return
+    fs.create_dir(path, recursive=True)
+    pafs.copy_files(src, path, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
+
+
 class RunSync:
     """Keeps one run folder's URI copy up to date from the mirror (no-op for local storage)."""
 

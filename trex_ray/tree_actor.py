@@ -24,6 +24,8 @@ class TreeCore:
         self.tree = Tree.replay(read_events(journal_path))
         self.policy = make_policy(policy)
         self.driver_job = None  # the Ray job of the driver whose session is the latest (status reads it)
+        self.live: dict[int, dict] = {}  # trials in flight: stage and progress (not journalled: it is gone
+        # when the trial is, and a restarted actor simply waits for the next report)
         # a resumed run continues with a fresh but reproducible stream
         self.rng = random.Random(f"{seed}:{len(self.tree.nodes)}")
 
@@ -33,6 +35,18 @@ class TreeCore:
         self.tree.apply(event)
         if event["type"] == "session_started":
             self.driver_job = event.get("driver_job")
+        elif event["type"] in ("node_finished", "node_cancelled"):
+            self.live.pop(event["id"], None)
+
+    def progress(self, nid: int, info: dict) -> None:
+        """A trial's stage (data / train / eval) and how far it is, reported by the trial as it goes."""
+        node = self.tree.nodes.get(nid)
+        if node is None or node.status != "running":
+            return  # a late report of a trial already finished or stopped
+        cur = self.live.get(nid, {})
+        if info.get("stage") != cur.get("stage"):
+            cur = {"stage_started": time.time()}
+        self.live[nid] = {**cur, **info, "ts": time.time()}
 
     def add_node(self, parent_id: int | None, plan: dict | None, signature: str | None) -> int:
         nid = self.tree.next_id()
@@ -56,7 +70,8 @@ class TreeCore:
         return summaries_of(self.tree, finished)
 
     def state(self) -> dict:
-        return {**state_of(self.tree), "driver_job": self.driver_job}
+        return {**state_of(self.tree), "driver_job": self.driver_job,
+                "live": {nid: dict(v) for nid, v in self.live.items()}}
 
     def close(self) -> None:
         self.journal.close()

@@ -146,6 +146,25 @@ def test_cache_hit_does_no_work(data):
     assert s2["ops"] == s1["ops"]
 
 
+def test_a_storage_uri_cache_is_shared_by_machines_with_their_own_disks(data):
+    """Two "machines" (two local cache folders) and one cache URI: the second reuses the first's dataset."""
+    import pyarrow.parquet as pq
+
+    ctx, extra, tmp = data
+    recipe = _recipe("dedup_exact", extra)
+    uri = f"file://{tmp}/bucket/cache"
+    out1, s1 = pipeline.run_recipe(recipe, ctx, str(tmp / "machine_a"), shared_cache=uri)
+    assert not s1["cache_hit"] and os.path.exists(f"{tmp}/bucket/cache/datasets/{s1['hash']}/stats.json")
+    runs_before = pipeline.EXECUTIONS
+    out2, s2 = pipeline.run_recipe(recipe, ctx, str(tmp / "machine_b"), shared_cache=uri)
+    assert pipeline.EXECUTIONS == runs_before and s2["cache_hit"]  # fetched, not recomputed
+    assert out2.startswith(str(tmp / "machine_b")) and s2["ops"] == s1["ops"]
+    assert pq.read_table(out2).to_pylist() == pq.read_table(out1).to_pylist()
+    # an unreachable shared cache costs the reuse, never the data
+    out3, s3 = pipeline.run_recipe(recipe, ctx, str(tmp / "machine_c"), shared_cache="nosuchfs://x/cache")
+    assert not s3["cache_hit"] and pq.read_table(out3).num_rows == s1["rows"]
+
+
 def test_too_few_rows_fails_early_with_a_message(data):
     ctx, extra, tmp = data
     recipe = parse_recipe([{"load": {}}, {"length_filter": {"max_chars": 5}}, {"format": {}}])

@@ -162,3 +162,28 @@ def test_an_engine_that_cannot_start_falls_back_to_transformers(ray_session, smo
         stop_evaluation(ev)
     assert out["backend"] == "transformers"
     assert "rank" in out["fallback"].lower()
+
+
+def test_an_adapter_the_engine_node_lacks_travels_with_the_request(service, smollm2, adapter, rows, tmp_path,
+                                                                    monkeypatch):
+    """On a cluster without a shared disk the engine cannot read the trial's adapter folder: the folder's files
+    go through the object store and the engine's node writes them into its own cache."""
+    import ray
+
+    from trex_ray import prompting
+    from trex_ray.executor import shipping
+    from trex_ray.executor.eval_service import _hf_call
+
+    convs = [prompting.messages(r["input"], None) for r in rows[:8]]
+    want = ray.get(service.service.generate.remote(smollm2, adapter, convs, max_new_tokens=8)).texts
+    moved = tmp_path / "trial_adapter"
+    shutil.copytree(adapter, moved)
+    sent = shipping.ship(str(moved), always=True)
+    assert isinstance(sent, shipping.Shipped) and sent.path == str(moved)
+    shutil.rmtree(moved)  # the path no longer exists anywhere this engine could look
+    got = ray.get(service.service.generate.remote(smollm2, sent, convs, max_new_tokens=8))
+    assert got.backend == "vllm" and got.texts == want
+    kw = {"max_new_tokens": 8, "batch_size": 8}
+    assert ray.get(_hf_call.remote("generate", smollm2, sent, convs, (), kw, 2)).texts == want
+    assert shipping.ship(str(moved)) == str(moved)  # a missing folder is not shipped: the engine names it
+    assert shipping.ship(adapter) == adapter  # a one-node cluster: plain paths, nothing copied

@@ -84,3 +84,129 @@ def test_load_run_and_show_read_the_same_tree(finished_run):
     header = out.splitlines()[0].split()
     assert header[:5] == ["id", "parent", "depth", "direction", "status"]
     assert "standard LoRA SFT" in out and f"best: node {finished_run.best.id}" in out
+
+
+def test_load_run_rebuilds_the_result_and_flattens_it_for_pandas(finished_run):
+    res = trex_ray.load_run(finished_run.run_dir)
+    assert res.best.id == finished_run.best.id and [n.id for n in res.nodes] == list(range(5))
+    assert res.insights == finished_run.insights and res.stop_reason == "trials"
+    df = res.to_pandas()
+    assert list(df["id"]) == list(range(5)) and df.loc[0, "direction"] == "baseline"
+    for n in res.nodes[1:]:
+        row = df.loc[n.id]
+        assert row["val_score"] == n.val_score and row["status"] == n.status
+        assert row["train.learning_rate"] == n.plan["train"]["learning_rate"]
+        assert row["recipe"].startswith("load") and row["recipe"].endswith("format")
+    assert df.loc[res.best.id, "test_score"] == res.best.test_score
+    with pytest.raises(KeyError, match="no node 99"):
+        res.node(99)
+
+
+def test_load_model_generates_and_export_round_trips_through_from_pretrained(finished_run, tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    res = trex_ray.load_run(finished_run.run_dir)
+    model, tok = res.load_model()
+    prompt = tok("Is 3 > 2?", return_tensors="pt")
+    with torch.inference_mode():
+        want = model(**prompt).logits
+        out = model.generate(**prompt, max_new_tokens=4, do_sample=False)
+    assert out.shape[1] > prompt["input_ids"].shape[1]
+    path = res.export(str(tmp_path / "merged"))
+    merged = AutoModelForCausalLM.from_pretrained(path)  # a plain HF checkpoint: no PEFT needed to load it
+    assert not any("lora" in k for k in merged.state_dict())
+    with torch.inference_mode():
+        got = merged(**prompt).logits
+    assert torch.allclose(got, want, atol=1e-4)  # the adapter really is folded into the weights
+    record = json.load(open(os.path.join(path, "trex_ray.json")))
+    assert record["node"] == res.best.id and record["merged"] and "{input}" in record["prompt"]["template"]
+    adapter_only = res.export(str(tmp_path / "adapter"), merge=False)
+    assert os.path.exists(os.path.join(adapter_only, "adapter_config.json"))
+    with pytest.raises(FileExistsError):
+        res.export(path)  # never writes over an export
+    failed = [n for n in res.nodes if n.status == "failed"]
+    if failed:
+        with pytest.raises(ValueError, match="has no model"):
+            res.load_model(failed[0].id)
+
+
+def test_export_and_report_from_the_command_line(finished_run, tmp_path):
+    from trex_ray.cli import main
+
+    assert main(["export", finished_run.run_dir, str(tmp_path / "m"), "--node", "999"]) == 2
+    out = tmp_path / "compare.html"
+    assert main(["report", finished_run.run_dir, finished_run.run_dir, "--out", str(out)]) == 0
+    page = out.read_text()
+    data = json.loads(page.split('id="trex-data">', 1)[1].split("</script>", 1)[0])
+    assert [r["run_dir"] for r in data["runs"]] == [finished_run.run_dir] * 2  # one line per run
+    assert "https://" not in page and "http://" not in page.replace(
+        "http://www.w3.org/2000/svg", "")  # self-contained: nothing is fetched
+    # the search itself wrote its report at the end
+    assert os.path.exists(os.path.join(finished_run.run_dir, "report.html"))
+
+
+PLANTED = "<script>window.__pwned = 'rationale'</script>"
+
+
+def test_the_report_in_a_real_browser_shows_a_node_and_runs_no_planted_script(finished_run, tmp_path):
+    """Headless Chromium opens the report of the real run, clicks a node, reads its detail panel. Texts from
+    the LLM and from data carry planted markup: they must show as text and never run."""
+    import shutil
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (scripts/setup.sh dev installs it where apt is usable)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from trex_ray.report import write_report
+
+    run = tmp_path / "run"
+    shutil.copytree(finished_run.run_dir, run)
+    nid = finished_run.best.id
+    events = [json.loads(line) for line in open(run / "journal.jsonl")]
+    for e in events:
+        if e["type"] == "node_added" and e["id"] == nid:
+            e["plan"]["rationale"] = PLANTED + " " + e["plan"]["rationale"]
+        if e["type"] == "node_finished" and e["id"] == nid:
+            e["result"]["bad_cases"] = [{"input": "</script><script>window.__pwned = 'data'</script>",
+                                         "expected": "yes", "got": "<b>no</b>", "score": 0.0}]
+    events.append({"ts": events[-1]["ts"], "type": "diagnosis", "id": nid,
+                   "text": "<img src=x onerror=\"window.__pwned = 'diagnosis'\"> the model over-fits"})
+    with open(run / "journal.jsonl", "w") as f:
+        f.writelines(json.dumps(e) + "\n" for e in events)
+    page_path = write_report(str(run))
+    node = trex_ray.load_run(str(run)).node(nid)
+
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            errors, requests = [], []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("request", lambda r: requests.append(r.url))
+            page.goto(f"file://{page_path}")
+            page.wait_for_selector("body[data-ready='1']", timeout=20_000)
+            assert page.locator("g.node").count() == len(finished_run.nodes)
+            page.click(f"g.node[data-node='{nid}']")
+            page.wait_for_selector(f"#detail[data-node='{nid}']")
+            assert page.inner_text("#detail-title").startswith(f"node {nid}")
+            plan = page.inner_text("#detail-plan")
+            assert "train.learning_rate" in plan and json.dumps(node.plan["train"]["learning_rate"]) in plan
+            assert "[0] load" in plan and "format" in plan
+            metrics = page.inner_text("#detail-metrics")
+            assert f"{node.val_score:.3f}" in metrics and "reward" in metrics
+            # the planted markup is on screen as text, and none of it ran
+            assert PLANTED in page.inner_text("#detail-rationale")
+            assert "window.__pwned = 'data'" in page.inner_text("#detail-bad-cases")
+            assert "onerror" in page.inner_text("#detail-diagnosis")
+            assert page.evaluate("typeof window.__pwned") == "undefined"
+            assert page.locator("#detail img, #detail b, #detail script").count() == 0
+            shot = tmp_path / "report.png"
+            page.screenshot(path=str(shot), full_page=True)
+            assert shot.stat().st_size > 10_000
+            assert errors == []
+            assert all(u.startswith(("file://", "data:")) for u in requests)  # nothing from the network
+        finally:
+            browser.close()

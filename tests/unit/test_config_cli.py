@@ -315,16 +315,3 @@ def test_a_packaged_model_path_from_another_machine_is_materialised_here(tmp_pat
     assert path.startswith(str(tmp_path / "here")) and os.path.exists(os.path.join(path, "config.json"))
     assert local_model(path) == path  # present: unchanged
     assert local_model("/nonexistent/some-org-model") == "/nonexistent/some-org-model"  # not ours: as given
-
-
-def test_an_adapter_folder_travels_as_bytes_and_comes_back_whole(tmp_path):
-    from trex_ray.executor.train import pack_dir, unpack_dir
-
-    src = tmp_path / "adapter"
-    (src / "sub").mkdir(parents=True)
-    (src / "adapter_config.json").write_text('{"r": 8}')
-    (src / "sub" / "weights.bin").write_bytes(bytes(range(256)) * 10)
-    back = unpack_dir(pack_dir(str(src)))
-    assert back != str(src)
-    assert (tmp_path / "adapter" / "adapter_config.json").read_text() == open(os.path.join(back, "adapter_config.json")).read()
-    assert open(os.path.join(back, "sub", "weights.bin"), "rb").read() == bytes(range(256)) * 10

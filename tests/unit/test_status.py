@@ -40,13 +40,80 @@ def _run(tmp_path, finished: bool):
 def test_status_from_a_journal_counts_trials_and_names_the_best(tmp_path):
     s = from_journal(str(_run(tmp_path, finished=False)))
     assert (s["finished"], s["failed"], s["live"], s["stop_reason"]) == (2, 1, False, None)
-    assert s["running"] == [{"id": 3, "direction": "raise LoRA rank"}]
+    assert s["running"] == [{"id": 3, "parent_id": 1, "direction": "raise LoRA rank", "stage": None,
+                             "progress": "starting", "stage_s": None}]
     assert s["best"] == {"id": 1, "score": 0.5, "direction": "more epochs"}
     assert s["accelerator_s"] == 1800.0 and s["insight"] == "more epochs helped (+0.25)"
     text = "\n".join(render(s))
     assert "best: node 1 val 0.500 (+0.250 vs baseline 0.250), more epochs" in text
-    assert "0.500 accelerator-h" in text and "node 3: raise LoRA rank" in text
+    assert "0.500 accelerator-h" in text and "node 3 <- 1 [starting]: raise LoRA rank" in text
     assert "trex-ray resume" in text
+
+
+def test_a_running_driver_publishes_stages_and_budget_for_status(tmp_path):
+    """What the driver's Progress writes (live.json) is what `trex-ray status <run>` shows, while fresh."""
+    from trex_ray.budget import Budget, Spend
+    from trex_ray.progress import LIVE_FILE, Progress
+
+    run = _run(tmp_path, finished=False)
+    show = Progress(enabled=False, budget=Budget(trials=8, accelerator_hours=2), run_dir=str(run))
+    show.directions[3] = (1, "raise LoRA rank")
+    state = {"running": [3], "insights": ["x"], "live": {3: {"stage": "train", "step": 40, "steps": 120,
+                                                             "loss": 1.2345, "stage_started": time.time() - 12}}}
+    show.update(state, Spend(trials=3, wall_clock_s=75, accelerator_s=1800))
+    s = from_journal(str(run))
+    assert s["live"] is True
+    assert s["running"][0]["progress"] == "train 40/120 loss 1.234" and s["running"][0]["stage"] == "train"
+    assert s["budget"]["trials"] == [3, 8] and s["budget"]["accelerator_h"] == [0.5, 2]
+    text = "\n".join(render(s))
+    assert "node 3 <- 1 [train 40/120 loss 1.234, 12s]: raise LoRA rank" in text
+    assert "trials 3/8" in text and "accel 0.500h/2.000h" in text
+    # a file left by a driver that died is stale: the journal alone speaks
+    pub = json.loads((run / LIVE_FILE).read_text())
+    (run / LIVE_FILE).write_text(json.dumps({**pub, "ts": time.time() - 60}))
+    s = from_journal(str(run))
+    assert s["live"] is False and s["running"][0]["stage"] is None and "budget" not in s
+    show.close()  # the end of a search takes its file away
+    assert not (run / LIVE_FILE).exists()
+
+
+def test_plain_progress_prints_stage_changes_once(tmp_path):
+    import io
+
+    from trex_ray.budget import Budget, Spend
+    from trex_ray.progress import Progress
+
+    out = io.StringIO()
+    show = Progress(enabled=True, budget=Budget(trials=4), stream=out)
+    assert show.live is None  # not a terminal: plain lines
+    show.base_score = 0.25
+    show.launched(5, 0, {"direction": "more epochs", "train": {"learning_rate": 1e-4, "lora_r": 8, "epochs": 2,
+                                                                 "warm_start": "none"}})
+    for stage in ("data", "data", "train", "eval"):
+        show.update({"running": [5], "live": {5: {"stage": stage, "rows": 64}}}, Spend())
+    lines = out.getvalue().splitlines()
+    assert [ln.split("] ", 1)[1] for ln in lines[1:]] == ["node 5: data", "node 5: train (64 rows)",
+                                                          "node 5: eval (64 val rows)"]
+
+
+def test_the_tree_keeps_live_reports_only_for_trials_in_flight(tmp_path):
+    from trex_ray.tree_actor import TreeCore
+
+    core = TreeCore(str(tmp_path / "journal.jsonl"))
+    core.add_node(None, None, None)
+    core.record({"type": "node_finished", "id": 0, "result": ok(0.2, 0.2)})
+    nid = core.add_node(0, {"direction": "d"}, "sig")
+    core.progress(nid, {"stage": "data"})
+    t_data = core.state()["live"][nid]["stage_started"]
+    core.progress(nid, {"stage": "train", "step": 1, "steps": 9})
+    core.progress(nid, {"stage": "train", "step": 5, "steps": 9})
+    live = core.state()["live"][nid]
+    assert live["step"] == 5 and live["stage_started"] >= t_data
+    core.record({"type": "node_finished", "id": nid, "result": ok(0.3, 0.3)})
+    assert core.state()["live"] == {}
+    core.progress(nid, {"stage": "eval"})  # a late report of a finished trial is dropped
+    assert core.state()["live"] == {}
+    core.close()
 
 
 def test_a_resumed_run_is_in_progress_again(tmp_path):

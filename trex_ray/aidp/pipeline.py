@@ -78,14 +78,21 @@ def _histogram(values: list[int], bins: int = 10) -> dict:
     return {"edges": [lo + i * width for i in range(bins + 1)], "counts": counts}
 
 
-def run_recipe(recipe: Recipe, ctx: OpContext, cache_root: str, min_rows: int = 1) -> tuple[str, dict]:
-    """(directory of the prepared parquet dataset, stats). Does the work only on a cache miss."""
+def run_recipe(recipe: Recipe, ctx: OpContext, cache_root: str, min_rows: int = 1,
+               shared_cache: str | None = None) -> tuple[str, dict]:
+    """(directory of the prepared parquet dataset, stats). Does the work only on a cache miss.
+
+    `shared_cache` (a filesystem URI, `<storage URI>/cache`) is the cache every machine of a cluster
+    shares: a miss here is looked up there before any work, and a fresh result is copied there."""
     import ray
 
     from trex_ray.aidp.rows import counter, new_stats_actor
 
     key = recipe_hash(recipe, ctx)
     final = os.path.join(cache_root, "datasets", key)
+    remote = f"{shared_cache.rstrip('/')}/datasets/{key}" if shared_cache else None
+    if remote and not os.path.exists(os.path.join(final, "stats.json")):
+        _shared("fetch", remote, final)
     if os.path.exists(os.path.join(final, "stats.json")):
         with open(os.path.join(final, "stats.json")) as f:
             stats = json.load(f)
@@ -136,9 +143,24 @@ def run_recipe(recipe: Recipe, ctx: OpContext, cache_root: str, min_rows: int = 
         os.rename(tmp, final)  # cached even when too small: the same recipe then fails at once
     except OSError:  # another trial won the race with the same recipe: keep theirs
         shutil.rmtree(tmp, ignore_errors=True)
+    if remote:
+        _shared("put", final, remote)
     if stats["rows"] < min_rows:
         raise RecipeError(_too_few(stats, min_rows))
     return os.path.join(final, "data"), {**stats, "cache_hit": False}
+
+
+def _shared(op: str, src: str, dst: str) -> None:
+    """Fetch from or put to the shared cache; an unreachable one costs the reuse, never the trial."""
+    from trex_ray import storage
+
+    try:
+        (storage.fetch_dir if op == "fetch" else storage.put_dir)(src, dst)
+    except (OSError, ValueError) as e:  # pyarrow's errors are one or the other
+        import sys
+
+        print(f"trex-ray: warning: dataset cache {op} {src} -> {dst} failed ({e}); going on without it",
+              file=sys.stderr, flush=True)
 
 
 def _lengths(data_dir: str) -> tuple[int, list[int], list[int]]:

@@ -110,12 +110,13 @@ class HFEngine:
         from transformers import AutoModelForCausalLM
         from transformers.utils import logging as hf_logging
 
+        from trex_ray.executor import shipping
         from trex_ray.models import local_model
 
         hf_logging.disable_progress_bar()
         if threads:
             torch.set_num_threads(max(1, int(threads)))
-        model_path = local_model(model_path)
+        model_path = local_model(shipping.local(model_path))
         self.model_path = model_path
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         default = torch.bfloat16 if self.device == "cuda" else torch.float32
@@ -134,8 +135,10 @@ class HFEngine:
                     return engine.base
                 from peft import PeftModel
 
+                from trex_ray.executor import shipping
+
                 engine.adapter_loads += 1
-                self.peft = PeftModel.from_pretrained(engine.base, adapter, is_trainable=False)
+                self.peft = PeftModel.from_pretrained(engine.base, shipping.local(adapter), is_trainable=False)
                 self.peft.to(engine.device).eval()
                 return self.peft
 
@@ -295,9 +298,10 @@ class VLLMEngine:
     def __init__(self, model_path: str, *, max_model_len: int | None = None, enable_lora: bool = True, max_loras: int = 4,
                  max_lora_rank: int = 64, dtype: str | None = None, tensor_parallel_size: int = 1,
                  kv_cache_gb: float = 2.0, gpu_memory_utilization: float = 0.85, seed: int = 0):
+        from trex_ray.executor import shipping
         from trex_ray.models import local_model
 
-        model_path = local_model(model_path)
+        model_path = local_model(shipping.local(model_path))
         gpu = cuda_available()
         if not gpu:
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, int(kv_cache_gb))))
@@ -332,7 +336,9 @@ class VLLMEngine:
             raise ValueError("this engine was started without LoRA; it cannot serve adapters")
         from vllm.lora.request import LoRARequest
 
-        path = os.path.abspath(adapter)
+        from trex_ray.executor import shipping
+
+        path = os.path.abspath(shipping.local(adapter))
         with self._lora_lock:  # callers arrive on the actor's threads
             if path not in self._lora_ids:
                 self._lora_ids[path] = len(self._lora_ids) + 1

@@ -27,6 +27,7 @@ from typing import Any, Sequence
 
 import ray
 
+from trex_ray.executor import shipping
 from trex_ray.executor.engines import (ENGINES, EVALUATORS, LORA_RANKS, Generation, HFEngine, cuda_available,
                                        vllm_available)
 
@@ -67,6 +68,7 @@ def lora_rank_bucket(adapter: str | None) -> int:
     import os
 
     rank = 8
+    adapter = shipping.local(adapter)
     if adapter:
         try:
             with open(os.path.join(adapter, "adapter_config.json")) as f:
@@ -113,14 +115,15 @@ class EvalService:
                 await h.stats.remote()  # raises if the engine could not start
                 return h, "vllm"
             except Exception as e:  # noqa: BLE001 - an engine that cannot start falls back to transformers
-                self.fallbacks[model_path] = _reason(e)
+                self.fallbacks[shipping.key(model_path)] = _reason(e)
         kw = {k: v for k, v in self.engine_kwargs.items() if k in ("max_model_len",)}
         h = ray.remote(HFEngine).options(**_engine_options("transformers", self.use_gpu, 1)).remote(model_path, **kw)
         await h.stats.remote()
         return h, "transformers"
 
-    async def _engine(self, model_path: str, adapter: str | None) -> tuple[str, tuple]:
-        """(busy key, (engine, backend)) for a request."""
+    async def _engine(self, shipped_model, adapter) -> tuple[str, tuple]:
+        """(busy key, (engine, backend)) for a request. Paths may come `shipping.ship`ped."""
+        model_path = shipping.key(shipped_model)
         while True:
             async with self.lock:
                 if model_path == self.base_model:
@@ -138,7 +141,7 @@ class EvalService:
                 if len(self.full) < self.max_engines or idle:
                     if len(self.full) >= self.max_engines:  # stop the least recently used idle engine
                         ray.kill(self.full.pop(idle[0])[0])
-                    self.full[model_path] = await self._start(model_path, None)
+                    self.full[model_path] = await self._start(shipped_model, None)
                     return model_path, self.full[model_path]
             await asyncio.sleep(0.2)  # every engine is serving: wait for one to finish
 
@@ -153,8 +156,8 @@ class EvalService:
 
     async def generate(self, model_path: str, adapter: str | None, conversations: list, **kw) -> Generation:
         out, backend = await self._call("generate", model_path, adapter, conversations, adapter, **kw)
-        if backend == "transformers" and model_path in self.fallbacks:  # this engine is the fallback one
-            out.extra["fallback"] = self.fallbacks[model_path]
+        if backend == "transformers" and shipping.key(model_path) in self.fallbacks:  # the fallback engine
+            out.extra["fallback"] = self.fallbacks[shipping.key(model_path)]
         return out
 
     async def loglik(self, model_path: str, adapter: str | None, conversations: list, options: list,
@@ -190,13 +193,21 @@ class Evaluation:
     service: Any = None
     use_gpu: bool = False
     threads: int | None = None
+    base_model: str | None = None  # other model paths are checkpoints of trials, shipped with each request
 
     def _task(self):
         return _hf_call.options(num_gpus=1 if self.use_gpu else 0, num_cpus=1)
 
+    def _ship(self, model_path: str, adapter: str | None) -> tuple:
+        """A full checkpoint and an adapter travel with the request: the engine may sit on a node that
+        lacks this one's disk (the base model is materialised by each node itself)."""
+        full = self.base_model is not None and model_path != self.base_model
+        return (shipping.ship(model_path) if full else model_path), shipping.ship(adapter)
+
     def generate(self, model_path: str, adapter: str | None, conversations: Sequence[list[dict]], *,
                  max_new_tokens: int, batch_size: int = 16) -> Generation:
         kw = {"max_new_tokens": max_new_tokens, "batch_size": batch_size}
+        model_path, adapter = self._ship(model_path, adapter)
         if self.service is not None:
             return ray.get(self.service.generate.remote(model_path, adapter, list(conversations), **kw))
         return ray.get(self._task().remote("generate", model_path, adapter, list(conversations), (), kw,
@@ -204,6 +215,7 @@ class Evaluation:
 
     def loglik(self, model_path: str, adapter: str | None, conversations: Sequence[list[dict]],
                options: Sequence[Sequence[str]], *, batch_size: int = 16) -> tuple[list[list[float]], str]:
+        model_path, adapter = self._ship(model_path, adapter)
         if self.service is not None:
             return ray.get(self.service.loglik.remote(model_path, adapter, list(conversations), list(options),
                                                       batch_size=batch_size)), self.name
@@ -216,12 +228,12 @@ def start_evaluation(evaluator: str, base_model_path: str, *, use_gpu: bool, thr
     """The run's evaluation backend; for vLLM this starts the service (engines start on first use)."""
     backend = resolve_evaluator(evaluator, use_gpu, ray.cluster_resources().get("GPU", 0) if use_gpu else 0)
     if backend == "transformers":
-        return Evaluation("transformers", None, use_gpu, threads)
+        return Evaluation("transformers", None, use_gpu, threads, base_model_path)
     opts = dict(options or {})
     service = EvalService.options(name=name).remote(
         base_model_path, "vllm" if vllm_available() else "transformers", use_gpu=use_gpu,
         replicas=int(opts.pop("replicas", 1)), max_engines=int(opts.pop("max_engines", 2)), engine_kwargs=opts)
-    return Evaluation("vllm", service, use_gpu, threads)
+    return Evaluation("vllm", service, use_gpu, threads, base_model_path)
 
 
 def stop_evaluation(ev: Evaluation) -> None:

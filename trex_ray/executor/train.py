@@ -15,6 +15,8 @@ import shutil
 import tempfile
 import time
 
+from trex_ray.executor import shipping
+
 
 class TrainingFailed(RuntimeError):
     """A training failure the search knows how to describe; `kind` names it in the node's error."""
@@ -140,10 +142,8 @@ def _train(config: dict) -> None:
     if not examples:
         raise ValueError("no trainable examples after tokenisation")
 
-    warm = config.get("init_adapter")
-    unpacked = None
-    if warm and not os.path.isdir(warm) and config.get("init_adapter_files") is not None:
-        warm = unpacked = unpack_dir(ray.get(config["init_adapter_files"]))  # this node lacks the driver's disk
+    warm = shipping.local(config.get("init_adapter"))  # a copy where this node lacks the driver's disk
+    unpacked = warm if warm and warm != shipping.key(config.get("init_adapter")) else None
     if cfg["method"] == "lora":
         from peft import LoraConfig, PeftModel, get_peft_model
 
@@ -172,7 +172,7 @@ def _train(config: dict) -> None:
     sched = get_linear_schedule_with_warmup(opt, int(cfg["warmup_ratio"] * total_steps), total_steps)
     device = next(model.parameters()).device
 
-    curve, step, tokens, epoch = [], 0, 0, 0
+    curve, step, tokens, epoch, reported = [], 0, 0, 0, 0.0
     while step < total_steps:
         for examples_step in loader:
             n_tokens = sum(sum(1 for x in e["labels"] if x != -100) for e in examples_step)
@@ -196,6 +196,9 @@ def _train(config: dict) -> None:
             step += 1
             if rank == 0 and (step == 1 or step % 10 == 0 or step == total_steps):
                 _progress(config.get("progress_path"), step=step, of=total_steps, loss=curve[-1])
+            if rank == 0 and config.get("reporter") is not None and (time.time() - reported > 1 or step == total_steps):
+                config["reporter"]("train", step=step, steps=total_steps, loss=curve[-1])
+                reported = time.time()
             if step >= total_steps:
                 break
         epoch += 1
@@ -233,27 +236,6 @@ def _progress(path: str | None, **fields) -> None:
             f.write(json.dumps({"t": round(time.time(), 2), **fields}) + "\n")
     except OSError:
         pass
-
-
-def pack_dir(path: str) -> dict[str, bytes]:
-    """A small folder (an adapter) as {relative path: bytes}."""
-    out = {}
-    for root, _, files in os.walk(path):
-        for name in files:
-            full = os.path.join(root, name)
-            with open(full, "rb") as f:
-                out[os.path.relpath(full, path)] = f.read()
-    return out
-
-
-def unpack_dir(files: dict[str, bytes]) -> str:
-    """`pack_dir`'s output written to a fresh temporary folder; returns its path."""
-    d = tempfile.mkdtemp(prefix="trex-adapter-")
-    for rel, data in files.items():
-        os.makedirs(os.path.dirname(os.path.join(d, rel)), exist_ok=True)
-        with open(os.path.join(d, rel), "wb") as f:
-            f.write(data)
-    return d
 
 
 def _remove(path: str) -> None:
@@ -300,13 +282,14 @@ def fit(
     *, data_dir: str, model_path: str, train_cfg: dict, init_adapter: str | None, node_dir: str,
     num_workers: int = 1, use_gpu: bool = False, threads: int | None = None, micro_batch_size: int | None = None,
     memory_limit_gb: float | None = None, resources: dict | None = None, retries: int = 1,
-    node_uri: str | None = None,
+    node_uri: str | None = None, reporter=None,
 ) -> dict:
     """Run the training loop under Ray Train; copy the artifact into `node_dir`; return train stats.
 
     `resources`: what each training worker asks of the cluster beyond its CPU or GPU (a custom resource
     such as an accelerator type). `retries`: how many times a run whose workers died (a lost node) is
-    started again (Ray Train's `FailureConfig`), before it counts as failed."""
+    started again (Ray Train's `FailureConfig`), before it counts as failed. `reporter(stage, **info)`
+    (picklable, see `progress.TrialReporter`) hears the step, steps and loss about once a second."""
     import pyarrow.dataset as pads
     import ray.data
     import ray.train
@@ -320,11 +303,10 @@ def fit(
     os.makedirs(os.path.join(node_dir, "logs"), exist_ok=True)
     trainer = TorchTrainer(
         train_loop,
-        train_loop_config={"train": train_cfg, "model_path": model_path, "init_adapter": init_adapter,
-                           # the parent's adapter travels too, for workers on nodes without this disk
-                           "init_adapter_files": ray.put(pack_dir(init_adapter)) if init_adapter else None,
+        # the parent's adapter travels with the config, for workers on nodes without this disk
+        train_loop_config={"train": train_cfg, "model_path": model_path, "init_adapter": shipping.ship(init_adapter),
                            "threads": threads, "micro_batch_size": micro_batch_size,
-                           "memory_limit_gb": memory_limit_gb,
+                           "memory_limit_gb": memory_limit_gb, "reporter": reporter,
                            "progress_path": os.path.join(node_dir, "logs", "train_progress.jsonl")},
         scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu,
                                      resources_per_worker=worker_resources(use_gpu, resources)),

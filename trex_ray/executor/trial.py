@@ -68,29 +68,33 @@ def run_trial(*, node_id: int, plan: dict, parent_adapter: str | None, task: dic
               run_dir: str, cache_root: str, baseline_score: float, ev: Evaluation,
               threads: int | None = None, use_gpu: bool = False, data_llm: dict | None = None,
               memory_limit_gb: float | None = None, train_resources: dict | None = None,
-              train_retries: int = 1, storage_uri: str | None = None) -> dict:
+              train_retries: int = 1, storage_uri: str | None = None, reporter=None) -> dict:
     node_dir = os.path.join(run_dir, "nodes", str(node_id))
     os.makedirs(node_dir, exist_ok=True)
     write_json(os.path.join(node_dir, "plan.json"), plan)
     p = Plan.model_validate(plan)
     t0 = time.time()
     stage, data_stats, train_stats = "data", {}, {}
+    report = reporter or (lambda stage, **info: None)
     try:
+        report("data", ops=len(p.recipe.ops))
         _log(node_dir, f"data: {p.recipe.to_yaml_list()}")
         ctx = OpContext(train_path=task["train"], input_field=task["input_field"],
                         output_field=task["output_field"], tokenizer_path=model_path,
                         eval_paths=(task["val"], task["test"]), goal=task.get("goal", ""), llm=data_llm,
                         threads=threads, use_gpu=use_gpu)
-        data_dir, data_stats = run_recipe(p.recipe, ctx, cache_root, min_rows=MIN_TRAIN_ROWS)
+        data_dir, data_stats = run_recipe(p.recipe, ctx, cache_root, min_rows=MIN_TRAIN_ROWS,
+                                          shared_cache=f"{storage_uri.rstrip('/')}/cache" if storage_uri else None)
         _log(node_dir, f"data: {data_stats['rows']} rows (cache hit: {data_stats['cache_hit']})")
 
         stage = "train"
+        report("train", rows=data_stats["rows"])
         init = parent_adapter if p.train.warm_start == "parent" else None
         if p.train.warm_start == "parent" and not parent_adapter:
             raise ValueError("warm_start=parent but the parent has no adapter (it is the base model or failed)")
         fit = dict(data_dir=data_dir, model_path=model_path, train_cfg=p.train.model_dump(), init_adapter=init,
                    node_dir=node_dir, threads=threads, use_gpu=use_gpu, memory_limit_gb=memory_limit_gb,
-                   resources=train_resources, retries=train_retries,
+                   resources=train_resources, retries=train_retries, reporter=reporter,
                    node_uri=f"{storage_uri.rstrip('/')}/{os.path.basename(run_dir)}/nodes/{node_id}" if storage_uri else None)
         try:
             train_stats = train_mod.fit(**fit)
@@ -102,6 +106,7 @@ def run_trial(*, node_id: int, plan: dict, parent_adapter: str | None, task: dic
         _log(node_dir, f"train: {train_stats['steps']} steps, final loss {train_stats['final_loss']:.4f}")
 
         stage = "eval"
+        report("eval", rows=len(task["val_rows"]), loss=train_stats["final_loss"])
         prompt = p.recipe.prompt
         adapter = train_stats["artifact"] if p.train.method == "lora" else None
         eval_model = model_path if p.train.method == "lora" else train_stats["artifact"]
