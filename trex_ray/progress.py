@@ -214,10 +214,14 @@ class Progress:
         elif base is not None:
             head.append(f"best: the baseline, val {base:.3f}")
         table = Table(box=None, pad_edge=False, expand=False, header_style="bold")
-        for col in ("node", "parent", "direction", "stage", "", "in stage"):
-            table.add_column(col)
+        table.add_column("node", no_wrap=True)
+        table.add_column("parent", no_wrap=True)
+        table.add_column("direction", no_wrap=True, overflow="ellipsis", max_width=36)
+        table.add_column("stage", no_wrap=True, overflow="ellipsis", min_width=12)
+        table.add_column("", no_wrap=True, width=12)
+        table.add_column("in stage", no_wrap=True)
         for r in s.get("running", []):
-            bar = ProgressBar(total=r["steps"], completed=r.get("step", 0), width=16) if r.get("steps") else Text("")
+            bar = ProgressBar(total=r["steps"], completed=r.get("step", 0), width=12) if r.get("steps") else Text("")
             table.add_row(str(r["id"]), str(r["parent_id"] if r["parent_id"] is not None else ""),
                           Text(r["direction"][:48]), Text(r["progress"]), bar,
                           _fmt_s(r["stage_s"]) if r.get("stage_s") is not None else "")

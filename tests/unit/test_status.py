@@ -168,3 +168,28 @@ def test_status_of_an_address_nobody_answers_at_fails_fast_naming_the_field(caps
     t0 = time.time()
     assert main(["status", "--address", "127.0.0.1:1"]) == 2
     assert "address:" in capsys.readouterr().err and time.time() - t0 < 30
+
+
+def test_the_terminal_panel_shows_trials_best_budget_and_insight():
+    import io
+
+    from trex_ray.budget import Budget, Spend
+    from trex_ray.progress import Progress
+
+    out = io.StringIO()
+    show = Progress(enabled=True, budget=Budget(trials=8), stream=out, rich=True)
+    try:
+        assert show.live is not None
+        show.base_score = 0.25
+        show.directions[3] = (1, "raise LoRA rank")
+        show.update({"running": [3], "insights": ["more epochs helped"],
+                     "live": {3: {"stage": "train", "step": 40, "steps": 120, "loss": 1.5}}},
+                    Spend(trials=3, wall_clock_s=75), best={"id": 1, "score": 0.5, "direction": "more epochs"})
+        show.line("node 3 <- 1: [bold]not markup[/bold]")
+    finally:
+        show.close()
+    text = out.getvalue()
+    assert "train 40/120 loss 1.500" in text and "raise LoRA rank" in text
+    assert "best val 0.500" in text and "+0.250 vs baseline 0.250" in text
+    assert "trials 3/8" in text and "insight: more epochs helped" in text
+    assert "[bold]not markup[/bold]" in text  # event text is printed as it is
