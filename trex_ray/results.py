@@ -42,14 +42,23 @@ class NodeView:
     diagnosis: str | None
     path: str
 
+    def _artifact(self, kind: str) -> str | None:
+        """The folder recorded for `kind`, or its place in this node's folder when the run was moved (or
+        fetched from a storage URI onto another machine)."""
+        recorded = (self.result or {}).get("artifacts", {}).get(kind)
+        if recorded is None or os.path.isdir(recorded):
+            return recorded
+        here = os.path.join(self.path, os.path.basename(os.path.normpath(recorded)))
+        return here if os.path.isdir(here) else recorded
+
     @property
     def adapter(self) -> str | None:
-        return (self.result or {}).get("artifacts", {}).get("adapter")
+        return self._artifact("adapter")
 
     @property
     def checkpoint(self) -> str | None:
         """A full fine-tune's model folder (None for LoRA nodes and the baseline)."""
-        return (self.result or {}).get("artifacts", {}).get("model")
+        return self._artifact("model")
 
     @property
     def rationale(self) -> str:

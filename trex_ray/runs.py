@@ -126,7 +126,11 @@ def local_run_dir(path: str) -> str:
     if not is_uri(path):
         return path
     storage, _, name = path.rpartition("/")
-    local, name, _ = prepare(storage, name, True, "")
+    try:
+        local, name, _ = prepare(storage, name, True, "")
+    except ConfigError:
+        raise ConfigError("run", f"no run folder at {path}", "give <storage URI>/<run name>, as trex-ray "
+                          "status or the run's config.yaml names it") from None
     return os.path.join(local, name)
 
 

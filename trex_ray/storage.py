@@ -171,6 +171,8 @@ def prepare(storage: str, run_name: str | None, resume: bool, task_name: str
     On resume the run folder is pulled from the URI first (the newest run of the task without a name)."""
     if not is_uri(storage):
         return storage, run_name, None
+    import pyarrow.fs as pafs
+
     mirror = Mirror(storage)
     if resume:
         name = run_name or max((r for r in mirror.runs() if r.startswith(task_name + "-")), default=None)
@@ -178,7 +180,7 @@ def prepare(storage: str, run_name: str | None, resume: bool, task_name: str
             raise ConfigError("resume", f"no run to resume for task {task_name!r} in {storage!r}",
                               "give run_name of an existing run folder, or start a new run without resume")
         run_name = name
-    elif run_name and mirror.fs.get_file_info(f"{mirror.base}/{run_name}/journal.jsonl").type.name == "File":
+    elif run_name and mirror.fs.get_file_info(f"{mirror.base}/{run_name}/journal.jsonl").type == pafs.FileType.File:
         raise ConfigError("run_name", f"a run already exists at {storage.rstrip('/')}/{run_name}",
                           "resume it (trex-ray resume / resume=True) or choose another run_name")
     return mirror.local, run_name, mirror

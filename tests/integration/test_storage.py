@@ -38,6 +38,20 @@ def test_a_run_on_a_storage_uri_is_pushed_there_and_resumed_from_there(tmp_path,
     assert len([n for n in second.nodes if n.id != 0]) == 2
     assert (remote / "nodes" / "2" / "result.json").exists()
     assert json.load(open(remote / "result.json"))["spent"]["trials"] == 2
+    assert list((tmp_path / "remote" / "cache" / "datasets").iterdir())  # the dataset cache is at the URI too
+
+    shutil.rmtree(mirror)  # the results, read from the URI alone
+    res = trex_ray.load_run(f"{uri}/r")
+    assert [n.id for n in res.nodes] == [0, 1, 2] and res.best.id == second.best.id
+    if res.best.id != 0:
+        assert os.path.exists(os.path.join(res.best.adapter, "adapter_config.json"))
+        model, tok = res.load_model()
+        assert model.peft_config
+    from trex_ray.errors import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        trex_ray.load_run(f"{uri}/no-such-run")
+    assert e.value.field == "run"
 
 
 def test_a_storage_uri_nobody_can_open_names_the_field(tmp_path, majority_task):

@@ -335,15 +335,18 @@ def fit(
         raise
     if result.checkpoint is None:
         raise RuntimeError(f"training reported no checkpoint ({result.error})")
+    failure = None
     with result.checkpoint.as_directory() as d:
         if os.path.exists(os.path.join(d, "failure.json")):  # the worker's own error, reported (train_loop)
             with open(os.path.join(d, "failure.json")) as f:
                 failure = json.load(f)
-            _remove(storage)
-            failed, message = failure["failed"], failure["message"]
-            known = {"diverged": Diverged, "out_of_memory": OutOfMemory}.get(failure["known"])
-            raise known(message if known is Diverged else f"{failed}: {message}") if known else \
-                RuntimeError(f"{failed}: {message}")
+    if failure is not None:  # read and out of the checkpoint: now its folder can go
+        _remove(storage)
+        failed, message = failure["failed"], failure["message"]
+        known = {"diverged": Diverged, "out_of_memory": OutOfMemory}.get(failure["known"])
+        raise known(message if known is Diverged else f"{failed}: {message}") if known else \
+            RuntimeError(f"{failed}: {message}")
+    with result.checkpoint.as_directory() as d:
         with open(os.path.join(d, "train_stats.json")) as f:
             stats = json.load(f)
         name = "adapter" if train_cfg["method"] == "lora" else "model"
