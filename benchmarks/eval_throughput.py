@@ -25,25 +25,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
-
-def random_qwen3(out: str) -> str:
-    """A Qwen3-1.7B-shaped model with random weights and the small offline tokenizer (ids < 1024)."""
-    import torch
-    from transformers import AutoModelForCausalLM, Qwen3Config
-
-    from trex_ray.models import tiny_tokenizer
-
-    tok = tiny_tokenizer()
-    cfg = Qwen3Config(vocab_size=151936, hidden_size=2048, intermediate_size=6144, num_hidden_layers=28,
-                      num_attention_heads=16, num_key_value_heads=8, head_dim=128, max_position_embeddings=4096,
-                      tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                      pad_token_id=tok.pad_token_id)
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16)
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
+from common import random_qwen3  # noqa: E402
 
 
 def make_adapters(model_path: str, n: int, out: str) -> list[str]:

@@ -66,6 +66,10 @@ class RunConfig(BaseModel):
                                "again before the trial counts as failed.")
     detach: bool = Field(False, description="Keep the tree actor alive if the driver dies (trex-ray status still "
                          "answers; resume takes over).")
+    warm_start: bool = Field(True, description="Let plans continue from their parent's adapter (warm start); "
+                             "false trains every node from the base model.")
+    recipe_cache: bool = Field(True, description="Reuse a prepared dataset when a recipe was already run; false "
+                               "prepares the data of every trial anew.")
     data_llm: dict | None = Field(None, description="LLM of generating/judging data ops, e.g. {model: smollm2-135m} "
                                   "(default: the base model, run locally).")
 
@@ -118,7 +122,8 @@ class RunConfig(BaseModel):
                     evaluator=self.evaluator, eval_options=self.eval_options, address=self.address, data_llm=self.data_llm,
                     researcher_llm=self.researcher_llm, notes_dir=self.notes_dir, trial_timeout_s=self.trial_timeout_s,
                     trial_memory_gb=self.trial_memory_gb, train_resources=self.train_resources,
-                    train_retries=self.train_retries, detach=self.detach)
+                    train_retries=self.train_retries, detach=self.detach, warm_start=self.warm_start,
+                    recipe_cache=self.recipe_cache)
 
 
 def load_yaml(path: str) -> dict:

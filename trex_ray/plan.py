@@ -116,6 +116,17 @@ class TrainConfig(Strict):
         "base", description="Start from the base model or continue from the parent node's adapter."
     )
     seed: int = Field(0, description="Seed for init, shuffling and dropout.")
+    packing: bool = Field(False, description="Concatenate examples into sequences of up to max_seq_len (no padding; "
+                          "each example attends only to itself); batch_size then counts packed sequences.")
+    gradient_checkpointing: bool = Field(False, description="Recompute activations in the backward pass: less memory, "
+                                         "about a third more compute.")
+    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="Weights and compute dtype; auto is bf16 on "
+                                                       "GPU and fp32 on CPU.")
+
+
+# settings added after plans were first journalled: left out of a plan's signature while at their default,
+# so the signatures of earlier runs' plans stay what they were
+_LATE_TRAIN_DEFAULTS = {"packing": False, "gradient_checkpointing": False, "precision": "auto"}
 
 
 class EvalConfig(Strict):
@@ -138,7 +149,8 @@ class Plan(Strict):
         body = {
             "from": parent_id if self.train.warm_start == "parent" else None,
             "recipe": self.recipe.model_dump(),
-            "train": self.train.model_dump(exclude={"seed"}),
+            "train": {k: v for k, v in self.train.model_dump(exclude={"seed"}).items()
+                      if _LATE_TRAIN_DEFAULTS.get(k, object()) != v},
             "eval": self.eval.model_dump(),
         }
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]

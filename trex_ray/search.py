@@ -61,6 +61,8 @@ def search(
     train_resources: dict | None = None,
     train_retries: int = 1,
     detach: bool = False,
+    warm_start: bool = True,
+    recipe_cache: bool = True,
     executor=None,
 ) -> SearchResult:
     # 1. everything a user can get wrong is checked before any folder is touched
@@ -81,13 +83,17 @@ def search(
     if not isinstance(train_retries, int) or isinstance(train_retries, bool) or train_retries < 0:
         raise ConfigError("train_retries", f"must be a whole number >= 0, got {train_retries!r}",
                           "e.g. 1 (start a training run once more after its node was lost), or 0")
+    for name, value in (("detach", detach), ("warm_start", warm_start), ("recipe_cache", recipe_cache)):
+        if not isinstance(value, bool):
+            raise ConfigError(name, f"must be true or false, got {value!r}", f"e.g. {name}: false")
     data_llm = _data_llm(data_llm, base_model)
     eval_options = _eval_options(evaluator, eval_options)
     settings = dict(base_model=base_model, researcher=researcher, researcher_llm=researcher_llm,
                     policy=policy, max_concurrent=max_concurrent,
                     seed=seed, evaluator=evaluator, eval_options=eval_options, budget=budget.model_dump(), data_llm=data_llm,
                     trial_timeout_s=trial_timeout_s, trial_memory_gb=trial_memory_gb,
-                    train_resources=train_resources, train_retries=train_retries)
+                    train_resources=train_resources, train_retries=train_retries, warm_start=warm_start,
+                    recipe_cache=recipe_cache)
     from trex_ray.storage import RunSync, prepare
 
     storage_uri = storage
@@ -124,7 +130,8 @@ def search(
                        use_gpu=use_gpu, data_llm=data_llm, progress=progress, run_dir=run_dir,
                        model_path=model_path, threads=threads, ev=ev, trial_timeout_s=trial_timeout_s,
                        trial_memory_gb=trial_memory_gb, executor=executor, train_resources=train_resources,
-                       train_retries=train_retries, detach=detach, sync=sync)
+                       train_retries=train_retries, detach=detach, sync=sync, warm_start=warm_start,
+                       recipe_cache=recipe_cache)
     finally:
         show.close()  # the live panel gives the terminal back, whatever ended the search
         sync.final()  # engines hold a CPU or GPU each: never leave them behind; nor the tree actor (it holds the journal)
@@ -140,7 +147,8 @@ def _search(*, show: Progress, task: Task, base_model: str, budget: Budget, agen
             storage: str, resume: bool, seed: int, use_gpu: bool, data_llm: dict, progress: bool, run_dir: str,
             model_path: str, threads: int, ev, trial_timeout_s: float | None = None,
             trial_memory_gb: float | None = None, executor=None, train_resources: dict | None = None,
-            train_retries: int = 1, detach: bool = False, sync=None) -> SearchResult:
+            train_retries: int = 1, detach: bool = False, sync=None, warm_start: bool = True,
+            recipe_cache: bool = True) -> SearchResult:
     """The search proper, once Ray, the run folder and the evaluation backend are up."""
     import ray
 
@@ -199,7 +207,9 @@ def _search(*, show: Progress, task: Task, base_model: str, budget: Budget, agen
         parent = ray.get(tree.node.remote(parent_id))
         ref = trial_fn.remote(
             node_id=nid, plan=plan, parent_adapter=(parent["result"] or {}).get("artifacts", {}).get("adapter"),
-            task=task_info, model_path=model_path, run_dir=run_dir, cache_root=runs.cache_root(storage),
+            task=task_info, model_path=model_path, run_dir=run_dir,
+            # without the recipe cache each trial prepares its data in a folder of its own
+            cache_root=runs.cache_root(storage) if recipe_cache else os.path.join(run_dir, "nodes", str(nid), "data"),
             baseline_score=root["score"], ev=ev, threads=threads, use_gpu=use_gpu, data_llm=data_llm,
             memory_limit_gb=trial_memory_gb, train_resources=train_resources, train_retries=train_retries,
             **({"storage_uri": sync.mirror.uri} if sync is not None and sync.mirror is not None else {}),
@@ -236,6 +246,10 @@ def _search(*, show: Progress, task: Task, base_model: str, budget: Budget, agen
             parent_id = ray.get(tree.select.remote())
             context = ray.get(tree.context.remote(parent_id))
             plan = agent.propose(brief, context, rng)
+            if not warm_start and plan.train.warm_start == "parent":  # reuse switched off: train from the base
+                plan = plan.model_copy(update={
+                    "train": plan.train.model_copy(update={"warm_start": "base"}),
+                    "rationale": (plan.rationale + " (warm start is off in this search: trained from the base model)").strip()})
             nid = ray.get(tree.add_node.remote(parent_id, plan.model_dump(), plan.signature(parent_id)))
             launch(nid, parent_id, plan.model_dump())
             stop_reason = spent().exhausted(budget)

@@ -22,8 +22,9 @@ def torch_threads(n: int | None) -> None:
         torch.set_num_threads(max(1, int(n)))
 
 
-def load_model(model_path: str):
-    """(model, tokenizer) for training on the best device: bf16 on GPU, fp32 on CPU."""
+def load_model(model_path: str, precision: str = "auto"):
+    """(model, tokenizer) for training on the best device: bf16 on GPU and fp32 on CPU (`precision="auto"`),
+    or the dtype `precision` names."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
@@ -33,7 +34,8 @@ def load_model(model_path: str):
     hf_logging.disable_progress_bar()
     model_path = local_model(model_path)  # a node other than the driver's materialises it itself
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}.get(precision) or (
+        torch.bfloat16 if device == "cuda" else torch.float32)
     tok = AutoTokenizer.from_pretrained(model_path)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token

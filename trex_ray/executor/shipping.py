@@ -2,7 +2,9 @@
 
 A trial writes its adapter in its node folder. On a cluster whose nodes share no disk, an evaluation
 engine or a training worker on another node cannot read that path, so the sender `ship`s the folder: its
-files go into Ray's object store once, and the receiver's `local` writes them into its own cache
+files travel inside the request (Ray moves a large argument through its object store, owned by the caller
+for as long as the call runs, so nothing outlives or predeceases the request), and the receiver's `local`
+writes them into its own cache
 (`<cache>/shipped/<content hash>/`), keyed by content so an engine that keys adapters by path (vLLM's
 LoRA ids) sees one stable path per adapter. On the sender's own node, and on a one-node cluster, the path
 is used as it is and nothing is copied.
@@ -14,18 +16,17 @@ import hashlib
 import os
 import shutil
 import uuid
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
 class Shipped:
-    """A folder as the sending node has it, with its files in the object store."""
+    """A folder as the sending node has it, with its files."""
 
     path: str
     digest: str
     node_id: str
-    files: Any  # ObjectRef of {relative path: bytes}
+    files: dict[str, bytes] = field(repr=False)
 
     def __str__(self) -> str:
         return self.path
@@ -78,7 +79,7 @@ def ship(path: str | None, *, always: bool = False) -> str | Shipped | None:
     if not path or not os.path.isdir(path) or (not always and _alive_nodes() <= 1):
         return path
     files = pack_dir(path)
-    return Shipped(os.path.abspath(path), _digest(files), ray.get_runtime_context().get_node_id(), ray.put(files))
+    return Shipped(os.path.abspath(path), _digest(files), ray.get_runtime_context().get_node_id(), files)
 
 
 def local(x: str | Shipped | None) -> str | None:
@@ -100,7 +101,7 @@ def local(x: str | Shipped | None) -> str | None:
     if os.path.isdir(target):
         os.utime(target)  # recently used: kept by the pruning below
     else:
-        write_dir(ray.get(x.files), target)
+        write_dir(x.files, target)
         _prune(root, keep=KEEP)
     return target
 

@@ -86,10 +86,37 @@ def tokenize_rows(tok, rows: list[dict], max_seq_len: int) -> tuple[list[dict], 
     return out, cut
 
 
+def pack_examples(examples: list[dict], max_len: int) -> list[dict]:
+    """Examples concatenated, in order, into sequences of at most `max_len` tokens; `position_ids` restart at
+    each example, which is how the model (transformers' packed-sequence masks) keeps attention within it."""
+    packs, cur = [], {"input_ids": [], "labels": [], "position_ids": []}
+    for e in examples:
+        if cur["input_ids"] and len(cur["input_ids"]) + len(e["input_ids"]) > max_len:
+            packs.append(cur)
+            cur = {"input_ids": [], "labels": [], "position_ids": []}
+        cur["input_ids"] += e["input_ids"]
+        cur["labels"] += e["labels"]
+        cur["position_ids"] += list(range(len(e["input_ids"])))
+    if cur["input_ids"]:
+        packs.append(cur)
+    return packs
+
+
 def _collate(batch: list[dict], pad_id: int):
     import torch
 
     n = max(len(b["input_ids"]) for b in batch)
+    if "position_ids" in batch[0]:  # packed: no attention mask (the position ids delimit the examples)
+        ids = torch.full((len(batch), n), pad_id, dtype=torch.long)
+        labels = torch.full((len(batch), n), -100, dtype=torch.long)
+        pos = torch.arange(n).repeat(len(batch), 1)  # the padding is a sequence of its own
+        for i, b in enumerate(batch):
+            k = len(b["input_ids"])
+            ids[i, :k] = torch.tensor(b["input_ids"])
+            labels[i, :k] = torch.tensor(b["labels"])
+            pos[i, :k] = torch.tensor(b["position_ids"])
+            pos[i, k:] = torch.arange(n - k)
+        return {"input_ids": ids, "labels": labels, "position_ids": pos}
     ids = torch.full((len(batch), n), pad_id, dtype=torch.long)
     labels = torch.full((len(batch), n), -100, dtype=torch.long)
     mask = torch.zeros((len(batch), n), dtype=torch.long)
@@ -136,11 +163,20 @@ def _train(config: dict) -> None:
     t0 = time.time()
 
     rows = list(ray.train.get_dataset_shard("train").iter_rows())
-    model, tok = load_model(config["model_path"])
+    model, tok = load_model(config["model_path"], cfg.get("precision", "auto"))
     _limit_memory(config.get("memory_limit_gb"))
     examples, cut = tokenize_rows(tok, rows, cfg["max_seq_len"])
     if not examples:
         raise ValueError("no trainable examples after tokenisation")
+    n_examples = len(examples)
+    if cfg.get("packing"):
+        import random
+
+        random.Random(cfg["seed"]).shuffle(examples)  # packs mix examples; the loader then shuffles the packs
+        examples = pack_examples(examples, cfg["max_seq_len"])
+    if cfg.get("gradient_checkpointing"):
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
 
     warm = shipping.local(config.get("init_adapter"))  # a copy where this node lacks the driver's disk
     unpacked = warm if warm and warm != shipping.key(config.get("init_adapter")) else None
@@ -172,7 +208,10 @@ def _train(config: dict) -> None:
     sched = get_linear_schedule_with_warmup(opt, int(cfg["warmup_ratio"] * total_steps), total_steps)
     device = next(model.parameters()).device
 
-    curve, step, tokens, epoch, reported = [], 0, 0, 0, 0.0
+    curve, step, tokens, padded, epoch, reported = [], 0, 0, 0, 0, 0.0
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    t_loop = time.time()
     while step < total_steps:
         for examples_step in loader:
             n_tokens = sum(sum(1 for x in e["labels"] if x != -100) for e in examples_step)
@@ -180,6 +219,7 @@ def _train(config: dict) -> None:
             for i in range(0, len(examples_step), micro):
                 part = examples_step[i:i + micro]
                 batch = {k: v.to(device) for k, v in _collate(part, tok.pad_token_id).items()}
+                padded += batch["input_ids"].numel()
                 loss = model(**batch).loss
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"diverged: the training loss became {float(loss)} at step {step + 1}")
@@ -187,7 +227,7 @@ def _train(config: dict) -> None:
                 share = sum(1 for e in part for x in e["labels"] if x != -100) / max(1, n_tokens)
                 (loss * share).backward()
                 step_loss += float(loss.detach()) * share
-                tokens += int(batch["attention_mask"].sum())
+                tokens += sum(len(e["input_ids"]) for e in part)  # real tokens, padding not counted
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             sched.step()
@@ -205,8 +245,14 @@ def _train(config: dict) -> None:
         if step < total_steps:
             ray.train.report({"epoch": epoch, "step": step, "loss": curve[-1]})
 
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    loop_s = time.time() - t_loop
     stats = {
-        "steps": step, "epochs": cfg["epochs"], "examples": len(examples), "truncated": cut,
+        "steps": step, "epochs": cfg["epochs"], "examples": n_examples, "truncated": cut,
+        "loop_seconds": round(loop_s, 3), "tokens_per_s": round(tokens / max(loop_s, 1e-9), 1),
+        "peak_memory_gb": round(torch.cuda.max_memory_allocated(device) / 2**30, 3) if device.type == "cuda" else None,
+        "sequences": len(examples), "padded_tokens": padded * world,
         "tokens": tokens * world, "seconds": round(time.time() - t0, 2), "workers": world,
         "device": str(device), "final_loss": sum(curve[-5:]) / len(curve[-5:]),
         "loss_curve": _downsample(curve, 100), "warm_start": bool(warm),

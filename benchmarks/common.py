@@ -1,0 +1,43 @@
+"""Shared by the benchmark scripts: random-weight models of a real model's shape, and result files."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# Qwen3-1.7B's published architecture; "tiny" keeps its layout at a size a CPU trains in seconds
+SHAPES = {
+    "qwen3-1.7b": dict(vocab_size=151936, hidden_size=2048, intermediate_size=6144, num_hidden_layers=28,
+                       num_attention_heads=16, num_key_value_heads=8, head_dim=128),
+    "tiny": dict(vocab_size=1024, hidden_size=64, intermediate_size=192, num_hidden_layers=2,
+                 num_attention_heads=4, num_key_value_heads=2, head_dim=16),
+}
+
+
+def random_qwen3(out: str, shape: str = "qwen3-1.7b") -> str:
+    """A Qwen3 model of `shape` with random weights and the small offline tokenizer (ids < 1024), saved to
+    `out`; returns `out`."""
+    import torch
+    from transformers import AutoModelForCausalLM, Qwen3Config
+
+    from trex_ray.models import tiny_tokenizer
+
+    tok = tiny_tokenizer()
+    cfg = Qwen3Config(**SHAPES[shape], max_position_embeddings=4096, tie_word_embeddings=True,
+                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def save_json(obj, path: str) -> str:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump({"written": time.strftime("%Y-%m-%d %H:%M:%S"), **obj}, f, indent=1, default=str)
+    return path

@@ -1,0 +1,334 @@
+"""Search efficiency: trex-ray's tree policies against Ray Tune's Bayesian search, side by side in one run.
+
+On each task, with the same model, the same trial budget and the same seeds:
+- trex-ray with `mcts`, `greedy`, `sequential` and `random` (the offline heuristic researcher plans every
+  trial; the policy picks which node to refine);
+- Ray Tune with `OptunaSearch` (TPE), without and with ASHA early stopping, over the same training-config
+  space and the same data-recipe choices the heuristic researcher has (learning rate, epochs, LoRA rank and
+  target modules, prompt template, data cleaning), each sampled config run as one trial through the very
+  same executor (`run_trial`: Ray Data recipe, Ray Train + PEFT, evaluation). With ASHA a trial trains in
+  three segments (each continuing the previous segment's adapter) and reports its val score after each, so
+  poor configs can be stopped early; without ASHA it trains in one go, as a trex-ray trial does.
+
+Printed and saved (JSON and a PNG under benchmarks/results/): best val score so far against trials for each
+method (mean and range over seeds), the test score of the best-so-far node, the accelerator seconds spent,
+and how many trials each method needs to reach 95% of the best val score any method found on the task.
+
+    python benchmarks/search_policies.py --quick                        # checks the script works (~2 min)
+    python benchmarks/search_policies.py                                # demo, sst2 lite, tomg_bench lite; SmolLM2
+    python benchmarks/search_policies.py --tasks demo --trials 6 --seeds 2 --methods mcts greedy tune-tpe
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import save_json  # noqa: E402
+
+TREX = ("mcts", "greedy", "sequential", "random")
+TUNE = ("tune-tpe", "tune-tpe-asha")
+TASKS = ("demo", "sst2", "tomg_bench")
+ASHA_SEGMENTS = 3
+
+
+# -- tasks ---------------------------------------------------------------------------------------------
+def load_task(name: str, workdir: str, quick: bool):
+    """A trex_ray.Task: the built-in demo, or an FT-Bench task in its lite profile."""
+    if name == "demo":
+        from trex_ray.demo import make_examples, GOAL
+        from trex_ray.task import Task
+
+        import json
+
+        rows = make_examples(0)
+        n_train = 64 if quick else len(rows) - 112
+        splits = {"train": rows[:n_train], "val": rows[-112:-64][:16 if quick else 48], "test": rows[-64:][:16 if quick else 64]}
+        d = os.path.join(workdir, "demo")
+        os.makedirs(d, exist_ok=True)
+        paths = {}
+        for s, rs in splits.items():
+            paths[s] = os.path.join(d, f"{s}.jsonl")
+            with open(paths[s], "w") as f:
+                f.writelines(json.dumps(r) + "\n" for r in rs)
+        return Task.from_jsonl(name="clock", input_field="question", output_field="answer", metric="exact_match",
+                               goal=GOAL, **paths)
+    from ftbench.prepare import prepare
+
+    return prepare(name, os.path.join(workdir, "ftbench", name), profile="lite")
+
+
+# -- the Tune side -------------------------------------------------------------------------------------
+def tune_space(brief: dict):
+    """The choices the heuristic researcher makes, as a search space around its starting point."""
+    from ray import tune
+
+    from trex_ray.researcher.heuristic import TEMPLATES
+
+    lr = brief["start"]["learning_rate"]
+    return {
+        "learning_rate": tune.loguniform(max(2e-5, lr / 8), min(3e-2, lr * 8)),
+        "epochs": tune.uniform(0.5, min(12.0, brief["start"]["epochs"] * 4)),
+        "lora_r": tune.choice([2, 4, 8, 16, 32, 64]),
+        "mlp": tune.choice([False, True]),
+        "template": tune.choice(list(range(len(TEMPLATES)))),
+        "data": tune.choice(["as is", "exact dedup", "near-dup + length filter"]),
+    }
+
+
+def plan_from_config(base: dict, brief: dict, c: dict, epochs: float) -> dict:
+    """The heuristic researcher's starting plan with a sampled config applied (validated like any plan)."""
+    from trex_ray.plan import Plan
+    from trex_ray.researcher.heuristic import TEMPLATES
+
+    p = Plan.model_validate(base)
+    fmt = next(o for o in p.recipe.to_yaml_list() if "format" in o)["format"]
+    goal = brief.get("goal") or brief.get("objective", "")
+    ops = [{"load": {}}]
+    if c["data"] == "exact dedup":
+        ops.append({"dedup_exact": {}})
+    elif c["data"] == "near-dup + length filter":
+        ops += [{"length_filter": {"min_chars": 1, "max_tokens": p.train.max_seq_len}},
+                {"dedup_minhash": {"threshold": 0.85}}]
+    ops.append({"format": {**fmt, "template": TEMPLATES[c["template"]].replace("{goal}", goal)}})
+    mods = ["q_proj", "k_proj", "v_proj", "o_proj"] + (["gate_proj", "up_proj", "down_proj"] if c["mlp"] else [])
+    train = {**p.train.model_dump(), "learning_rate": c["learning_rate"], "epochs": round(epochs, 3),
+             "lora_r": c["lora_r"], "lora_alpha": 2 * c["lora_r"], "target_modules": mods}
+    return Plan.model_validate({**p.model_dump(), "direction": "tune config", "rationale": "sampled by Ray Tune",
+                                "recipe": {"ops": ops}, "train": train}).model_dump()
+
+
+def tune_trial(config: dict, ctx: dict) -> None:
+    """One Tune trial: the sampled config run through trex-ray's executor, in `segments` parts for ASHA."""
+    import ray
+    from ray import tune
+
+    from trex_ray.executor.trial import run_trial
+
+    seg = ctx["segments"]
+    parent, plan, spent = None, None, 0.0
+    for k in range(seg):
+        plan = plan_from_config(ctx["base_plan"], ctx["brief"], config, config["epochs"] / seg)
+        if parent:
+            plan["train"]["warm_start"] = "parent"
+        node = f"{tune.get_context().get_trial_id()}-{k}"  # the trial's folder for this segment
+        r = ray.get(run_trial.remote(
+            node_id=node, plan=plan, parent_adapter=parent, task=ctx["task"], model_path=ctx["model"],
+            run_dir=ctx["run_dir"], cache_root=ctx["cache"], baseline_score=ctx["baseline"], ev=ctx["ev"],
+            threads=ctx["threads"]))
+        spent += r.get("accelerator_s") or 0.0
+        if r["status"] != "ok":
+            tune.report({"val": 0.0, "failed": True, "accelerator_s": spent, "adapter": None, "plan": plan,
+                         "segment": k + 1, "finished_at": time.time()})
+            return
+        parent = r["artifacts"].get("adapter")
+        tune.report({"val": r["score"], "failed": False, "accelerator_s": spent, "adapter": parent, "plan": plan,
+                     "segment": k + 1, "finished_at": time.time()})
+
+
+def run_tune(method: str, task, ctx: dict, trials: int, concurrency: int, seed: int, storage: str) -> dict:
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    asha = method.endswith("asha")
+    ctx = {**ctx, "segments": ASHA_SEGMENTS if asha else 1, "seed": seed,
+           "run_dir": os.path.join(storage, f"{method}-{seed}")}
+    os.makedirs(os.path.join(ctx["run_dir"], "nodes"), exist_ok=True)
+    trainable = tune.with_resources(tune.with_parameters(tune_trial, ctx=ctx), {"cpu": 0.01})
+    tuner = tune.Tuner(trainable, param_space=tune_space(ctx["brief"]), tune_config=tune.TuneConfig(
+        search_alg=OptunaSearch(metric="val", mode="max", seed=seed), num_samples=trials, max_concurrent_trials=concurrency,
+        scheduler=ASHAScheduler(metric="val", mode="max", max_t=ASHA_SEGMENTS, grace_period=1, reduction_factor=3,
+                                time_attr="segment") if asha else None),
+        run_config=tune.RunConfig(storage_path=os.path.join(storage, "tune"), name=f"{method}-{seed}", verbose=0))
+    grid = tuner.fit()
+    done = []
+    for r in grid:
+        m = r.metrics or {}
+        done.append({"val": m.get("val", 0.0), "accelerator_s": m.get("accelerator_s", 0.0), "adapter": m.get("adapter"),
+                     "plan": m.get("plan"), "finished_at": m.get("finished_at", 0.0), "failed": m.get("failed", True),
+                     "segments": m.get("segment", 0)})
+    done.sort(key=lambda d: d["finished_at"])
+    return {"trials": done}
+
+
+# -- the trex-ray side ---------------------------------------------------------------------------------
+def run_trex(method: str, task, model: str, trials: int, concurrency: int, seed: int, storage: str) -> dict:
+    import trex_ray
+    from trex_ray.runs import load_tree
+
+    res = trex_ray.search(task, model, trex_ray.Budget(trials=trials), policy=method, seed=seed,
+                          max_concurrent=concurrency, storage=storage, run_name=f"{method}-{seed}", progress=False,
+                          evaluator="transformers")
+    tree = load_tree(res.run_dir)
+    views = {n.id: n for n in res.nodes}
+    order = sorted((n for n in tree.nodes.values() if n.id != 0 and n.finish_order is not None),
+                   key=lambda n: n.finish_order)
+    return {"run_dir": res.run_dir, "trials": [
+        {"val": n.score if n.status == "ok" else 0.0, "accelerator_s": (n.result or {}).get("accelerator_s", 0.0),
+         "adapter": views[n.id].adapter, "plan": n.plan, "failed": n.status != "ok", "node": n.id} for n in order]}
+
+
+# -- measuring ------------------------------------------------------------------------------------------
+def best_so_far(trials: list[dict], baseline: float) -> list[int]:
+    """Index (into trials) of the best trial after each trial; -1 while nothing beat the baseline."""
+    out, best, idx = [], baseline, -1
+    for i, t in enumerate(trials):
+        if not t["failed"] and t["val"] is not None and t["val"] > best:
+            best, idx = t["val"], i
+        out.append(idx)
+    return out
+
+
+def test_curve(trials, idx, test_of) -> list[float]:
+    return [test_of(trials[i]) if i >= 0 else test_of(None) for i in idx]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="the demo task on the tiny model, 2 trials, 1 seed")
+    ap.add_argument("--tasks", nargs="+", default=None, help=f"of {', '.join(TASKS)} (or any FT-Bench task id)")
+    ap.add_argument("--methods", nargs="+", default=list(TREX + TUNE), choices=list(TREX + TUNE))
+    ap.add_argument("--model", default=None, help="default smollm2-135m (tiny-random with --quick)")
+    ap.add_argument("--trials", type=int, default=None, help="trial budget per method (default 8; 2 with --quick)")
+    ap.add_argument("--seeds", type=int, default=None, help="seeds per method (default 3; 1 with --quick)")
+    ap.add_argument("--concurrency", type=int, default=2, help="trials in flight, the same for every method")
+    ap.add_argument("--out", default=None, help="JSON file (the PNG goes beside it)")
+    args = ap.parse_args(argv)
+    tasks = args.tasks or (["demo"] if args.quick else list(TASKS))
+    model = args.model or ("tiny-random" if args.quick else "smollm2-135m")
+    trials = args.trials or (2 if args.quick else 8)
+    seeds = args.seeds or (1 if args.quick else 3)
+    out = args.out or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
+                                   f"search_policies{'-quick' if args.quick else ''}.json")
+
+    from trex_ray.executor.eval_service import start_evaluation
+    from trex_ray.executor.trial import evaluate_split, run_baseline
+    from trex_ray.models import count_params, resolve_model
+    from trex_ray.prompting import task_system
+    from trex_ray.researcher.heuristic import HeuristicResearcher
+    from trex_ray.runtime import init_ray, threads_per_trial
+    from trex_ray.search import baseline_eval_cfg
+
+    init_ray(None, args.concurrency)
+    model_path = resolve_model(model)
+    threads = threads_per_trial(args.concurrency)
+    ev = start_evaluation("transformers", model_path, use_gpu=False, threads=threads)
+    work = tempfile.mkdtemp(prefix="trex-policies-")
+    report = {"model": model, "trials": trials, "seeds": seeds, "concurrency": args.concurrency, "tasks": {}}
+    t_all = time.time()
+    for name in tasks:
+        task = load_task(name, work, args.quick)
+        info = {**task.model_dump(), **{s: task.path(s) for s in ("train", "val", "test")}, "val_rows": task.rows("val")}
+        base_cfg = baseline_eval_cfg(task)
+        base = run_baseline(task=info, model_path=model_path, run_dir=os.path.join(work, name, "baseline"), ev=ev,
+                            eval_cfg=base_cfg, template="{input}", system=task_system(task.goal))
+        agent = HeuristicResearcher()
+        brief = agent.analyze({**task.profile(), "base_model": model, "model_params": count_params(model_path)}, base)
+        base_plan = agent.initial_plan(brief).model_dump()
+        tests: dict = {}
+
+        def test_of(trial):
+            """Test score of a trial's model (the base model for None), evaluated once and remembered."""
+            key = trial["adapter"] if trial else None
+            if key not in tests:
+                plan = trial["plan"] if trial else None
+                fmt = next(o["args"] for o in plan["recipe"]["ops"] if o["op"] == "format") if plan else {}
+                cfg = plan["eval"] if plan else base_cfg
+                tests[key] = evaluate_split(ev, model_path, key, task.rows("test"), {**info, "labels": task.labels},
+                                            fmt.get("template", "{input}"), fmt.get("system") or task_system(task.goal),
+                                            cfg)["score"]
+            return tests[key]
+
+        ctx = {"task": info, "model": model_path, "cache": os.path.join(work, name, "cache"), "baseline": base["score"],
+               "ev": ev, "threads": threads, "brief": brief, "base_plan": base_plan}
+        per = {}
+        for method in args.methods:
+            runs = []
+            for seed in range(seeds):
+                t0 = time.time()
+                storage = os.path.join(work, name, "runs")
+                r = (run_trex(method, task, model, trials, args.concurrency, seed, storage) if method in TREX
+                     else run_tune(method, task, ctx, trials, args.concurrency, seed, storage))
+                idx = best_so_far(r["trials"], base["score"])
+                r.update(seconds=round(time.time() - t0, 1),
+                         best_val=[r["trials"][i]["val"] if i >= 0 else base["score"] for i in idx],
+                         best_test=test_curve(r["trials"], idx, test_of),
+                         accelerator_s=round(sum(t["accelerator_s"] or 0 for t in r["trials"]), 1))
+                runs.append(r)
+                print(f"{name:12s} {method:14s} seed {seed}: best val {r['best_val'][-1]:.3f} test {r['best_test'][-1]:.3f} "
+                      f"({len(r['trials'])} trials, {r['accelerator_s']:.0f} accel-s, {r['seconds']:.0f} s)", flush=True)
+            per[method] = runs
+        best_any = max(max(r["best_val"]) for runs in per.values() for r in runs)
+        target = 0.95 * best_any
+        summary = {}
+        for method, runs in per.items():
+            finals = [r["best_val"][-1] for r in runs]
+            reach = [next((i + 1 for i, v in enumerate(r["best_val"]) if v >= target), None) for r in runs]
+            summary[method] = {
+                "final_val_mean": statistics.mean(finals), "final_val_min": min(finals), "final_val_max": max(finals),
+                "final_test_mean": statistics.mean(r["best_test"][-1] for r in runs),
+                "trials_to_95pct": reach, "accelerator_s_mean": statistics.mean(r["accelerator_s"] for r in runs),
+                "seconds_mean": statistics.mean(r["seconds"] for r in runs),
+                "val_curve_mean": [statistics.mean(c) for c in zip(*(r["best_val"] for r in runs))],
+                "val_curve_min": [min(c) for c in zip(*(r["best_val"] for r in runs))],
+                "val_curve_max": [max(c) for c in zip(*(r["best_val"] for r in runs))],
+                "test_curve_mean": [statistics.mean(c) for c in zip(*(r["best_test"] for r in runs))],
+            }
+        report["tasks"][name] = {"metric": task.metric, "baseline_val": base["score"], "baseline_test": test_of(None),
+                                 "best_val_any": best_any, "target_95pct": target, "summary": summary,
+                                 "runs": {m: [{k: v for k, v in r.items() if k != "trials"} | {
+                                     "trials": [{k: t[k] for k in ("val", "accelerator_s", "failed")} for t in r["trials"]]}
+                                     for r in rs] for m, rs in per.items()}}
+        _print_table(name, report["tasks"][name], trials)
+    report["seconds"] = round(time.time() - t_all, 1)
+    save_json(report, out)
+    png = _plot(report, out.replace(".json", ".png"))
+    print(f"written: {out}" + (f" and {png}" if png else "") + f" ({report['seconds']:.0f} s in all)")
+    return 0
+
+
+def _print_table(name: str, t: dict, trials: int) -> None:
+    print(f"\n{name}: {t['metric']}, baseline val {t['baseline_val']:.3f}, best any {t['best_val_any']:.3f} "
+          f"(95%: {t['target_95pct']:.3f})")
+    print(f"  {'method':14s} {'val mean':>8s} {'[min, max]':>15s} {'test':>6s} {'trials to 95%':>14s} {'accel-s':>8s} {'wall s':>7s}")
+    for m, s in t["summary"].items():
+        reach = ",".join(str(x) if x is not None else f">{trials}" for x in s["trials_to_95pct"])
+        print(f"  {m:14s} {s['final_val_mean']:8.3f} [{s['final_val_min']:.3f}, {s['final_val_max']:.3f}] "
+              f"{s['final_test_mean']:6.3f} {reach:>14s} {s['accelerator_s_mean']:8.0f} {s['seconds_mean']:7.0f}")
+
+
+def _plot(report: dict, path: str) -> str | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot (pip install matplotlib)")
+        return None
+    names = list(report["tasks"])
+    fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 4), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        t = report["tasks"][name]
+        for m, s in t["summary"].items():
+            x = list(range(1, len(s["val_curve_mean"]) + 1))
+            ax.plot(x, s["val_curve_mean"], marker="o", label=m)
+            ax.fill_between(x, s["val_curve_min"], s["val_curve_max"], alpha=0.15)
+        ax.axhline(t["baseline_val"], color="grey", linestyle=":", label="baseline")
+        ax.set_title(f"{name} ({t['metric']})")
+        ax.set_xlabel("trials")
+        ax.set_ylabel("best val so far (mean, range over seeds)")
+    axes[0][-1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
+
+
+if __name__ == "__main__":
+    sys.exit(main())

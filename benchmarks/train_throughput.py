@@ -1,0 +1,170 @@
+"""Training throughput of the executor's own training code (`executor.train.fit`: Ray Train + transformers +
+PEFT), on one device, for LoRA and full fine-tuning of a random-weight model of Qwen3-1.7B's shape:
+
+- tokens/s (real tokens, padding not counted) over the training loop, model start-up excluded;
+- model FLOPs utilisation (MFU): model FLOPs per token x tokens/s, over the peak this device reached in a
+  large matmul measured in the same run (not a datasheet number);
+- peak device memory (GPU);
+- each with and without sequence packing, bf16 (vs fp32) and gradient checkpointing.
+
+    python benchmarks/train_throughput.py             # Qwen3-1.7B shape, seq 1024, every combination (GPU)
+    python benchmarks/train_throughput.py --quick     # a tiny model of the same layout, a few steps (CPU is fine)
+
+Model FLOPs per token (PaLM's accounting; recomputation by gradient checkpointing is not counted, so it
+shows as lower MFU): full fine-tuning 6N + 12·L·d·s, LoRA 4N + 12·L·d·s (frozen weights need no weight
+gradients), N = the weights of every matmul (LM head included), L layers, d hidden size, s the mean example
+length (packed examples attend only within themselves). Synthetic rows have lengths spread over the
+sequence limit, so padding costs what it costs on real data. Prints one line per setting and the ratios
+against the first; writes JSON under benchmarks/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import random
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import SHAPES, random_qwen3, save_json  # noqa: E402
+
+WORDS = ("the of and to in is was for on that with as by at from his an were are which this be or has had not "
+         "but one all their they first new more two after who its also time may been other would into over "
+         "only years most some these many such state three about up city where can world year under").split()
+
+
+def synthetic_rows(n: int, max_words: int, seed: int = 0) -> list[dict]:
+    """Prompt/answer rows whose lengths spread from short to the limit (as real data does)."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        total = max(8, int(rng.betavariate(1.5, 2.5) * max_words))
+        a = max(2, total // rng.randint(3, 6))
+        rows.append({"system": "Continue the text.", "user": " ".join(rng.choices(WORDS, k=total - a)),
+                     "output": " ".join(rng.choices(WORDS, k=a))})
+    return rows
+
+
+def measured_peak(device: str, dtype, n: int, reps: int) -> float:
+    """FLOP/s of an n x n matmul in `dtype` on `device`: the device's practical peak."""
+    import torch
+
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(2):
+        a @ b
+    if device == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return 2 * n**3 * reps / (time.perf_counter() - t0)
+
+
+def matmul_params(model_path: str) -> tuple[int, int, int]:
+    """(weights of every matmul incl. the LM head, layers, hidden size), from the model's config."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    cfg = AutoConfig.from_pretrained(model_path)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(cfg)
+    n = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+    return n, cfg.num_hidden_layers, cfg.hidden_size
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="tiny model, a few steps: checks the script works")
+    ap.add_argument("--shape", choices=sorted(SHAPES), default=None, help="model shape (default: qwen3-1.7b; tiny with --quick)")
+    ap.add_argument("--seq", type=int, default=None, help="max_seq_len (default 1024; 128 with --quick)")
+    ap.add_argument("--rows", type=int, default=None, help="training rows (default 512; 48 with --quick)")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--out", default=None, help="JSON file (default benchmarks/results/train_throughput-<device>.json)")
+    args = ap.parse_args(argv)
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import torch
+
+    from trex_ray.executor import train as train_mod
+    from trex_ray.plan import TrainConfig
+    from trex_ray.runtime import init_ray
+
+    gpu = torch.cuda.is_available()
+    device = "cuda" if gpu else "cpu"
+    name = torch.cuda.get_device_name(0) if gpu else f"CPU ({os.cpu_count()} logical cores)"
+    shape = args.shape or ("tiny" if args.quick else "qwen3-1.7b")
+    seq = args.seq or (128 if args.quick else 1024)
+    n_rows = args.rows or (48 if args.quick else 512)
+    init_ray(None, 1)
+    tmp = tempfile.mkdtemp(prefix="trex-train-bench-")
+    model = random_qwen3(os.path.join(tmp, "model"), shape)
+    rows = synthetic_rows(n_rows, max_words=int(seq / 1.6))
+    os.makedirs(os.path.join(tmp, "data"))
+    pq.write_table(pa.Table.from_pylist(rows), os.path.join(tmp, "data", "part.parquet"))
+    n_params, layers, hidden = matmul_params(model)
+
+    peaks = {}
+    for prec, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
+        size = (8192 if gpu else 1024) if not args.quick else (4096 if gpu else 512)
+        peaks[prec] = measured_peak(device, dtype, size, reps=20 if gpu else 5)
+    print(f"device: {name}; measured matmul peak: bf16 {peaks['bf16'] / 1e12:.1f} TFLOP/s, "
+          f"fp32 {peaks['fp32'] / 1e12:.1f} TFLOP/s; model {shape}: {n_params / 1e9:.3f} B matmul weights")
+
+    settings = [dict(method=m, packing=p, precision=pr, gradient_checkpointing=gc)
+                for m, pr, p, gc in itertools.product(("lora", "full"), ("bf16", "fp32"), (False, True), (False, True))]
+    if args.quick:  # every option once, beside the plain LoRA run
+        settings = [s for s in settings if sum([s["method"] == "full", s["packing"], s["precision"] == "fp32",
+                                                s["gradient_checkpointing"]]) <= 1]
+    results = []
+    for i, s in enumerate(settings):
+        cfg = TrainConfig(epochs=1, batch_size=args.batch, learning_rate=1e-4 if s["method"] == "full" else 1e-3,
+                          max_seq_len=seq, lora_r=16, lora_alpha=32,
+                          target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+                          **s).model_dump()
+        try:
+            st = train_mod.fit(data_dir=os.path.join(tmp, "data"), model_path=model, train_cfg=cfg, init_adapter=None,
+                               node_dir=os.path.join(tmp, f"run{i}"), use_gpu=gpu, threads=None if gpu else os.cpu_count())
+        except Exception as e:  # noqa: BLE001 - an out-of-memory setting is a result too
+            results.append({**s, "error": f"{type(e).__name__}: {str(e)[:200]}"})
+            print(f"{_label(s):40s} failed: {results[-1]['error']}", flush=True)
+            continue
+        mean_len = st["tokens"] / max(1, st["examples"])
+        flops_tok = (6 if s["method"] == "full" else 4) * n_params + 12 * layers * hidden * mean_len
+        mfu = flops_tok * st["tokens_per_s"] / peaks[s["precision"]]
+        results.append({**s, "tokens_per_s": st["tokens_per_s"], "mfu": round(mfu, 4), "peak_memory_gb": st["peak_memory_gb"],
+                        "loop_seconds": st["loop_seconds"], "steps": st["steps"], "tokens": st["tokens"],
+                        "padding_share": round(1 - st["tokens"] / max(1, st["padded_tokens"]), 3),
+                        "final_loss": round(st["final_loss"], 4)})
+        r = results[-1]
+        mem = f"{r['peak_memory_gb']:.1f} GB" if r["peak_memory_gb"] is not None else "-"
+        print(f"{_label(s):40s} {r['tokens_per_s']:>10.0f} tok/s  MFU {100 * r['mfu']:5.1f}%  peak {mem:>8s}  "
+              f"padding {100 * r['padding_share']:4.1f}%  loss {r['final_loss']}", flush=True)
+
+    ok = [r for r in results if "error" not in r]
+    if ok:
+        ref = ok[0]
+        print(f"\nratios of tokens/s against {_label(ref)}:")
+        for r in ok[1:]:
+            print(f"  {_label(r):40s} x{r['tokens_per_s'] / ref['tokens_per_s']:.2f}")
+    out = args.out or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
+                                   f"train_throughput-{'quick-' if args.quick else ''}{device}.json")
+    save_json({"device": name, "shape": shape, "max_seq_len": seq, "rows": n_rows, "batch_size": args.batch,
+               "matmul_weights": n_params, "peak_flops": peaks, "results": results}, out)
+    print(f"written: {out}")
+    return 0 if ok else 1
+
+
+def _label(s: dict) -> str:
+    return (f"{s['method']:4s} {s['precision']}" + (" packed" if s["packing"] else "")
+            + (" ckpt" if s["gradient_checkpointing"] else ""))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

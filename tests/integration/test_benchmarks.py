@@ -1,0 +1,59 @@
+"""Every benchmark's --quick mode runs (as CI's check that the scripts work) and writes what it promises.
+No timing is asserted: benchmarks print ratios measured in one run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.integration
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _run(script: str, out: str, *extra: str, timeout: int = 900) -> str:
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", script), "--quick", "--out", out, *extra],
+                          capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    print(proc.stdout[-3000:], proc.stderr[-3000:])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+def test_train_throughput_quick_measures_every_option(tmp_path):
+    out = tmp_path / "train.json"
+    text = _run("train_throughput.py", str(out))
+    data = json.loads(out.read_text())
+    res = data["results"]
+    assert {(r["method"], r["packing"], r["precision"], r["gradient_checkpointing"]) for r in res} == {
+        ("lora", False, "bf16", False), ("full", False, "bf16", False), ("lora", True, "bf16", False),
+        ("lora", False, "fp32", False), ("lora", False, "bf16", True)}
+    assert all("error" not in r and r["tokens_per_s"] > 0 and 0 < r["mfu"] < 1 for r in res)
+    packed = next(r for r in res if r["packing"])
+    plain = res[0]
+    assert packed["padding_share"] < plain["padding_share"]  # packing removes padding
+    assert data["peak_flops"]["bf16"] > 0 and "ratios of tokens/s" in text
+
+
+def test_reuse_quick_compares_reuse_on_and_off(tmp_path):
+    out = tmp_path / "reuse.json"
+    text = _run("reuse.py", str(out))
+    data = json.loads(out.read_text())
+    on, off = data["results"]["warm start + cache"], data["results"]["no reuse"]
+    assert len(on["trials"]) == len(off["trials"]) == data["trials"]
+    assert off["cache_hits"] == 0 and off["warm_starts"] == 0  # switched off really means off
+    assert "cost to reach val" in text
+
+
+def test_search_policies_quick_runs_every_method(tmp_path):
+    out = tmp_path / "policies.json"
+    text = _run("search_policies.py", str(out))
+    data = json.loads(out.read_text())
+    summary = data["tasks"]["demo"]["summary"]
+    assert set(summary) == {"mcts", "greedy", "sequential", "random", "tune-tpe", "tune-tpe-asha"}
+    for m, s in summary.items():
+        assert len(s["val_curve_mean"]) >= 1 and s["final_val_max"] >= data["tasks"]["demo"]["baseline_val"]
+    assert os.path.exists(str(out).replace(".json", ".png"))
+    assert "trials to 95%" in text

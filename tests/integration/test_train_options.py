@@ -1,0 +1,86 @@
+"""Training options that change how the same data is computed: sequence packing, gradient checkpointing,
+precision. Packing must not let examples see each other; the others must not change what is learnt."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    from trex_ray.models import resolve_model
+
+    return resolve_model("tiny-random")
+
+
+def _examples(tok, n=6):
+    from trex_ray.executor.train import tokenize_rows
+
+    rows = [{"user": f"what is {i} plus {i}?", "system": "Answer briefly.", "output": str(2 * i)} for i in range(n)]
+    return tokenize_rows(tok, rows, 128)[0]
+
+
+def test_a_packed_example_sees_only_itself(tiny):
+    """Logits of each example inside a pack equal its logits alone: packing changes the layout, not the math."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from trex_ray.executor.train import _collate, pack_examples
+
+    tok = AutoTokenizer.from_pretrained(tiny)
+    model = AutoModelForCausalLM.from_pretrained(tiny, dtype=torch.float32).eval()
+    ex = _examples(tok)
+    packs = pack_examples(ex, max_len=3 * max(len(e["input_ids"]) for e in ex))
+    assert 1 < len(packs) < len(ex)  # several examples per pack
+    assert sum(len(p["input_ids"]) for p in packs) == sum(len(e["input_ids"]) for e in ex)  # no token lost or added
+    batch = _collate(packs, tok.pad_token_id or 0)
+    assert "attention_mask" not in batch
+    with torch.inference_mode():
+        packed = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"]).logits
+        i = 0
+        for p_idx, p in enumerate(packs):
+            start = 0
+            while start < len(p["input_ids"]):
+                e = ex[i]
+                n = len(e["input_ids"])
+                alone = model(input_ids=torch.tensor([e["input_ids"]])).logits[0]
+                assert torch.allclose(packed[p_idx, start:start + n], alone, atol=1e-4), f"example {i} leaked"
+                start += n
+                i += 1
+    assert i == len(ex)
+
+
+def test_packing_checkpointing_and_precision_train_through_the_executor(tmp_path, tiny):
+    """One real Ray Train run per setting on the same data: every one learns (loss falls), packing needs fewer
+    padded tokens, and gradient checkpointing gives the same losses as without it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from trex_ray.executor import train as train_mod
+    from trex_ray.plan import TrainConfig
+    from trex_ray.runtime import init_ray
+
+    init_ray(None, 1)
+    rows = [{"system": "Answer yes or no.", "user": f"is {i} even?", "output": "yes" if i % 2 == 0 else "no"}
+            for i in range(48)]
+    (tmp_path / "data").mkdir()
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "data" / "part.parquet")
+
+    def fit(name, **kw):
+        cfg = TrainConfig(epochs=2, batch_size=8, learning_rate=1e-2, max_seq_len=128, **kw).model_dump()
+        return train_mod.fit(data_dir=str(tmp_path / "data"), model_path=tiny, train_cfg=cfg, init_adapter=None,
+                             node_dir=str(tmp_path / name), threads=1)
+
+    plain = fit("plain")
+    packed = fit("packed", packing=True)
+    ckpt = fit("ckpt", gradient_checkpointing=True)
+    for s in (plain, packed, ckpt):
+        assert s["final_loss"] < s["loss_curve"][0] and s["tokens_per_s"] > 0 and s["loop_seconds"] > 0
+    assert packed["sequences"] < plain["sequences"] == plain["examples"] == packed["examples"]
+    assert packed["tokens"] == plain["tokens"]  # the same real tokens per epoch...
+    assert packed["padded_tokens"] < plain["padded_tokens"]  # ...with less padding around them
+    assert ckpt["loss_curve"] == pytest.approx(plain["loss_curve"], abs=1e-3)
+    bf16 = fit("bf16", precision="bf16")
+    assert bf16["final_loss"] < bf16["loss_curve"][0]
