@@ -9,7 +9,7 @@ accelerator seconds (training + evaluation) and trial seconds (data preparation 
 wall time of the trials), summed over trials in the order they finished. Ratios are against the setting
 with both kinds of reuse on.
 
-    python benchmarks/reuse.py --quick       # checks the script works: tiny model, both on vs both off
+    python benchmarks/reuse.py --quick       # checks the script works: tiny model, 2 trials, both on vs both off
     python benchmarks/reuse.py               # the demo task on SmolLM2, 8 trials, all four settings
 """
 
@@ -61,19 +61,21 @@ def cost_to_reach(trials: list[dict], target: float, key: str) -> float | None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="tiny model, 3 trials, both kinds of reuse on vs off")
+    ap.add_argument("--quick", action="store_true", help="tiny model, 2 trials (2 in flight), reuse on vs off")
     ap.add_argument("--task", default="demo", help="demo, or an FT-Bench task id (lite profile)")
     ap.add_argument("--model", default=None, help="default smollm2-135m (tiny-random with --quick)")
     ap.add_argument("--trials", type=int, default=None, help="default 8 (3 with --quick)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--concurrency", type=int, default=1, help="trials in flight (1 keeps the order comparable)")
+    ap.add_argument("--concurrency", type=int, default=None, help="trials in flight (default 1, which keeps the "
+                    "order comparable; 2 with --quick)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
 
     import trex_ray
 
     model = args.model or ("tiny-random" if args.quick else "smollm2-135m")
-    trials = args.trials or (3 if args.quick else 8)
+    trials = args.trials or (2 if args.quick else 8)
+    concurrency = args.concurrency or (2 if args.quick else 1)
     settings = {k: v for k, v in SETTINGS.items() if not args.quick or k in ("warm start + cache", "no reuse")}
     work = tempfile.mkdtemp(prefix="trex-reuse-")
     task = load_task(args.task, work, args.quick)
@@ -81,7 +83,7 @@ def main(argv=None) -> int:
     for name, kw in settings.items():
         t0 = time.time()
         # a storage of its own per setting: no setting finds another's prepared data
-        res = trex_ray.search(task, model, trex_ray.Budget(trials=trials), seed=args.seed, max_concurrent=args.concurrency,
+        res = trex_ray.search(task, model, trex_ray.Budget(trials=trials), seed=args.seed, max_concurrent=concurrency,
                               storage=os.path.join(work, name.replace(" ", "_").replace("+", "and")),
                               progress=False, evaluator="transformers", **kw)
         c = costs(res.run_dir)

@@ -14,7 +14,7 @@ Printed and saved (JSON and a PNG under benchmarks/results/): best val score so 
 method (mean and range over seeds), the test score of the best-so-far node, the accelerator seconds spent,
 and how many trials each method needs to reach 95% of the best val score any method found on the task.
 
-    python benchmarks/search_policies.py --quick                        # checks the script works (~2 min)
+    python benchmarks/search_policies.py --quick                        # checks the script works (mcts, tune+ASHA)
     python benchmarks/search_policies.py                                # demo, sst2 lite, tomg_bench lite; SmolLM2
     python benchmarks/search_policies.py --tasks demo --trials 6 --seeds 2 --methods mcts greedy tune-tpe
 """
@@ -117,7 +117,8 @@ def tune_trial(config: dict, ctx: dict) -> None:
         if parent:
             plan["train"]["warm_start"] = "parent"
         node = f"{tune.get_context().get_trial_id()}-{k}"  # the trial's folder for this segment
-        r = ray.get(run_trial.remote(
+        # out of the Tune trial's placement group: the trial's own training and evaluation schedule as in a search
+        r = ray.get(run_trial.options(scheduling_strategy="DEFAULT").remote(
             node_id=node, plan=plan, parent_adapter=parent, task=ctx["task"], model_path=ctx["model"],
             run_dir=ctx["run_dir"], cache_root=ctx["cache"], baseline_score=ctx["baseline"], ev=ctx["ev"],
             threads=ctx["threads"]))
@@ -137,13 +138,14 @@ def run_tune(method: str, task, ctx: dict, trials: int, concurrency: int, seed: 
     from ray.tune.search.optuna import OptunaSearch
 
     asha = method.endswith("asha")
-    ctx = {**ctx, "segments": ASHA_SEGMENTS if asha else 1, "seed": seed,
+    segments = ctx.get("asha_segments", ASHA_SEGMENTS)
+    ctx = {**ctx, "segments": segments if asha else 1, "seed": seed,
            "run_dir": os.path.join(storage, f"{method}-{seed}")}
     os.makedirs(os.path.join(ctx["run_dir"], "nodes"), exist_ok=True)
     trainable = tune.with_resources(tune.with_parameters(tune_trial, ctx=ctx), {"cpu": 0.01})
     tuner = tune.Tuner(trainable, param_space=tune_space(ctx["brief"]), tune_config=tune.TuneConfig(
         search_alg=OptunaSearch(metric="val", mode="max", seed=seed), num_samples=trials, max_concurrent_trials=concurrency,
-        scheduler=ASHAScheduler(metric="val", mode="max", max_t=ASHA_SEGMENTS, grace_period=1, reduction_factor=3,
+        scheduler=ASHAScheduler(metric="val", mode="max", max_t=segments, grace_period=1, reduction_factor=3,
                                 time_attr="segment") if asha else None),
         run_config=tune.RunConfig(storage_path=os.path.join(storage, "tune"), name=f"{method}-{seed}", verbose=0))
     grid = tuner.fit()
@@ -191,18 +193,21 @@ def test_curve(trials, idx, test_of) -> list[float]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="the demo task on the tiny model, 2 trials, 1 seed")
+    ap.add_argument("--quick", action="store_true", help="checks the script works: the demo task on the tiny model, "
+                    "mcts and tune-tpe-asha (2 segments), 1 trial, 1 seed")
     ap.add_argument("--tasks", nargs="+", default=None, help=f"of {', '.join(TASKS)} (or any FT-Bench task id)")
-    ap.add_argument("--methods", nargs="+", default=list(TREX + TUNE), choices=list(TREX + TUNE))
+    ap.add_argument("--methods", nargs="+", default=None, choices=list(TREX + TUNE),
+                    help="default: all (mcts and tune-tpe-asha with --quick)")
     ap.add_argument("--model", default=None, help="default smollm2-135m (tiny-random with --quick)")
-    ap.add_argument("--trials", type=int, default=None, help="trial budget per method (default 8; 2 with --quick)")
+    ap.add_argument("--trials", type=int, default=None, help="trial budget per method (default 8; 1 with --quick)")
     ap.add_argument("--seeds", type=int, default=None, help="seeds per method (default 3; 1 with --quick)")
     ap.add_argument("--concurrency", type=int, default=2, help="trials in flight, the same for every method")
     ap.add_argument("--out", default=None, help="JSON file (the PNG goes beside it)")
     args = ap.parse_args(argv)
     tasks = args.tasks or (["demo"] if args.quick else list(TASKS))
+    methods = args.methods or (["mcts", "tune-tpe-asha"] if args.quick else list(TREX + TUNE))
     model = args.model or ("tiny-random" if args.quick else "smollm2-135m")
-    trials = args.trials or (2 if args.quick else 8)
+    trials = args.trials or (1 if args.quick else 8)
     seeds = args.seeds or (1 if args.quick else 3)
     out = args.out or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                                    f"search_policies{'-quick' if args.quick else ''}.json")
@@ -246,9 +251,10 @@ def main(argv=None) -> int:
             return tests[key]
 
         ctx = {"task": info, "model": model_path, "cache": os.path.join(work, name, "cache"), "baseline": base["score"],
-               "ev": ev, "threads": threads, "brief": brief, "base_plan": base_plan}
+               "ev": ev, "threads": threads, "brief": brief, "base_plan": base_plan,
+               "asha_segments": 2 if args.quick else ASHA_SEGMENTS}
         per = {}
-        for method in args.methods:
+        for method in methods:
             runs = []
             for seed in range(seeds):
                 t0 = time.time()

@@ -278,8 +278,7 @@ def _search(*, show: Progress, task: Task, base_model: str, budget: Budget, agen
                 _finish(tree, agent, show, nid, parent_id, result, spent, sync)
             continue
         if not done and not (budget.wall_clock_s is not None and spent().wall_clock_s >= budget.wall_clock_s):
-            refresh()
-            continue  # woke to refresh the view, or for a trial's timeout a moment early: wait again
+            continue  # woke to refresh the view (at the top), or for a trial's timeout a moment early
         if not done:  # out of wall-clock: stop the trials in flight, keep everything finished
             _stop_trials(list(in_flight))
             for ref, (nid, _) in in_flight.items():

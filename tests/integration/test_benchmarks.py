@@ -28,8 +28,7 @@ def test_train_throughput_quick_measures_every_option(tmp_path):
     data = json.loads(out.read_text())
     res = data["results"]
     assert {(r["method"], r["packing"], r["precision"], r["gradient_checkpointing"]) for r in res} == {
-        ("lora", False, "bf16", False), ("full", False, "bf16", False), ("lora", True, "bf16", False),
-        ("lora", False, "fp32", False), ("lora", False, "bf16", True)}
+        ("lora", False, "bf16", False), ("full", False, "bf16", False), ("lora", True, "fp32", True)}
     assert all("error" not in r and r["tokens_per_s"] > 0 and 0 < r["mfu"] < 1 for r in res)
     packed = next(r for r in res if r["packing"])
     plain = res[0]
@@ -52,8 +51,11 @@ def test_search_policies_quick_runs_every_method(tmp_path):
     text = _run("search_policies.py", str(out))
     data = json.loads(out.read_text())
     summary = data["tasks"]["demo"]["summary"]
-    assert set(summary) == {"mcts", "greedy", "sequential", "random", "tune-tpe", "tune-tpe-asha"}
-    for m, s in summary.items():
-        assert len(s["val_curve_mean"]) >= 1 and s["final_val_max"] >= data["tasks"]["demo"]["baseline_val"]
+    assert set(summary) == {"mcts", "tune-tpe-asha"}  # a tree policy and Tune (with its scheduler)
+    for m, runs in data["tasks"]["demo"]["runs"].items():
+        trials = runs[0]["trials"]
+        assert len(trials) == data["trials"] and not any(t["failed"] for t in trials), (m, trials)
+        assert all(t["accelerator_s"] > 0 for t in trials)  # each trial really trained and evaluated
+        assert len(summary[m]["val_curve_mean"]) == data["trials"]
     assert os.path.exists(str(out).replace(".json", ".png"))
     assert "trials to 95%" in text

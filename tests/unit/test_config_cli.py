@@ -282,6 +282,9 @@ def test_max_concurrent_must_be_positive_or_auto(data_files):
     ({"train_resources": {"GPU": 1}}, "train_resources", "set by trex-ray"),
     ({"train_retries": -1}, "train_retries", ">= 0"),
     ({"train_retries": True}, "train_retries", ">= 0"),
+    ({"warm_start": "no"}, "warm_start", "true or false"),
+    ({"recipe_cache": 0}, "recipe_cache", "true or false"),
+    ({"detach": "yes"}, "detach", "true or false"),
 ])
 def test_cluster_settings_are_checked_before_any_folder_is_made(data_files, tmp_path, kwargs, field, words):
     from trex_ray import Task

@@ -123,6 +123,20 @@ def test_signature_ignores_words_and_seed_but_not_settings():
     assert Plan.model_validate(base.model_dump()).signature() == base.signature()
 
 
+def test_training_options_added_later_keep_old_signatures_and_count_when_set():
+    import hashlib
+    import json
+
+    base = Plan.model_validate(plan_dict())
+    # the signature as plans journalled before packing/checkpointing/precision existed computed it
+    train = {k: v for k, v in base.train.model_dump(exclude={"seed"}).items()
+             if k not in ("packing", "gradient_checkpointing", "precision")}
+    body = {"from": None, "recipe": base.recipe.model_dump(), "train": train, "eval": base.eval.model_dump()}
+    assert base.signature() == hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+    for change in ({"packing": True}, {"gradient_checkpointing": True}, {"precision": "bf16"}):
+        assert Plan.model_validate(plan_dict(**change)).signature() != base.signature()
+
+
 def test_parse_plan_errors_name_the_field():
     with pytest.raises(ConfigError) as e:
         parse_plan(plan_dict(learning_rate=5.0))

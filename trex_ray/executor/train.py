@@ -220,7 +220,8 @@ def _train(config: dict) -> None:
                 part = examples_step[i:i + micro]
                 batch = {k: v.to(device) for k, v in _collate(part, tok.pad_token_id).items()}
                 padded += batch["input_ids"].numel()
-                loss = model(**batch).loss
+                # no KV cache in training: it is never read, and with it the packed-sequence masks are skipped
+                loss = model(**batch, use_cache=False).loss
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"diverged: the training loss became {float(loss)} at step {step + 1}")
                 # weight each micro-batch by its answer tokens: the step's loss is the full batch's mean
