@@ -68,23 +68,24 @@ def _show(v) -> str | None:
 
 
 def _layout(tree) -> dict[int, tuple[float, int]]:
-    """(x, depth) per node: leaves left to right in id order, each parent centred over its children."""
+    """(x, depth) per node: leaves left to right in id order, each parent centred over its children.
+    Iterative: a sequential search makes a chain as deep as its trials."""
     pos: dict[int, tuple[float, int]] = {}
-    nxt = [0.0]
-
-    def place(nid: int) -> float:
+    if 0 not in tree.nodes:
+        return pos
+    nxt = 0.0
+    stack = [(0, False)]
+    while stack:
+        nid, expanded = stack.pop()
         kids = sorted(tree.nodes[nid].children)
         if not kids:
-            x = nxt[0]
-            nxt[0] += 1
+            pos[nid] = (nxt, tree.nodes[nid].depth)
+            nxt += 1
+        elif expanded:  # every child placed: centre over the first and last
+            pos[nid] = ((pos[kids[0]][0] + pos[kids[-1]][0]) / 2, tree.nodes[nid].depth)
         else:
-            xs = [place(k) for k in kids]
-            x = (xs[0] + xs[-1]) / 2
-        pos[nid] = (x, tree.nodes[nid].depth)
-        return x
-
-    if 0 in tree.nodes:
-        place(0)
+            stack.append((nid, True))
+            stack.extend((k, False) for k in reversed(kids))
     return pos
 
 

@@ -96,3 +96,20 @@ def test_plan_rows_mark_what_changed_from_the_parent():
 def test_report_of_a_folder_that_is_no_run_names_the_field(tmp_path):
     with pytest.raises(ConfigError, match="runs"):
         write_report([str(tmp_path)])
+
+
+def test_a_chain_of_a_thousand_nodes_is_laid_out(tmp_path):
+    """A sequential search makes one long chain: the layout must not recurse per level."""
+    from trex_ray.report import _layout
+
+    tb = TreeBuilder(root_score=0.1)
+    parent = 0
+    for i in range(1500):
+        parent = tb.child(parent, 0.1 + i / 10000)
+    pos = _layout(tb.tree)
+    assert len(pos) == 1501 and pos[1500] == (0.0, 1500) and pos[0] == (0.0, 0)
+    tb2 = TreeBuilder(root_score=0.1)
+    a, b = tb2.child(0, 0.2), tb2.child(0, 0.3)
+    c, d = tb2.child(a, 0.4), tb2.child(a, 0.5)
+    p2 = _layout(tb2.tree)
+    assert [p2[i][0] for i in (c, d, b)] == [0.0, 1.0, 2.0] and p2[a][0] == 0.5 and p2[0][0] == 1.25
