@@ -113,3 +113,25 @@ def test_a_chain_of_a_thousand_nodes_is_laid_out(tmp_path):
     c, d = tb2.child(a, 0.4), tb2.child(a, 0.5)
     p2 = _layout(tb2.tree)
     assert [p2[i][0] for i in (c, d, b)] == [0.0, 1.0, 2.0] and p2[a][0] == 0.5 and p2[0][0] == 1.25
+
+
+def test_results_api_on_a_journal_written_by_hand(tmp_path):
+    import trex_ray
+
+    run = _run(tmp_path)
+    res = trex_ray.load_run(str(run))
+    assert res.best.id == 3 and res.baseline.id == 0 and res.stop_reason == "trials"
+    df = res.to_pandas()
+    assert list(df.index) == [0, 1, 2, 3]
+    assert df.loc[3, "train.learning_rate"] == 1e-5 and df.loc[1, "train.lora_r"] == 8
+    assert df.loc[2, "status"] == "failed" and df.loc[2, "error"] == "CUDA out of memory"
+    assert df.loc[1, "recipe"] == "load > format" and df.loc[1, "recipe.1.format.template"] == "{input}"
+    assert df.loc[3, "test_score"] == 0.6 and df.loc[3, "diagnosis"].endswith("under-fits")
+    assert res.node(1).prompt() == {"template": "{input}", "system": None}
+    assert "Answer" in res.node(0).prompt("Answer yes or no.")["system"]  # the baseline's prompt
+    with pytest.raises(ValueError, match="node 2 has no model: it failed"):
+        res._weights(2)
+    # a run moved elsewhere still finds a node's files in its own folder
+    (run / "nodes" / "3" / "adapter").mkdir(parents=True)
+    res.nodes[3].result["artifacts"] = {"adapter": "/gone/runs/r/nodes/3/adapter"}
+    assert res.nodes[3].adapter == str(run / "nodes" / "3" / "adapter")
