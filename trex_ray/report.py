@@ -21,6 +21,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import re
 from importlib import resources
 
 from trex_ray.errors import ConfigError
@@ -175,12 +176,10 @@ def render(runs_data: list[dict]) -> str:
     title = "trex-ray report: " + ", ".join(r["run"] for r in runs_data)
     script = _asset("report.js")
     digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode()
-    page = _asset("report.html")
-    for key, value in (("{{csp_script}}", f"'sha256-{digest}'"), ("{{title}}", html.escape(title)),
-                       ("{{style}}", _asset("report.css")), ("{{script}}", script),
-                       ("{{data}}", _json_for_html({"runs": runs_data}))):  # the data last: no key is read in it
-        page = page.replace(key, value, 1)
-    return page
+    values = {"csp_script": f"'sha256-{digest}'", "title": html.escape(title), "style": _asset("report.css"),
+              "script": script, "data": _json_for_html({"runs": runs_data})}
+    # one pass over the template: a value that happens to contain a placeholder is never read again
+    return re.sub(r"\{\{(\w+)\}\}", lambda m: values[m.group(1)], _asset("report.html"))
 
 
 def write_report(run_dirs: list[str] | str, out: str | None = None) -> str:

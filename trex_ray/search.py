@@ -123,8 +123,9 @@ def search(
     threads = threads_per_trial(max_concurrent)
     model_path = resolve_model(base_model)
     ev = start_evaluation(evaluator, model_path, use_gpu=use_gpu, threads=threads, options=eval_options)
-    show = Progress(enabled=progress, budget=budget, run_dir=run_dir)
+    show = None
     try:
+        show = Progress(enabled=progress, budget=budget, run_dir=run_dir)
         return _search(show=show, task=task, base_model=base_model, budget=budget, agent=agent, researcher=researcher,
                        policy=policy, max_concurrent=max_concurrent, storage=storage, resume=resume, seed=seed,
                        use_gpu=use_gpu, data_llm=data_llm, progress=progress, run_dir=run_dir,
@@ -133,7 +134,8 @@ def search(
                        train_retries=train_retries, detach=detach, sync=sync, warm_start=warm_start,
                        recipe_cache=recipe_cache)
     finally:
-        show.close()  # the live panel gives the terminal back, whatever ended the search
+        if show is not None:
+            show.close()  # the live panel gives the terminal back, whatever ended the search
         sync.final()  # engines hold a CPU or GPU each: never leave them behind; nor the tree actor (it holds the journal)
         _kill_named(tree_actor_name(run_dir))
         _request_capacity(None, 0)
@@ -213,7 +215,7 @@ def _search(*, show: Progress, task: Task, base_model: str, budget: Budget, agen
             baseline_score=root["score"], ev=ev, threads=threads, use_gpu=use_gpu, data_llm=data_llm,
             memory_limit_gb=trial_memory_gb, train_resources=train_resources, train_retries=train_retries,
             **({"storage_uri": sync.mirror.uri} if sync is not None and sync.mirror is not None else {}),
-            reporter=TrialReporter(tree, nid),
+            reporter=TrialReporter(tree, nid), recipe_cache=recipe_cache,
         )
         in_flight[ref] = (nid, parent_id)
         started[ref] = time.time()

@@ -135,3 +135,12 @@ def test_results_api_on_a_journal_written_by_hand(tmp_path):
     (run / "nodes" / "3" / "adapter").mkdir(parents=True)
     res.nodes[3].result["artifacts"] = {"adapter": "/gone/runs/r/nodes/3/adapter"}
     assert res.nodes[3].adapter == str(run / "nodes" / "3" / "adapter")
+
+
+def test_a_run_named_like_a_placeholder_does_not_break_the_page(tmp_path):
+    run = _run(tmp_path)
+    odd = run.parent / "x{{data}}{{script}}"
+    run.rename(odd)
+    page = open(write_report(str(odd))).read()
+    assert "<title>trex-ray report: x{{data}}{{script}}</title>" in page
+    assert _embedded(page)["runs"][0]["run"] == "x{{data}}{{script}}"

@@ -43,3 +43,24 @@ def test_plain_paths_pass_through_and_the_cache_keeps_the_most_recent(tmp_path):
         os.utime(root / f"d{i}", (1000 + i, 1000 + i))
     shipping._prune(str(root), keep=3)
     assert sorted(os.listdir(root)) == ["d2", "d3", "d4"]
+
+
+def test_the_cache_is_also_bounded_in_bytes_but_keeps_the_newest(tmp_path):
+    root = tmp_path / "shipped"
+    root.mkdir()
+    for i in range(3):
+        (root / f"d{i}").mkdir()
+        (root / f"d{i}" / "w.bin").write_bytes(b"x" * 1000)
+        os.utime(root / f"d{i}", (1000 + i, 1000 + i))
+    shipping._prune(str(root), keep=10, max_bytes=2500)
+    assert sorted(os.listdir(root)) == ["d1", "d2"]
+    shipping._prune(str(root), keep=10, max_bytes=10)
+    assert os.listdir(root) == ["d2"]  # the one just written stays, whatever its size
+
+
+def test_a_shipped_adapter_gives_its_rank_without_being_written_anywhere():
+    from trex_ray.executor.eval_service import lora_rank_bucket
+
+    sent = shipping.Shipped("/elsewhere/adapter", "abc", "node-x", {"adapter_config.json": b'{"r": 24}'})
+    assert lora_rank_bucket(sent) == 32
+    assert lora_rank_bucket(shipping.Shipped("/x", "d", "n", {})) == 8  # no config: the smallest bucket

@@ -68,13 +68,15 @@ def lora_rank_bucket(adapter: str | None) -> int:
     import os
 
     rank = 8
-    adapter = shipping.local(adapter)
     if adapter:
         try:
-            with open(os.path.join(adapter, "adapter_config.json")) as f:
-                cfg = json.load(f)
+            if isinstance(adapter, shipping.Shipped):  # read from the request, nothing written here
+                cfg = json.loads(adapter.files["adapter_config.json"])
+            else:
+                with open(os.path.join(adapter, "adapter_config.json")) as f:
+                    cfg = json.load(f)
             rank = max([int(cfg.get("r") or 8), *map(int, (cfg.get("rank_pattern") or {}).values())])
-        except (OSError, ValueError, TypeError):
+        except (OSError, ValueError, TypeError, KeyError):
             pass
     return next((r for r in LORA_RANKS if r >= rank), LORA_RANKS[-1])
 
@@ -202,7 +204,9 @@ class Evaluation:
         """A full checkpoint and an adapter travel with the request: the engine may sit on a node that
         lacks this one's disk (the base model is materialised by each node itself)."""
         full = self.base_model is not None and model_path != self.base_model
-        return (shipping.ship(model_path) if full else model_path), shipping.ship(adapter)
+        # adapters (small) always travel: a node that joins later (autoscaling) may serve the request; a full
+        # checkpoint only on a cluster of several nodes
+        return (shipping.ship(model_path) if full else model_path), shipping.ship(adapter, always=True)
 
     def generate(self, model_path: str, adapter: str | None, conversations: Sequence[list[dict]], *,
                  max_new_tokens: int, batch_size: int = 16) -> Generation:

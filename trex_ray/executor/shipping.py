@@ -107,13 +107,21 @@ def local(x: str | Shipped | None) -> str | None:
 
 
 KEEP = 64  # copies kept per node, most recently used first (an engine re-reads an adapter it evicted)
+KEEP_BYTES = 20 * 2**30  # and at most this much of them (full checkpoints are large); the newest always stays
 
 
-def _prune(root: str, keep: int) -> None:
+def _size(path: str) -> int:
+    return sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(path) for f in fs)
+
+
+def _prune(root: str, keep: int, max_bytes: int = KEEP_BYTES) -> None:
     entries = [os.path.join(root, d) for d in os.listdir(root) if ".tmp-" not in d]
     entries.sort(key=lambda d: os.path.getmtime(d) if os.path.exists(d) else 0, reverse=True)
-    for d in entries[keep:]:
-        shutil.rmtree(d, ignore_errors=True)
+    total = 0
+    for i, d in enumerate(entries):
+        total += _size(d)
+        if i > 0 and (i >= keep or total > max_bytes):
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def key(x: str | Shipped | None) -> str | None:

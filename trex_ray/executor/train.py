@@ -178,8 +178,7 @@ def _train(config: dict) -> None:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
 
-    warm = shipping.local(config.get("init_adapter"))  # a copy where this node lacks the driver's disk
-    unpacked = warm if warm and warm != shipping.key(config.get("init_adapter")) else None
+    warm = shipping.local(config.get("init_adapter"))  # a cached copy where this node lacks the driver's disk
     if cfg["method"] == "lora":
         from peft import LoraConfig, PeftModel, get_peft_model
 
@@ -190,8 +189,6 @@ def _train(config: dict) -> None:
                 r=cfg["lora_r"], lora_alpha=cfg["lora_alpha"], lora_dropout=cfg["lora_dropout"],
                 target_modules=cfg["target_modules"], task_type="CAUSAL_LM",
             ))
-    if unpacked:  # loaded: the copy is no longer needed
-        shutil.rmtree(unpacked, ignore_errors=True)
     model.train()
     if world > 1:
         model = ray.train.torch.prepare_model(model)
@@ -351,7 +348,8 @@ def fit(
     trainer = TorchTrainer(
         train_loop,
         # the parent's adapter travels with the config, for workers on nodes without this disk
-        train_loop_config={"train": train_cfg, "model_path": model_path, "init_adapter": shipping.ship(init_adapter),
+        train_loop_config={"train": train_cfg, "model_path": model_path,
+                           "init_adapter": shipping.ship(init_adapter, always=True),
                            "threads": threads, "micro_batch_size": micro_batch_size,
                            "memory_limit_gb": memory_limit_gb, "reporter": reporter,
                            "progress_path": os.path.join(node_dir, "logs", "train_progress.jsonl")},

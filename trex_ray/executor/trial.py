@@ -68,7 +68,8 @@ def run_trial(*, node_id: int, plan: dict, parent_adapter: str | None, task: dic
               run_dir: str, cache_root: str, baseline_score: float, ev: Evaluation,
               threads: int | None = None, use_gpu: bool = False, data_llm: dict | None = None,
               memory_limit_gb: float | None = None, train_resources: dict | None = None,
-              train_retries: int = 1, storage_uri: str | None = None, reporter=None) -> dict:
+              train_retries: int = 1, storage_uri: str | None = None, reporter=None,
+              recipe_cache: bool = True) -> dict:
     node_dir = os.path.join(run_dir, "nodes", str(node_id))
     os.makedirs(node_dir, exist_ok=True)
     write_json(os.path.join(node_dir, "plan.json"), plan)
@@ -84,7 +85,8 @@ def run_trial(*, node_id: int, plan: dict, parent_adapter: str | None, task: dic
                         eval_paths=(task["val"], task["test"]), goal=task.get("goal", ""), llm=data_llm,
                         threads=threads, use_gpu=use_gpu)
         data_dir, data_stats = run_recipe(p.recipe, ctx, cache_root, min_rows=MIN_TRAIN_ROWS,
-                                          shared_cache=f"{storage_uri.rstrip('/')}/cache" if storage_uri else None)
+                                          shared_cache=f"{storage_uri.rstrip('/')}/cache"
+                                          if storage_uri and recipe_cache else None)
         _log(node_dir, f"data: {data_stats['rows']} rows (cache hit: {data_stats['cache_hit']})")
 
         stage = "train"
