@@ -42,23 +42,10 @@ ASHA_SEGMENTS = 3
 def load_task(name: str, workdir: str, quick: bool):
     """A trex_ray.Task: the built-in demo, or an FT-Bench task in its lite profile."""
     if name == "demo":
-        from trex_ray.demo import make_examples, GOAL
-        from trex_ray.task import Task
+        from trex_ray.demo import demo_task
 
-        import json
-
-        rows = make_examples(0)
-        n_train = 64 if quick else len(rows) - 112
-        splits = {"train": rows[:n_train], "val": rows[-112:-64][:16 if quick else 48], "test": rows[-64:][:16 if quick else 64]}
-        d = os.path.join(workdir, "demo")
-        os.makedirs(d, exist_ok=True)
-        paths = {}
-        for s, rs in splits.items():
-            paths[s] = os.path.join(d, f"{s}.jsonl")
-            with open(paths[s], "w") as f:
-                f.writelines(json.dumps(r) + "\n" for r in rs)
-        return Task.from_jsonl(name="clock", input_field="question", output_field="answer", metric="exact_match",
-                               goal=GOAL, **paths)
+        sizes = dict(n_val=16, n_test=16, n_train=64) if quick else {}
+        return demo_task(os.path.join(workdir, "demo"), **sizes)
     from ftbench.prepare import prepare
 
     return prepare(name, os.path.join(workdir, "ftbench", name), profile="lite")

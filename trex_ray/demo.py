@@ -53,10 +53,13 @@ def make_examples(seed: int = 0) -> list[dict]:
     return rows
 
 
-def write_demo_task(directory: str, seed: int = 0, n_val: int = 48, n_test: int = 64) -> dict[str, str]:
-    """Write train/val/test JSONL files under `directory`; returns their paths."""
+def write_demo_task(directory: str, seed: int = 0, n_val: int = 48, n_test: int = 64,
+                    n_train: int | None = None) -> dict[str, str]:
+    """Write train/val/test JSONL files under `directory` (train: every other example, or `n_train` of
+    them); returns their paths."""
     rows = make_examples(seed)
-    splits = {"val": rows[:n_val], "test": rows[n_val : n_val + n_test], "train": rows[n_val + n_test :]}
+    rest = rows[n_val + n_test :]
+    splits = {"val": rows[:n_val], "test": rows[n_val : n_val + n_test], "train": rest[:n_train] if n_train else rest}
     os.makedirs(directory, exist_ok=True)
     paths = {}
     for name, part in splits.items():
@@ -69,9 +72,10 @@ def write_demo_task(directory: str, seed: int = 0, n_val: int = 48, n_test: int 
 GOAL = "Convert the spoken time to 24-hour HH:MM."
 
 
-def demo_task(directory: str):
+def demo_task(directory: str, **sizes):
+    """The clock task in `directory`; `sizes`: n_val, n_test, n_train (see `write_demo_task`)."""
     from trex_ray.task import Task
 
-    paths = write_demo_task(directory)
+    paths = write_demo_task(directory, **sizes)
     return Task.from_jsonl(name="clock", input_field="question", output_field="answer", metric="exact_match",
                            goal=GOAL, **paths)
