@@ -15,14 +15,20 @@ method (mean and range over seeds), the test score of the best-so-far node, the 
 and how many trials each method needs to reach 95% of the best val score any method found on the task
 (95% of the way from the baseline to it).
 
+Each finished (task, method, seed) run is written at once to `<out>.cells/`, seed by seed across tasks and
+methods, and a later call with the same model, trials and concurrency reuses it: a long measurement can be
+stopped and resumed, or split over machines (`--seeds`/`--tasks`/`--methods`) and summarised together
+(`--summarize`).
+
     python benchmarks/search_policies.py --quick                        # checks the script works (mcts, tune+ASHA)
-    python benchmarks/search_policies.py                                # demo, sst2 lite, tomg_bench lite; SmolLM2
+    python benchmarks/search_policies.py                                # demo, sst2 lite, econlogicqa lite; SmolLM2
     python benchmarks/search_policies.py --tasks demo --trials 6 --seeds 2 --methods mcts greedy tune-tpe
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -34,7 +40,7 @@ from common import save_json  # noqa: E402
 
 TREX = ("mcts", "greedy", "sequential", "random")
 TUNE = ("tune-tpe", "tune-tpe-asha")
-TASKS = ("demo", "sst2", "tomg_bench")
+TASKS = ("demo", "sst2", "econlogicqa")  # tomg_bench (longer molecules to generate) with --tasks
 ASHA_SEGMENTS = 3
 
 
@@ -190,7 +196,10 @@ def main(argv=None) -> int:
     ap.add_argument("--trials", type=int, default=None, help="trial budget per method (default 8; 1 with --quick)")
     ap.add_argument("--seeds", type=int, default=None, help="seeds per method (default 3; 1 with --quick)")
     ap.add_argument("--concurrency", type=int, default=2, help="trials in flight, the same for every method")
-    ap.add_argument("--out", default=None, help="JSON file (the PNG goes beside it)")
+    ap.add_argument("--out", default=None, help="JSON file (the PNG goes beside it, each finished run in <out>.cells/)")
+    ap.add_argument("--fresh", action="store_true", help="run every (task, method, seed) again, even those whose "
+                    "result is already in <out>.cells/ with the same model, trials and concurrency (--quick always does)")
+    ap.add_argument("--summarize", action="store_true", help="run nothing: summarise the finished runs in <out>.cells/")
     args = ap.parse_args(argv)
     tasks = args.tasks or (["demo"] if args.quick else list(TASKS))
     methods = args.methods or (["mcts", "tune-tpe-asha"] if args.quick else list(TREX + TUNE))
@@ -199,89 +208,22 @@ def main(argv=None) -> int:
     seeds = args.seeds or (1 if args.quick else 3)
     out = args.out or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                                    f"search_policies{'-quick' if args.quick else ''}.json")
-
-    from trex_ray.executor.eval_service import start_evaluation
-    from trex_ray.executor.trial import evaluate_split, run_baseline
-    from trex_ray.models import count_params, resolve_model
-    from trex_ray.prompting import task_system
-    from trex_ray.researcher.heuristic import HeuristicResearcher
-    from trex_ray.runtime import init_ray, threads_per_trial
-    from trex_ray.search import baseline_eval_cfg
-
-    init_ray(None, args.concurrency)
-    model_path = resolve_model(model)
-    threads = threads_per_trial(args.concurrency)
-    ev = start_evaluation("transformers", model_path, use_gpu=False, threads=threads)
-    work = tempfile.mkdtemp(prefix="trex-policies-")
-    report = {"model": model, "trials": trials, "seeds": seeds, "concurrency": args.concurrency, "tasks": {}}
+    cells = out[:-len(".json")] + ".cells" if out.endswith(".json") else out + ".cells"
+    # a finished run is reused only if it was measured under the same conditions
+    same = {"model": model, "budget": trials, "concurrency": args.concurrency,
+            "asha_segments": 2 if args.quick else ASHA_SEGMENTS}
     t_all = time.time()
+    if not args.summarize:
+        _measure(args, tasks, methods, seeds, same, cells, fresh=args.fresh or args.quick)
+    report = {**same, "trials": trials, "seeds": seeds, "tasks": {}}
     for name in tasks:
-        task = load_task(name, work, args.quick)
-        info = {**task.model_dump(), **{s: task.path(s) for s in ("train", "val", "test")}, "val_rows": task.rows("val")}
-        base_cfg = baseline_eval_cfg(task)
-        base = run_baseline(task=info, model_path=model_path, run_dir=os.path.join(work, name, "baseline"), ev=ev,
-                            eval_cfg=base_cfg, template="{input}", system=task_system(task.goal))
-        agent = HeuristicResearcher()
-        brief = agent.analyze({**task.profile(), "base_model": model, "model_params": count_params(model_path)}, base)
-        base_plan = agent.initial_plan(brief).model_dump()
-        tests: dict = {}
-
-        def test_of(trial):
-            """Test score of a trial's model (the base model for None), evaluated once and remembered."""
-            key = trial["adapter"] if trial else None
-            if key not in tests:
-                plan = trial["plan"] if trial else None
-                fmt = next(o["args"] for o in plan["recipe"]["ops"] if o["op"] == "format") if plan else {}
-                cfg = plan["eval"] if plan else base_cfg
-                tests[key] = evaluate_split(ev, model_path, key, task.rows("test"), {**info, "labels": task.labels},
-                                            fmt.get("template", "{input}"), fmt.get("system") or task_system(task.goal),
-                                            cfg)["score"]
-            return tests[key]
-
-        ctx = {"task": info, "model": model_path, "cache": os.path.join(work, name, "cache"), "baseline": base["score"],
-               "ev": ev, "threads": threads, "brief": brief, "base_plan": base_plan,
-               "asha_segments": 2 if args.quick else ASHA_SEGMENTS}
-        per = {}
-        for method in methods:
-            runs = []
-            for seed in range(seeds):
-                t0 = time.time()
-                storage = os.path.join(work, name, "runs")
-                r = (run_trex(method, task, model, trials, args.concurrency, seed, storage) if method in TREX
-                     else run_tune(method, task, ctx, trials, args.concurrency, seed, storage))
-                idx = best_so_far(r["trials"], base["score"])
-                r.update(seconds=round(time.time() - t0, 1),
-                         best_val=[r["trials"][i]["val"] if i >= 0 else base["score"] for i in idx],
-                         best_test=test_curve(r["trials"], idx, test_of),
-                         accelerator_s=round(sum(t["accelerator_s"] or 0 for t in r["trials"]), 1))
-                runs.append(r)
-                print(f"{name:12s} {method:14s} seed {seed}: best val {r['best_val'][-1]:.3f} test {r['best_test'][-1]:.3f} "
-                      f"({len(r['trials'])} trials, {r['accelerator_s']:.0f} accel-s, {r['seconds']:.0f} s)", flush=True)
-            per[method] = runs
-        best_any = max(max(r["best_val"]) for runs in per.values() for r in runs)
-        # 95% of the way from the baseline to the best score any method found (a bare 0.95 x best can lie
-        # below the baseline, which every method would "reach" before its first trial)
-        target = base["score"] + 0.95 * (best_any - base["score"])
-        summary = {}
-        for method, runs in per.items():
-            finals = [r["best_val"][-1] for r in runs]
-            reach = [next((i + 1 for i, v in enumerate(r["best_val"]) if v >= target), None) for r in runs]
-            summary[method] = {
-                "final_val_mean": statistics.mean(finals), "final_val_min": min(finals), "final_val_max": max(finals),
-                "final_test_mean": statistics.mean(r["best_test"][-1] for r in runs),
-                "trials_to_95pct": reach, "accelerator_s_mean": statistics.mean(r["accelerator_s"] for r in runs),
-                "seconds_mean": statistics.mean(r["seconds"] for r in runs),
-                "val_curve_mean": [statistics.mean(c) for c in zip(*(r["best_val"] for r in runs))],
-                "val_curve_min": [min(c) for c in zip(*(r["best_val"] for r in runs))],
-                "val_curve_max": [max(c) for c in zip(*(r["best_val"] for r in runs))],
-                "test_curve_mean": [statistics.mean(c) for c in zip(*(r["best_test"] for r in runs))],
-            }
-        report["tasks"][name] = {"metric": task.metric, "baseline_val": base["score"], "baseline_test": test_of(None),
-                                 "best_val_any": best_any, "target_95pct": target, "summary": summary,
-                                 "runs": {m: [{k: v for k, v in r.items() if k != "trials"} | {
-                                     "trials": [{k: t[k] for k in ("val", "accelerator_s", "failed")} for t in r["trials"]]}
-                                     for r in rs] for m, rs in per.items()}}
-        _print_table(name, report["tasks"][name], trials)
+        t = _summarize(name, methods, seeds, same, cells)
+        if t:
+            report["tasks"][name] = t
+            _print_table(name, t, trials)
+    if not report["tasks"]:
+        print(f"no finished runs in {cells} for these tasks, methods and conditions")
+        return 1
     report["seconds"] = round(time.time() - t_all, 1)
     save_json(report, out)
     png = _plot(report, out.replace(".json", ".png"))
@@ -289,13 +231,132 @@ def main(argv=None) -> int:
     return 0
 
 
+def _cell(cells: str, task: str, name: str, same: dict) -> tuple[str, dict | None]:
+    """The file of one finished run (or the task's baseline) and its content if it was measured under `same`."""
+    path = os.path.join(cells, task, f"{name}.json")
+    try:
+        with open(path) as f:
+            c = json.load(f)
+    except (OSError, ValueError):
+        return path, None
+    return path, (c if all(c.get(k) == v for k, v in same.items()) else None)
+
+
+def _measure(args, tasks, methods, seeds, same, cells, fresh: bool) -> None:
+    """Run every (seed, task, method) not yet in `cells`, seed by seed, so that an interrupted run leaves whole
+    seeds of every method; each finished run is written at once with the test score of its best-so-far nodes."""
+    from trex_ray.executor.eval_service import start_evaluation
+    from trex_ray.runtime import init_ray, threads_per_trial
+
+    todo = [(s, t, m) for s in range(seeds) for t in tasks for m in methods
+            if fresh or _cell(cells, t, f"{m}-{s}", same)[1] is None]
+    print(f"{len(todo)} runs to make ({seeds * len(tasks) * len(methods) - len(todo)} already in {cells})", flush=True)
+    if not todo:
+        return
+    init_ray(None, args.concurrency)
+    from trex_ray.models import resolve_model
+
+    model_path = resolve_model(same["model"])
+    threads = threads_per_trial(args.concurrency)
+    ev = start_evaluation("transformers", model_path, use_gpu=False, threads=threads)
+    work = tempfile.mkdtemp(prefix="trex-policies-")
+    ready: dict = {}
+    for seed, name, method in todo:
+        if name not in ready:
+            ready[name] = _setup(name, work, args.quick, same, model_path, ev, threads, cells)
+        s = ready[name]
+        t0 = time.time()
+        storage = os.path.join(work, name, "runs")
+        r = (run_trex(method, s["task"], same["model"], same["budget"], args.concurrency, seed, storage)
+             if method in TREX else run_tune(method, s["task"], s["ctx"], same["budget"], args.concurrency, seed, storage))
+        idx = best_so_far(r["trials"], s["baseline_val"])
+        cell = {**same, "task": name, "method": method, "seed": seed, "seconds": round(time.time() - t0, 1),
+                "best_val": [r["trials"][i]["val"] if i >= 0 else s["baseline_val"] for i in idx],
+                "best_test": test_curve(r["trials"], idx, s["test_of"]),
+                "accelerator_s": round(sum(t["accelerator_s"] or 0 for t in r["trials"]), 1),
+                "trials": [{k: t.get(k) for k in ("val", "accelerator_s", "failed", "segments")} for t in r["trials"]]}
+        save_json(cell, _cell(cells, name, f"{method}-{seed}", same)[0])
+        print(f"{name:12s} {method:14s} seed {seed}: best val {cell['best_val'][-1]:.3f} test {cell['best_test'][-1]:.3f} "
+              f"({len(r['trials'])} trials, {cell['accelerator_s']:.0f} accel-s, {cell['seconds']:.0f} s)", flush=True)
+
+
+def _setup(name, work, quick, same, model_path, ev, threads, cells) -> dict:
+    """A task's data, baseline (val and test, also written to the cells) and what Tune's trials need."""
+    from trex_ray.executor.trial import evaluate_split, run_baseline
+    from trex_ray.models import count_params
+    from trex_ray.prompting import task_system
+    from trex_ray.researcher.heuristic import HeuristicResearcher
+    from trex_ray.search import baseline_eval_cfg
+
+    task = load_task(name, work, quick)
+    info = {**task.model_dump(), **{s: task.path(s) for s in ("train", "val", "test")}, "val_rows": task.rows("val")}
+    base_cfg = baseline_eval_cfg(task)
+    base = run_baseline(task=info, model_path=model_path, run_dir=os.path.join(work, name, "baseline"), ev=ev,
+                        eval_cfg=base_cfg, template="{input}", system=task_system(task.goal))
+    agent = HeuristicResearcher()
+    brief = agent.analyze({**task.profile(), "base_model": same["model"], "model_params": count_params(model_path)}, base)
+    tests: dict = {}
+
+    def test_of(trial):
+        """Test score of a trial's model (the base model for None), evaluated once and remembered."""
+        key = trial["adapter"] if trial else None
+        if key not in tests:
+            plan = trial["plan"] if trial else None
+            fmt = next(o["args"] for o in plan["recipe"]["ops"] if o["op"] == "format") if plan else {}
+            cfg = plan["eval"] if plan else base_cfg
+            tests[key] = evaluate_split(ev, model_path, key, task.rows("test"), {**info, "labels": task.labels},
+                                        fmt.get("template", "{input}"), fmt.get("system") or task_system(task.goal),
+                                        cfg)["score"]
+        return tests[key]
+
+    save_json({**same, "metric": task.metric, "val": base["score"], "test": test_of(None),
+               "sizes": {s: len(task.rows(s)) for s in ("train", "val", "test")}},
+              _cell(cells, name, "baseline", same)[0])
+    ctx = {"task": info, "model": model_path, "cache": os.path.join(work, name, "cache"), "baseline": base["score"],
+           "ev": ev, "threads": threads, "brief": brief, "base_plan": agent.initial_plan(brief).model_dump(),
+           "asha_segments": same["asha_segments"]}
+    return {"task": task, "baseline_val": base["score"], "test_of": test_of, "ctx": ctx}
+
+
+def _summarize(name, methods, seeds, same, cells) -> dict | None:
+    """The task's table from the finished runs in `cells` (methods with no finished run are left out)."""
+    base = _cell(cells, name, "baseline", same)[1]
+    per = {m: [c for s in range(seeds) if (c := _cell(cells, name, f"{m}-{s}", same)[1])] for m in methods}
+    per = {m: runs for m, runs in per.items() if runs}
+    if not base or not per:
+        return None
+    best_any = max(max(r["best_val"]) for runs in per.values() for r in runs)
+    # 95% of the way from the baseline to the best score any method found (a bare 0.95 x best can lie
+    # below the baseline, which every method would "reach" before its first trial)
+    target = base["val"] + 0.95 * (best_any - base["val"])
+    summary = {}
+    for method, runs in per.items():
+        finals = [r["best_val"][-1] for r in runs]
+        summary[method] = {
+            "seeds": [r["seed"] for r in runs],
+            "final_val_mean": statistics.mean(finals), "final_val_min": min(finals), "final_val_max": max(finals),
+            "final_test_mean": statistics.mean(r["best_test"][-1] for r in runs),
+            "trials_to_95pct": [next((i + 1 for i, v in enumerate(r["best_val"]) if v >= target), None) for r in runs],
+            "accelerator_s_mean": statistics.mean(r["accelerator_s"] for r in runs),
+            "seconds_mean": statistics.mean(r["seconds"] for r in runs),
+            "val_curve_mean": [statistics.mean(c) for c in zip(*(r["best_val"] for r in runs))],
+            "val_curve_min": [min(c) for c in zip(*(r["best_val"] for r in runs))],
+            "val_curve_max": [max(c) for c in zip(*(r["best_val"] for r in runs))],
+            "test_curve_mean": [statistics.mean(c) for c in zip(*(r["best_test"] for r in runs))],
+        }
+    return {"metric": base["metric"], "sizes": base.get("sizes"), "baseline_val": base["val"],
+            "baseline_test": base["test"], "best_val_any": best_any, "target_95pct": target, "summary": summary,
+            "runs": per}
+
+
 def _print_table(name: str, t: dict, trials: int) -> None:
     print(f"\n{name}: {t['metric']}, baseline val {t['baseline_val']:.3f}, best any {t['best_val_any']:.3f} "
           f"(95%: {t['target_95pct']:.3f})")
-    print(f"  {'method':14s} {'val mean':>8s} {'[min, max]':>15s} {'test':>6s} {'trials to 95%':>14s} {'accel-s':>8s} {'wall s':>7s}")
+    print(f"  {'method':14s} {'seeds':>5s} {'val mean':>8s} {'[min, max]':>15s} {'test':>6s} {'trials to 95%':>14s} "
+          f"{'accel-s':>8s} {'wall s':>7s}")
     for m, s in t["summary"].items():
         reach = ",".join(str(x) if x is not None else f">{trials}" for x in s["trials_to_95pct"])
-        print(f"  {m:14s} {s['final_val_mean']:8.3f} [{s['final_val_min']:.3f}, {s['final_val_max']:.3f}] "
+        print(f"  {m:14s} {len(s['seeds']):5d} {s['final_val_mean']:8.3f} [{s['final_val_min']:.3f}, {s['final_val_max']:.3f}] "
               f"{s['final_test_mean']:6.3f} {reach:>14s} {s['accelerator_s_mean']:8.0f} {s['seconds_mean']:7.0f}")
 
 
