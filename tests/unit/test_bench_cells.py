@@ -1,0 +1,82 @@
+"""benchmarks/search_policies.py keeps each finished run in <out>.cells/ and summarises from there: a long
+measurement resumes where it stopped and runs made under other conditions are never mixed in."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(scope="module")
+def sp():
+    spec = importlib.util.spec_from_file_location("search_policies", os.path.join(ROOT, "benchmarks", "search_policies.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+SAME = {"model": "m", "budget": 3, "concurrency": 2, "asha_segments": 3}
+
+
+def _write(cells, task, name, obj):
+    os.makedirs(os.path.join(cells, task), exist_ok=True)
+    with open(os.path.join(cells, task, f"{name}.json"), "w") as f:
+        json.dump(obj, f)
+
+
+def _run(method, seed, vals, tests, **over):
+    return {**SAME, **over, "task": "demo", "method": method, "seed": seed, "seconds": 10.0 * (seed + 1),
+            "best_val": vals, "best_test": tests, "accelerator_s": 5.0,
+            "trials": [{"val": v, "accelerator_s": 5.0 / len(vals), "failed": False} for v in vals]}
+
+
+def test_summary_comes_from_the_cells_measured_under_the_same_conditions(sp, tmp_path, capsys):
+    out = str(tmp_path / "policies.json")
+    cells = str(tmp_path / "policies.cells")
+    _write(cells, "demo", "baseline", {**SAME, "metric": "exact_match", "val": 0.1, "test": 0.05})
+    _write(cells, "demo", "mcts-0", _run("mcts", 0, [0.1, 0.5, 0.9], [0.05, 0.4, 0.8]))
+    _write(cells, "demo", "mcts-1", _run("mcts", 1, [0.3, 0.3, 0.7], [0.2, 0.2, 0.6]))
+    _write(cells, "demo", "greedy-0", _run("greedy", 0, [0.2, 0.6, 0.6], [0.1, 0.5, 0.5]))
+    # measured with another concurrency: not the same experiment, left out
+    _write(cells, "demo", "greedy-1", _run("greedy", 1, [0.95, 0.95, 0.95], [0.9, 0.9, 0.9], concurrency=1))
+    rc = sp.main(["--summarize", "--tasks", "demo", "--methods", "mcts", "greedy", "--model", "m", "--trials", "3",
+                  "--seeds", "2", "--out", out])
+    assert rc == 0
+    data = json.load(open(out))
+    t = data["tasks"]["demo"]
+    assert t["best_val_any"] == 0.9  # the concurrency-1 cell's 0.95 is not counted
+    assert t["target_95pct"] == pytest.approx(0.1 + 0.95 * 0.8)
+    mcts, greedy = t["summary"]["mcts"], t["summary"]["greedy"]
+    assert mcts["seeds"] == [0, 1] and greedy["seeds"] == [0]
+    assert mcts["final_val_mean"] == pytest.approx(0.8) and mcts["final_test_mean"] == pytest.approx(0.7)
+    assert mcts["trials_to_95pct"] == [3, None] and greedy["trials_to_95pct"] == [None]
+    assert mcts["val_curve_min"] == [0.1, 0.3, 0.7] and mcts["val_curve_max"] == [0.3, 0.5, 0.9]
+    text = capsys.readouterr().out
+    assert "trials to 95%" in text and ">3" in text  # a seed that never reached the target is shown as such
+
+
+def test_finished_runs_are_not_made_again(sp, tmp_path, capsys, monkeypatch):
+    cells = str(tmp_path / "p.cells")
+    for m in ("mcts", "greedy"):
+        _write(cells, "demo", f"{m}-0", _run(m, 0, [0.2], [0.1], budget=1))
+    args = sp.argparse.Namespace(quick=False, concurrency=2)
+
+    def boom(*a, **k):
+        raise AssertionError("nothing is left to run: Ray must not start")
+
+    monkeypatch.setattr("trex_ray.runtime.init_ray", boom)
+    sp._measure(args, ["demo"], ["mcts", "greedy"], 1, {**SAME, "budget": 1}, cells, fresh=False)
+    assert "0 runs to make (2 already in" in capsys.readouterr().out
+    with pytest.raises(AssertionError, match="Ray must not start"):  # --fresh makes them again
+        sp._measure(args, ["demo"], ["mcts", "greedy"], 1, {**SAME, "budget": 1}, cells, fresh=True)
+
+
+def test_nothing_finished_is_an_error_not_an_empty_report(sp, tmp_path, capsys):
+    rc = sp.main(["--summarize", "--tasks", "demo", "--out", str(tmp_path / "none.json")])
+    assert rc == 1 and "no finished runs" in capsys.readouterr().out
+    assert not os.path.exists(tmp_path / "none.json")
