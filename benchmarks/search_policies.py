@@ -329,6 +329,9 @@ def _summarize(name, methods, seeds, same, cells) -> dict | None:
     # 95% of the way from the baseline to the best score any method found (a bare 0.95 x best can lie
     # below the baseline, which every method would "reach" before its first trial)
     target = base["val"] + 0.95 * (best_any - base["val"])
+    # equal compute: what each run had found once it had spent as many accelerator seconds as the cheapest run
+    # spent in all (trials counted in the order they finished)
+    budget_s = min(r["accelerator_s"] for runs in per.values() for r in runs)
     summary = {}
     for method, runs in per.items():
         finals = [r["best_val"][-1] for r in runs]
@@ -339,25 +342,38 @@ def _summarize(name, methods, seeds, same, cells) -> dict | None:
             "trials_to_95pct": [next((i + 1 for i, v in enumerate(r["best_val"]) if v >= target), None) for r in runs],
             "accelerator_s_mean": statistics.mean(r["accelerator_s"] for r in runs),
             "seconds_mean": statistics.mean(r["seconds"] for r in runs),
+            "val_at_equal_accel_mean": statistics.mean(_val_within(r, budget_s, base["val"]) for r in runs),
             "val_curve_mean": [statistics.mean(c) for c in zip(*(r["best_val"] for r in runs))],
             "val_curve_min": [min(c) for c in zip(*(r["best_val"] for r in runs))],
             "val_curve_max": [max(c) for c in zip(*(r["best_val"] for r in runs))],
             "test_curve_mean": [statistics.mean(c) for c in zip(*(r["best_test"] for r in runs))],
         }
-    return {"metric": base["metric"], "sizes": base.get("sizes"), "baseline_val": base["val"],
+    return {"metric": base["metric"], "sizes": base.get("sizes"), "baseline_val": base["val"], "equal_accel_s": budget_s,
             "baseline_test": base["test"], "best_val_any": best_any, "target_95pct": target, "summary": summary,
             "runs": per}
+
+
+def _val_within(run: dict, budget_s: float, baseline: float) -> float:
+    """Best val among the run's trials finished before it had spent `budget_s` accelerator seconds."""
+    spent, best = 0.0, baseline
+    for t in run["trials"]:
+        spent += t["accelerator_s"] or 0.0
+        if spent > budget_s + 1e-6:
+            break
+        if not t["failed"] and t["val"] is not None:
+            best = max(best, t["val"])
+    return best
 
 
 def _print_table(name: str, t: dict, trials: int) -> None:
     print(f"\n{name}: {t['metric']}, baseline val {t['baseline_val']:.3f}, best any {t['best_val_any']:.3f} "
           f"(95%: {t['target_95pct']:.3f})")
     print(f"  {'method':14s} {'seeds':>5s} {'val mean':>8s} {'[min, max]':>15s} {'test':>6s} {'trials to 95%':>14s} "
-          f"{'accel-s':>8s} {'wall s':>7s}")
+          f"{'accel-s':>8s} {'wall s':>7s} {'val @ ' + format(t['equal_accel_s'], '.0f') + ' accel-s':>17s}")
     for m, s in t["summary"].items():
         reach = ",".join(str(x) if x is not None else f">{trials}" for x in s["trials_to_95pct"])
         print(f"  {m:14s} {len(s['seeds']):5d} {s['final_val_mean']:8.3f} [{s['final_val_min']:.3f}, {s['final_val_max']:.3f}] "
-              f"{s['final_test_mean']:6.3f} {reach:>14s} {s['accelerator_s_mean']:8.0f} {s['seconds_mean']:7.0f}")
+              f"{s['final_test_mean']:6.3f} {reach:>14s} {s['accelerator_s_mean']:8.0f} {s['seconds_mean']:7.0f} {s['val_at_equal_accel_mean']:17.3f}")
 
 
 def _plot(report: dict, path: str) -> str | None:
@@ -370,17 +386,29 @@ def _plot(report: dict, path: str) -> str | None:
         print("matplotlib is not installed: no plot (pip install matplotlib)")
         return None
     names = list(report["tasks"])
-    fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 4), squeeze=False)
-    for ax, name in zip(axes[0], names):
+    fig, axes = plt.subplots(2, len(names), figsize=(5.5 * len(names), 8), squeeze=False)
+    for col, name in enumerate(names):
         t = report["tasks"][name]
-        for m, s in t["summary"].items():
+        top, bottom = axes[0][col], axes[1][col]
+        for k, (m, s) in enumerate(t["summary"].items()):
+            colour = f"C{k}"
             x = list(range(1, len(s["val_curve_mean"]) + 1))
-            ax.plot(x, s["val_curve_mean"], marker="o", label=m)
-            ax.fill_between(x, s["val_curve_min"], s["val_curve_max"], alpha=0.15)
-        ax.axhline(t["baseline_val"], color="grey", linestyle=":", label="baseline")
-        ax.set_title(f"{name} ({t['metric']})")
-        ax.set_xlabel("trials")
-        ax.set_ylabel("best val so far (mean, range over seeds)")
+            top.plot(x, s["val_curve_mean"], marker="o", color=colour, label=m)
+            top.fill_between(x, s["val_curve_min"], s["val_curve_max"], color=colour, alpha=0.15)
+            for i, r in enumerate(t["runs"][m]):  # one step line per seed
+                spent = [0.0]
+                for tr in r["trials"]:
+                    spent.append(spent[-1] + (tr["accelerator_s"] or 0.0))
+                bottom.step(spent, [t["baseline_val"], *r["best_val"]], where="post", color=colour, alpha=0.8,
+                            label=m if i == 0 else None)
+        for ax in (top, bottom):
+            ax.axhline(t["baseline_val"], color="grey", linestyle=":", label="baseline")
+        top.set_title(f"{name} ({t['metric']})")
+        top.set_xlabel("trials")
+        top.xaxis.get_major_locator().set_params(integer=True)
+        top.set_ylabel("best val so far (mean, range over seeds)")
+        bottom.set_xlabel("accelerator seconds")
+        bottom.set_ylabel("best val so far (each seed)")
     axes[0][-1].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

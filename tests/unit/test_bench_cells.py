@@ -29,10 +29,10 @@ def _write(cells, task, name, obj):
         json.dump(obj, f)
 
 
-def _run(method, seed, vals, tests, **over):
+def _run(method, seed, vals, tests, accel=5.0, **over):
     return {**SAME, **over, "task": "demo", "method": method, "seed": seed, "seconds": 10.0 * (seed + 1),
-            "best_val": vals, "best_test": tests, "accelerator_s": 5.0,
-            "trials": [{"val": v, "accelerator_s": 5.0 / len(vals), "failed": False} for v in vals]}
+            "best_val": vals, "best_test": tests, "accelerator_s": accel,
+            "trials": [{"val": v, "accelerator_s": accel / len(vals), "failed": False} for v in vals]}
 
 
 def test_summary_comes_from_the_cells_measured_under_the_same_conditions(sp, tmp_path, capsys):
@@ -40,7 +40,7 @@ def test_summary_comes_from_the_cells_measured_under_the_same_conditions(sp, tmp
     cells = str(tmp_path / "policies.cells")
     _write(cells, "demo", "baseline", {**SAME, "metric": "exact_match", "val": 0.1, "test": 0.05})
     _write(cells, "demo", "mcts-0", _run("mcts", 0, [0.1, 0.5, 0.9], [0.05, 0.4, 0.8]))
-    _write(cells, "demo", "mcts-1", _run("mcts", 1, [0.3, 0.3, 0.7], [0.2, 0.2, 0.6]))
+    _write(cells, "demo", "mcts-1", _run("mcts", 1, [0.3, 0.3, 0.7], [0.2, 0.2, 0.6], accel=3.0))
     _write(cells, "demo", "greedy-0", _run("greedy", 0, [0.2, 0.6, 0.6], [0.1, 0.5, 0.5]))
     # measured with another concurrency: not the same experiment, left out
     _write(cells, "demo", "greedy-1", _run("greedy", 1, [0.95, 0.95, 0.95], [0.9, 0.9, 0.9], concurrency=1))
@@ -56,6 +56,10 @@ def test_summary_comes_from_the_cells_measured_under_the_same_conditions(sp, tmp
     assert mcts["final_val_mean"] == pytest.approx(0.8) and mcts["final_test_mean"] == pytest.approx(0.7)
     assert mcts["trials_to_95pct"] == [3, None] and greedy["trials_to_95pct"] == [None]
     assert mcts["val_curve_min"] == [0.1, 0.3, 0.7] and mcts["val_curve_max"] == [0.3, 0.5, 0.9]
+    # at the cheapest run's 3 accelerator-seconds, mcts seed 0 had finished one trial (val 0.1), seed 1 all three
+    assert t["equal_accel_s"] == 3.0
+    assert mcts["val_at_equal_accel_mean"] == pytest.approx((0.1 + 0.7) / 2)
+    assert greedy["val_at_equal_accel_mean"] == pytest.approx(0.2)
     text = capsys.readouterr().out
     assert "trials to 95%" in text and ">3" in text  # a seed that never reached the target is shown as such
 
