@@ -36,6 +36,17 @@ def random_qwen3(out: str, shape: str = "qwen3-1.7b") -> str:
     return out
 
 
+def code_version() -> str | None:
+    """The commit the measurement ran on (`-dirty` with uncommitted changes), for the record; None outside git."""
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True, timeout=10,
+                              cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def save_json(obj, path: str) -> str:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as f:

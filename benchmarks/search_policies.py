@@ -18,7 +18,8 @@ and how many trials each method needs to reach 95% of the best val score any met
 Each finished (task, method, seed) run is written at once to `<out>.cells/`, seed by seed across tasks and
 methods, and a later call with the same model, trials and concurrency reuses it: a long measurement can be
 stopped and resumed, or split over machines (`--seeds`/`--tasks`/`--methods`) and summarised together
-(`--summarize`).
+(`--summarize`). Each run records the commit it ran on; a change of code is not detected, so after changing
+the researcher or the executor measure again with `--fresh` or a new `--out`.
 
     python benchmarks/search_policies.py --quick                        # checks the script works (mcts, tune+ASHA)
     python benchmarks/search_policies.py                                # demo, sst2 lite, econlogicqa lite; SmolLM2
@@ -36,7 +37,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import save_json  # noqa: E402
+from common import code_version, save_json  # noqa: E402
 
 TREX = ("mcts", "greedy", "sequential", "random")
 TUNE = ("tune-tpe", "tune-tpe-asha")
@@ -270,7 +271,8 @@ def _measure(args, tasks, methods, seeds, same, cells, fresh: bool) -> None:
         r = (run_trex(method, s["task"], same["model"], same["budget"], args.concurrency, seed, storage)
              if method in TREX else run_tune(method, s["task"], s["ctx"], same["budget"], args.concurrency, seed, storage))
         idx = best_so_far(r["trials"], s["baseline_val"])
-        cell = {**same, "task": name, "method": method, "seed": seed, "seconds": round(time.time() - t0, 1),
+        cell = {**same, "task": name, "method": method, "seed": seed, "code": code_version(),
+                "seconds": round(time.time() - t0, 1),
                 "best_val": [r["trials"][i]["val"] if i >= 0 else s["baseline_val"] for i in idx],
                 "best_test": test_curve(r["trials"], idx, s["test_of"]),
                 "accelerator_s": round(sum(t["accelerator_s"] or 0 for t in r["trials"]), 1),
