@@ -10,6 +10,17 @@ from __future__ import annotations
 from trex_ray.tree import Node, Tree
 
 
+def loss_tail_drop(curve: list[float]) -> float | None:
+    """How much the training loss still fell at the end: 1 - mean(last quarter) / mean(the quarter before).
+    Near 0 when training had levelled off; 0.2 means the loss was still falling by a fifth. None for curves
+    under 8 steps (too noisy to tell)."""
+    if not curve or len(curve) < 8:
+        return None
+    q = len(curve) // 4
+    before, last = sum(curve[-2 * q:-q]) / q, sum(curve[-q:]) / q
+    return round(1 - last / before, 3) if before > 0 else None
+
+
 def _brief(n: Node, full: bool = False) -> dict:
     res = n.result or {}
     out = {
@@ -24,6 +35,7 @@ def _brief(n: Node, full: bool = False) -> dict:
         out["train_stats"] = {k: v for k, v in res.get("train_stats", {}).items() if k != "loss_curve"}
         curve = res.get("train_stats", {}).get("loss_curve") or []
         out["loss_first_last"] = [curve[0], curve[-1]] if curve else None
+        out["loss_tail_drop"] = loss_tail_drop(curve)
         out["data_stats"] = res.get("data_stats", {})
         out["bad_cases"] = res.get("bad_cases", [])[:12]
         out["categories"] = (res.get("diagnosis") or {}).get("categories")

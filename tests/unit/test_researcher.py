@@ -251,6 +251,12 @@ def test_diagnose_categories_and_text(agent):
     assert "train loss 2.50 -> 0.45" in text and "under-fitting" in text
     d2 = agent.diagnose({**result, "train_stats": {"loss_curve": [1.0, 0.01]}, "bad_cases": []}, None)
     assert d2["categories"] == {} and "memorised" in d2["text"] and "vs parent" not in d2["text"]
+    falling = [2.0, 1.2, 0.9, 0.7, 0.5, 0.4, 0.3, 0.25, 0.2, 0.18, 0.15, 0.12]  # low, but not done
+    d3 = agent.diagnose({**result, "train_stats": {"loss_curve": falling}, "bad_cases": []}, None)
+    assert "under-fitting (the loss still fell" in d3["text"]
+    flat = [2.0, 0.5] + [0.15] * 10
+    assert "under-fitting" not in agent.diagnose({**result, "train_stats": {"loss_curve": flat}, "bad_cases": []},
+                                                 None)["text"]
 
 
 def test_diagnose_failure_text(agent):
@@ -320,3 +326,36 @@ def test_more_data_synthesizes_only_after_the_parent_memorised(agent, tmp_path):
     syn = next(o for o in plan.recipe.ops if o.op == "synthesize")
     assert plan.recipe.ops[-1].op == "format" and syn.args["n"] == 20  # a quarter of 80 rows
     assert syn.args["output_regex"] == "no|yes"
+
+
+def test_loss_tail_drop_tells_a_falling_loss_from_a_levelled_one():
+    from trex_ray.memory import loss_tail_drop
+
+    assert loss_tail_drop([2.0, 1.0, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3]) == pytest.approx(1 - 0.35 / 0.55, abs=1e-3)
+    assert loss_tail_drop([2.0, 1.0] + [0.2] * 10) == 0.0
+    assert loss_tail_drop([1.0, 0.5, 0.2]) is None  # too short to tell
+
+
+def test_a_parent_still_learning_is_under_fitting_even_at_a_low_loss(agent, brief):
+    """The demo task's parents end near 0.2 with the loss still falling fast: more training, not less."""
+    n = 600
+
+    def counts(drop):
+        ctx = _parent_ctx(agent, brief, loss=(2.0, 0.2))
+        ctx["parent"]["loss_tail_drop"] = drop
+        return _direction_counts(agent, brief, ctx, n)
+
+    falling, levelled = counts(0.35), counts(0.02)
+    assert falling["more epochs"] > 1.5 * levelled["more epochs"]
+    assert sum(falling[d] for d in CAPACITY_UP) > sum(levelled[d] for d in CAPACITY_UP) + 0.1 * n
+
+
+def test_warm_start_of_a_parent_still_learning_keeps_its_pace(agent, brief):
+    ctx = _parent_ctx(agent, brief, loss=(2.0, 0.2), score=0.6, prev=0.5)
+    ctx["parent"]["loss_tail_drop"] = 0.35
+    warm = next(p for p in (agent.propose(brief, ctx, random.Random(s)) for s in range(200))
+                if p.direction == "warm start from parent")
+    base = Plan.model_validate(ctx["parent"]["plan"])
+    assert warm.train.warm_start == "parent"
+    assert (warm.train.learning_rate, warm.train.epochs) == (base.train.learning_rate, base.train.epochs)
+    assert "still learning" in warm.rationale

@@ -2,8 +2,8 @@
 
 - analyze: reads the data profile (sizes, lengths, label balance, duplicates) and the baseline's bad
   cases; writes a brief with risks and starting settings sized to the data.
-- propose: a coarse direction first, chosen by weights that the parent's result moves (under-fitting
-  loss -> more epochs / higher lr / more capacity; format errors -> prompt format; regression ->
+- propose: a coarse direction first, chosen by weights that the parent's result moves (under-fitting:
+  a high loss or one still falling when training stopped -> more epochs / higher lr / more capacity; format errors -> prompt format; regression ->
   lower lr, cleaner data; improvement -> warm start and keep going), then the concrete plan: the
   parent's plan with that direction applied. A plan whose signature is already in the tree is skipped.
 - diagnose: sorts bad cases into empty / wrong format / verbose / wrong value by comparing the shape
@@ -22,6 +22,7 @@ import re
 from collections import Counter, defaultdict
 
 from trex_ray.aidp.ops import catalogue
+from trex_ray.memory import loss_tail_drop
 from trex_ray.plan import EvalConfig, Plan, Recipe, TrainConfig
 from trex_ray.prompting import task_system
 
@@ -36,6 +37,16 @@ def _memorised(parent: dict) -> bool:
     """The parent's training loss ended near zero: it has learnt its data by heart."""
     loss = parent.get("loss_first_last")
     return bool(loss) and loss[-1] < 0.05
+
+
+def _underfitting(parent: dict) -> bool:
+    """The parent had not finished learning: its loss ended high, or was still falling when training
+    stopped (the last quarter of the curve at least 10% below the quarter before), short of memorising."""
+    loss = parent.get("loss_first_last")
+    if not loss:
+        return False
+    drop = parent.get("loss_tail_drop")
+    return loss[-1] > 0.3 or (drop is not None and drop >= 0.1 and not _memorised(parent))
 
 
 def shape(text: str) -> str:
@@ -174,7 +185,7 @@ class HeuristicResearcher:
                 w.update({"fewer epochs": 4.0, "less LoRA capacity": 3.0, "more epochs": 0.0, "more data": 0.0,
                           "more LoRA capacity": 0.0})
             return {k: v for k, v in w.items() if v > 0}
-        if loss and loss[-1] > 0.3:  # still under-fitting
+        if _underfitting(parent):
             w["more epochs"] += 2.0
             w["higher learning rate"] += 1.5
             w["more LoRA capacity"] += 1.0
@@ -281,9 +292,13 @@ class HeuristicResearcher:
         elif name == "warm start from parent":
             if parent["plan"] is None or t.warm_start == "parent" and parent["status"] != "ok":
                 return None
-            upd = {"warm_start": "parent", "epochs": round(max(0.5, t.epochs / 2), 1),
-                   "learning_rate": t.learning_rate / 2}
-            why = "the parent improved; continue training its adapter gently"
+            if _underfitting(parent):  # it was still learning: continue at its pace (a warm restart)
+                upd = {"warm_start": "parent"}
+                why = "the parent improved and was still learning; continue training its adapter at the same pace"
+            else:
+                upd = {"warm_start": "parent", "epochs": round(max(0.5, t.epochs / 2), 1),
+                       "learning_rate": t.learning_rate / 2}
+                why = "the parent improved; continue training its adapter gently"
         else:
             return None
         return self._plan(base, name, why, ops, upd)
@@ -332,8 +347,10 @@ class HeuristicResearcher:
         curve = result.get("train_stats", {}).get("loss_curve") or []
         if curve:
             parts.append(f"train loss {curve[0]:.2f} -> {curve[-1]:.2f}")
-            if curve[-1] > 0.3:
-                parts.append("under-fitting")
+            drop = loss_tail_drop(curve)
+            if _underfitting({"loss_first_last": [curve[0], curve[-1]], "loss_tail_drop": drop}):
+                parts.append("under-fitting" + (f" (the loss still fell {drop:.0%} in the last quarter)"
+                                                if drop is not None and drop >= 0.1 else ""))
             elif curve[-1] < 0.02:
                 parts.append("memorised the training set")
         return {"text": "; ".join(parts), "categories": cats}
