@@ -9,6 +9,9 @@ accelerator seconds (training + evaluation) and trial seconds (data preparation 
 wall time of the trials), summed over trials in the order they finished. Ratios are against the setting
 with both kinds of reuse on.
 
+Each setting's finished search is written at once to `<out>.cells/` and reused by a later call with the same
+task, model, trials, seed and concurrency (`--fresh` runs it again), so a long measurement can be resumed.
+
     python benchmarks/reuse.py --quick       # checks the script works: tiny model, 2 trials, both on vs both off
     python benchmarks/reuse.py               # the demo task on SmolLM2, 8 trials, all four settings
 """
@@ -16,13 +19,14 @@ with both kinds of reuse on.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import save_json  # noqa: E402
+from common import code_version, save_json  # noqa: E402
 from search_policies import load_task  # noqa: E402
 
 SETTINGS = {
@@ -64,11 +68,13 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="tiny model, 2 trials (2 in flight), reuse on vs off")
     ap.add_argument("--task", default="demo", help="demo, or an FT-Bench task id (lite profile)")
     ap.add_argument("--model", default=None, help="default smollm2-135m (tiny-random with --quick)")
-    ap.add_argument("--trials", type=int, default=None, help="default 8 (3 with --quick)")
+    ap.add_argument("--trials", type=int, default=None, help="default 8 (2 with --quick)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--concurrency", type=int, default=None, help="trials in flight (default 1, which keeps the "
                     "order comparable; 2 with --quick)")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--fresh", action="store_true", help="run every setting again, even one already in <out>.cells/ "
+                    "(--quick always does)")
     args = ap.parse_args(argv)
 
     import trex_ray
@@ -77,10 +83,26 @@ def main(argv=None) -> int:
     trials = args.trials or (2 if args.quick else 8)
     concurrency = args.concurrency or (2 if args.quick else 1)
     settings = {k: v for k, v in SETTINGS.items() if not args.quick or k in ("warm start + cache", "no reuse")}
+    out = args.out or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
+                                   f"reuse{'-quick' if args.quick else ''}.json")
+    cell_dir = (out[:-len(".json")] if out.endswith(".json") else out) + ".cells"
+    same = {"task": args.task, "model": model, "budget": trials, "seed": args.seed, "concurrency": concurrency}
     work = tempfile.mkdtemp(prefix="trex-reuse-")
-    task = load_task(args.task, work, args.quick)
+    task = None
     results = {}
     for name, kw in settings.items():
+        cell = os.path.join(cell_dir, name.replace(" ", "_").replace("+", "and") + ".json")
+        if not (args.fresh or args.quick):
+            try:
+                with open(cell) as f:
+                    done = json.load(f)
+                if all(done.get(k) == v for k, v in same.items()):
+                    results[name] = done["result"]
+                    _print_setting(name, results[name], f"measured earlier: {cell}")
+                    continue
+            except (OSError, ValueError, KeyError):
+                pass
+        task = task or load_task(args.task, work, args.quick)
         t0 = time.time()
         # a storage of its own per setting: no setting finds another's prepared data
         res = trex_ray.search(task, model, trex_ray.Budget(trials=trials), seed=args.seed, max_concurrent=concurrency,
@@ -91,10 +113,8 @@ def main(argv=None) -> int:
                          "best_val": max([t["val"] for t in c if t["val"] is not None], default=None),
                          "cache_hits": sum(t["cache_hit"] for t in c),
                          "warm_starts": sum(t["warm_start"] == "parent" for t in c)}
-        r = results[name]
-        print(f"{name:20s} best val {r['best_val']}, {r['cache_hits']} cache hits, {r['warm_starts']} warm starts, "
-              f"{sum(t['accelerator_s'] for t in c):.0f} accel-s, {sum(t['trial_s'] for t in c):.0f} trial-s, "
-              f"{sum(t['data_s'] for t in c):.1f} data-s ({r['wall_s']:.0f} s wall)", flush=True)
+        save_json({**same, "code": code_version(), "result": results[name]}, cell)
+        _print_setting(name, results[name], f"{results[name]['wall_s']:.0f} s wall")
 
     reached = [r["best_val"] for r in results.values() if r["best_val"] is not None]
     target = min(reached) if len(reached) == len(results) else None
@@ -113,12 +133,17 @@ def main(argv=None) -> int:
         r["ratios"] = {k: (r["to_target"][k] / base[k]) if r["to_target"][k] is not None and base[k] else None
                        for k in ("accelerator_s", "trial_s", "data_s")}
         print(f"  {name:20s} " + ", ".join(cells))
-    out = args.out or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
-                                   f"reuse{'-quick' if args.quick else ''}.json")
     save_json({"task": args.task, "model": model, "trials": trials, "seed": args.seed, "target_val": target,
                "results": results}, out)
     print(f"written: {out}")
     return 0
+
+
+def _print_setting(name: str, r: dict, note: str) -> None:
+    c = r["trials"]
+    print(f"{name:20s} best val {r['best_val']}, {r['cache_hits']} cache hits, {r['warm_starts']} warm starts, "
+          f"{sum(t['accelerator_s'] for t in c):.0f} accel-s, {sum(t['trial_s'] for t in c):.0f} trial-s, "
+          f"{sum(t['data_s'] for t in c):.1f} data-s ({note})", flush=True)
 
 
 if __name__ == "__main__":

@@ -84,3 +84,28 @@ def test_nothing_finished_is_an_error_not_an_empty_report(sp, tmp_path, capsys):
     rc = sp.main(["--summarize", "--tasks", "demo", "--out", str(tmp_path / "none.json")])
     assert rc == 1 and "no finished runs" in capsys.readouterr().out
     assert not os.path.exists(tmp_path / "none.json")
+
+
+def test_reuse_summarises_settings_measured_earlier_without_searching(tmp_path, capsys, monkeypatch):
+    spec = importlib.util.spec_from_file_location("reuse", os.path.join(ROOT, "benchmarks", "reuse.py"))
+    reuse = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(reuse)
+    same = {"task": "demo", "model": "m", "budget": 2, "seed": 0, "concurrency": 1}
+    cells = tmp_path / "reuse.cells"
+    cells.mkdir()
+    for k, (name, kw) in enumerate(reuse.SETTINGS.items()):
+        trials = [{"node": i + 1, "val": v, "accelerator_s": 10.0 * (k + 1), "trial_s": 20.0 * (k + 1), "data_s": 1.0,
+                   "cache_hit": False, "warm_start": "base"} for i, v in enumerate((0.3, 0.6))]
+        result = {"settings": kw, "trials": trials, "wall_s": 1.0, "best_val": 0.6, "cache_hits": 0, "warm_starts": 0}
+        (cells / (name.replace(" ", "_").replace("+", "and") + ".json")).write_text(
+            json.dumps({**same, "result": result}))
+
+    def no_search(*a, **k):
+        raise AssertionError("every setting was measured earlier: nothing may search")
+
+    monkeypatch.setattr("trex_ray.search", no_search)
+    assert reuse.main(["--model", "m", "--trials", "2", "--out", str(tmp_path / "reuse.json")]) == 0
+    data = json.loads((tmp_path / "reuse.json").read_text())
+    assert data["target_val"] == 0.6
+    assert data["results"]["no reuse"]["ratios"]["accelerator_s"] == pytest.approx(4.0)  # 80 s against 20 s
+    assert capsys.readouterr().out.count("measured earlier") == 4
