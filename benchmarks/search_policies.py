@@ -374,8 +374,9 @@ def _print_table(name: str, t: dict, trials: int) -> None:
           f"{'accel-s':>8s} {'wall s':>7s} {'val @ ' + format(t['equal_accel_s'], '.0f') + ' accel-s':>17s}")
     for m, s in t["summary"].items():
         reach = ",".join(str(x) if x is not None else f">{trials}" for x in s["trials_to_95pct"])
-        print(f"  {m:14s} {len(s['seeds']):5d} {s['final_val_mean']:8.3f} [{s['final_val_min']:.3f}, {s['final_val_max']:.3f}] "
-              f"{s['final_test_mean']:6.3f} {reach:>14s} {s['accelerator_s_mean']:8.0f} {s['seconds_mean']:7.0f} {s['val_at_equal_accel_mean']:17.3f}")
+        print(f"  {m:14s} {len(s['seeds']):5d} {s['final_val_mean']:8.3f} "
+              f"[{s['final_val_min']:.3f}, {s['final_val_max']:.3f}] {s['final_test_mean']:6.3f} {reach:>14s} "
+              f"{s['accelerator_s_mean']:8.0f} {s['seconds_mean']:7.0f} {s['val_at_equal_accel_mean']:17.3f}")
 
 
 def _plot(report: dict, path: str) -> str | None:

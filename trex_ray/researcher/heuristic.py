@@ -2,9 +2,10 @@
 
 - analyze: reads the data profile (sizes, lengths, label balance, duplicates) and the baseline's bad
   cases; writes a brief with risks and starting settings sized to the data.
-- propose: a coarse direction first, chosen by weights that the parent's result moves (under-fitting:
-  a high loss or one still falling when training stopped -> more epochs / higher lr / more capacity; format errors -> prompt format; regression ->
-  lower lr, cleaner data; improvement -> warm start and keep going), then the concrete plan: the
+- propose: a coarse direction first, chosen by weights that the parent's result moves (under-fitting,
+  a loss still high or still falling when training stopped -> more epochs / higher lr / more capacity;
+  format errors -> prompt format; regression -> lower lr, cleaner data; improvement -> warm start and
+  keep going, at the parent's pace while it was still learning), then the concrete plan: the
   parent's plan with that direction applied. A plan whose signature is already in the tree is skipped.
 - diagnose: sorts bad cases into empty / wrong format / verbose / wrong value by comparing the shape
   of the output with the reference, and compares with the parent.
