@@ -19,7 +19,6 @@ task, model, trials, seed and concurrency (`--fresh` runs it again), so a long m
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -27,7 +26,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import code_version, save_json  # noqa: E402
-from search_policies import load_task  # noqa: E402
+from search_policies import _cell, load_task  # noqa: E402
 
 SETTINGS = {
     "warm start + cache": dict(warm_start=True, recipe_cache=True),
@@ -91,17 +90,11 @@ def main(argv=None) -> int:
     task = None
     results = {}
     for name, kw in settings.items():
-        cell = os.path.join(cell_dir, name.replace(" ", "_").replace("+", "and") + ".json")
-        if not (args.fresh or args.quick):
-            try:
-                with open(cell) as f:
-                    done = json.load(f)
-                if all(done.get(k) == v for k, v in same.items()):
-                    results[name] = done["result"]
-                    _print_setting(name, results[name], f"measured earlier: {cell}")
-                    continue
-            except (OSError, ValueError, KeyError):
-                pass
+        cell, done = _cell(cell_dir, args.task, name.replace(" ", "_").replace("+", "and"), same)
+        if done and "result" in done and not (args.fresh or args.quick):
+            results[name] = done["result"]
+            _print_setting(name, results[name], f"measured earlier: {cell}")
+            continue
         task = task or load_task(args.task, work, args.quick)
         t0 = time.time()
         # a storage of its own per setting: no setting finds another's prepared data

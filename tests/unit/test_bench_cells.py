@@ -91,8 +91,8 @@ def test_reuse_summarises_settings_measured_earlier_without_searching(tmp_path, 
     reuse = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(reuse)
     same = {"task": "demo", "model": "m", "budget": 2, "seed": 0, "concurrency": 1}
-    cells = tmp_path / "reuse.cells"
-    cells.mkdir()
+    cells = tmp_path / "reuse.cells" / "demo"
+    cells.mkdir(parents=True)
     for k, (name, kw) in enumerate(reuse.SETTINGS.items()):
         trials = [{"node": i + 1, "val": v, "accelerator_s": 10.0 * (k + 1), "trial_s": 20.0 * (k + 1), "data_s": 1.0,
                    "cache_hit": False, "warm_start": "base"} for i, v in enumerate((0.3, 0.6))]

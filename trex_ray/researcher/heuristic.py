@@ -41,13 +41,15 @@ def _memorised(parent: dict) -> bool:
 
 
 def _underfitting(parent: dict) -> bool:
-    """The parent had not finished learning: its loss ended high, or was still falling when training
-    stopped (the last quarter of the curve at least 10% below the quarter before), short of memorising."""
+    """The parent had not finished learning (see `_still_learning`)."""
     loss = parent.get("loss_first_last")
-    if not loss:
-        return False
-    drop = parent.get("loss_tail_drop")
-    return loss[-1] > 0.3 or (drop is not None and drop >= 0.1 and not _memorised(parent))
+    return bool(loss) and _still_learning(loss[-1], parent.get("loss_tail_drop"))
+
+
+def _still_learning(last_loss: float, tail_drop: float | None) -> bool:
+    """The loss ended high, or was still falling when training stopped (the last quarter of the curve at
+    least 10% below the quarter before) short of memorising."""
+    return last_loss > 0.3 or (tail_drop is not None and tail_drop >= 0.1 and last_loss >= 0.05)
 
 
 def shape(text: str) -> str:
@@ -349,7 +351,7 @@ class HeuristicResearcher:
         if curve:
             parts.append(f"train loss {curve[0]:.2f} -> {curve[-1]:.2f}")
             drop = loss_tail_drop(curve)
-            if _underfitting({"loss_first_last": [curve[0], curve[-1]], "loss_tail_drop": drop}):
+            if _still_learning(curve[-1], drop):
                 parts.append("under-fitting" + (f" (the loss still fell {drop:.0%} in the last quarter)"
                                                 if drop is not None and drop >= 0.1 else ""))
             elif curve[-1] < 0.02:
