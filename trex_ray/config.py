@@ -64,6 +64,8 @@ class RunConfig(BaseModel):
                                          "CPU or GPU, e.g. {accel: 1} (a custom resource of your GPU nodes).")
     train_retries: int = Field(1, ge=0, description="Times a training run whose workers or node died is started "
                                "again before the trial counts as failed.")
+    train_workers: int = Field(1, ge=1, description="Training workers per trial, data parallel (one GPU each on GPU "
+                               "clusters, else one CPU each); every step averages their gradients.")
     detach: bool = Field(False, description="Keep the tree actor alive if the driver dies (trex-ray status still "
                          "answers; resume takes over).")
     warm_start: bool = Field(True, description="Let plans continue from their parent's adapter (warm start); "
@@ -122,8 +124,8 @@ class RunConfig(BaseModel):
                     evaluator=self.evaluator, eval_options=self.eval_options, address=self.address, data_llm=self.data_llm,
                     researcher_llm=self.researcher_llm, notes_dir=self.notes_dir, trial_timeout_s=self.trial_timeout_s,
                     trial_memory_gb=self.trial_memory_gb, train_resources=self.train_resources,
-                    train_retries=self.train_retries, detach=self.detach, warm_start=self.warm_start,
-                    recipe_cache=self.recipe_cache)
+                    train_retries=self.train_retries, train_workers=self.train_workers, detach=self.detach,
+                    warm_start=self.warm_start, recipe_cache=self.recipe_cache)
 
 
 def load_yaml(path: str) -> dict:

@@ -1,8 +1,8 @@
 """Starting or joining Ray, quietly. Local by default (`ray.init()` on this machine); `address=` or
 `RAY_ADDRESS` joins a cluster. Logical CPUs are declared above the core count when trials are
 concurrent, because a trial's driver task mostly waits; torch threads are divided explicitly instead.
-Training workers of K concurrent trials hold K CPUs, so at least 2K+1 are declared here: their data
-recipes and evaluations need CPUs too. (A smaller cluster given by address still completes, slower: the
+Training workers of K concurrent trials hold K*W CPUs (W workers each), so at least (W+1)K+1 are
+declared here: their data recipes and evaluations need CPUs too. (A smaller cluster given by address still completes, slower: the
 training data is read before the workers start, so nothing waits for a CPU a worker holds.)
 """
 
@@ -42,20 +42,21 @@ def physical_cores() -> int:
         return os.cpu_count() or 1
 
 
-def auto_concurrency(resources: dict, use_gpu: bool, gpus_for_eval: int = 0) -> int:
+def auto_concurrency(resources: dict, use_gpu: bool, gpus_for_eval: int = 0, train_workers: int = 1) -> int:
     """`max_concurrent="auto"`: as many trials as the cluster can run at once. On GPUs a training run
-    holds a GPU (less those the evaluation engines hold); on CPUs a trial's training worker holds a CPU
-    and its data work needs about another, and one CPU stays free for the tasks that feed them."""
+    holds a GPU per worker (of those the evaluation engines do not hold); on CPUs a trial's training
+    workers hold a CPU each and its data work needs about another, and one CPU stays free for the tasks
+    that feed them."""
     if use_gpu:
-        return max(1, int(resources.get("GPU", 0)) - gpus_for_eval)
-    return max(1, int(resources.get("CPU", 1) - 1) // 2)
+        return max(1, (int(resources.get("GPU", 0)) - gpus_for_eval) // train_workers)
+    return max(1, int(resources.get("CPU", 1) - 1) // (train_workers + 1))
 
 
 def threads_per_trial(max_concurrent: int) -> int:
     return max(1, physical_cores() // max(1, max_concurrent))
 
 
-def init_ray(address: str | None, max_concurrent: int) -> None:
+def init_ray(address: str | None, max_concurrent: int, train_workers: int = 1) -> None:
     import ray
 
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
@@ -80,7 +81,8 @@ def init_ray(address: str | None, max_concurrent: int) -> None:
         ray.init(address=address, **kwargs)
     else:
         # "local": a cluster of our own, even where `ray start` left one running on this machine
-        ray.init(address="local", num_cpus=max(physical_cores(), 2 * max_concurrent + 1), include_dashboard=False,
+        ray.init(address="local", num_cpus=max(physical_cores(), (train_workers + 1) * max_concurrent + 1),
+                 include_dashboard=False,
                  **kwargs)
         _OWNS_CLUSTER = True
     import logging

@@ -60,6 +60,7 @@ def search(
     trial_memory_gb: float | None = None,
     train_resources: dict | None = None,
     train_retries: int = 1,
+    train_workers: int = 1,
     detach: bool = False,
     warm_start: bool = True,
     recipe_cache: bool = True,
@@ -83,6 +84,9 @@ def search(
     if not isinstance(train_retries, int) or isinstance(train_retries, bool) or train_retries < 0:
         raise ConfigError("train_retries", f"must be a whole number >= 0, got {train_retries!r}",
                           "e.g. 1 (start a training run once more after its node was lost), or 0")
+    if not isinstance(train_workers, int) or isinstance(train_workers, bool) or train_workers < 1:
+        raise ConfigError("train_workers", f"must be a whole number >= 1, got {train_workers!r}",
+                          "e.g. 1 (one GPU or core per trial), or 4 (a trial trains data parallel on 4 GPUs)")
     for name, value in (("detach", detach), ("warm_start", warm_start), ("recipe_cache", recipe_cache)):
         if not isinstance(value, bool):
             raise ConfigError(name, f"must be true or false, got {value!r}", f"e.g. {name}: false")
@@ -92,8 +96,8 @@ def search(
                     policy=policy, max_concurrent=max_concurrent,
                     seed=seed, evaluator=evaluator, eval_options=eval_options, budget=budget.model_dump(), data_llm=data_llm,
                     trial_timeout_s=trial_timeout_s, trial_memory_gb=trial_memory_gb,
-                    train_resources=train_resources, train_retries=train_retries, warm_start=warm_start,
-                    recipe_cache=recipe_cache)
+                    train_resources=train_resources, train_retries=train_retries, train_workers=train_workers,
+                    warm_start=warm_start, recipe_cache=recipe_cache)
     from trex_ray.storage import RunSync, prepare
 
     storage_uri = storage
@@ -109,7 +113,8 @@ def search(
     from trex_ray.executor.eval_service import start_evaluation, stop_evaluation
     from trex_ray.runtime import auto_concurrency, init_ray, physical_cores, threads_per_trial
 
-    init_ray(address, max(1, physical_cores() // 2) if max_concurrent == "auto" else max_concurrent)
+    init_ray(address, max(1, physical_cores() // (train_workers + 1)) if max_concurrent == "auto" else max_concurrent,
+             train_workers)
     if use_gpu is None:
         use_gpu = bool(ray.cluster_resources().get("GPU"))
     if max_concurrent == "auto":
@@ -118,7 +123,7 @@ def search(
         gpus = ray.cluster_resources().get("GPU", 0) if use_gpu else 0
         on_vllm = resolve_evaluator(evaluator, use_gpu, gpus) == "vllm"
         engine_gpus = int(eval_options.get("tensor_parallel_size", 1)) * int(eval_options.get("replicas", 1))
-        max_concurrent = auto_concurrency(ray.cluster_resources(), use_gpu, engine_gpus if on_vllm else 0)
+        max_concurrent = auto_concurrency(ray.cluster_resources(), use_gpu, engine_gpus if on_vllm else 0, train_workers)
     _take_over(run_dir)
     threads = threads_per_trial(max_concurrent)
     model_path = resolve_model(base_model)
@@ -131,8 +136,8 @@ def search(
                        use_gpu=use_gpu, data_llm=data_llm, progress=progress, run_dir=run_dir,
                        model_path=model_path, threads=threads, ev=ev, trial_timeout_s=trial_timeout_s,
                        trial_memory_gb=trial_memory_gb, executor=executor, train_resources=train_resources,
-                       train_retries=train_retries, detach=detach, sync=sync, warm_start=warm_start,
-                       recipe_cache=recipe_cache)
+                       train_retries=train_retries, train_workers=train_workers, detach=detach, sync=sync,
+                       warm_start=warm_start, recipe_cache=recipe_cache)
     finally:
         if show is not None:
             show.close()  # the live panel gives the terminal back, whatever ended the search
@@ -149,8 +154,8 @@ def _search(*, show: Progress, task: Task, base_model: str, budget: Budget, agen
             storage: str, resume: bool, seed: int, use_gpu: bool, data_llm: dict, progress: bool, run_dir: str,
             model_path: str, threads: int, ev, trial_timeout_s: float | None = None,
             trial_memory_gb: float | None = None, executor=None, train_resources: dict | None = None,
-            train_retries: int = 1, detach: bool = False, sync=None, warm_start: bool = True,
-            recipe_cache: bool = True) -> SearchResult:
+            train_retries: int = 1, train_workers: int = 1, detach: bool = False, sync=None,
+            warm_start: bool = True, recipe_cache: bool = True) -> SearchResult:
     """The search proper, once Ray, the run folder and the evaluation backend are up."""
     import ray
 
@@ -162,7 +167,8 @@ def _search(*, show: Progress, task: Task, base_model: str, budget: Budget, agen
                                              agent.name == "heuristic" else ""))
     show.line(f"evaluation: {ev.name}" + (" (engines: base model loaded once, adapters hot-loaded)"
                                           if ev.service is not None else ""))
-    show.line(f"trials in flight: up to {max_concurrent}")
+    show.line(f"trials in flight: up to {max_concurrent}" +
+              (f", each training on {train_workers} workers (data parallel)" if train_workers > 1 else ""))
     tree = TreeActor.options(name=tree_actor_name(run_dir), namespace=NAMESPACE,
                              lifetime="detached" if detach else None).remote(
         os.path.join(run_dir, "journal.jsonl"), policy, seed)
@@ -197,7 +203,7 @@ def _search(*, show: Progress, task: Task, base_model: str, budget: Budget, agen
     started: dict = {}  # trial ref -> launch time (the per-trial timeout)
 
     # the autoscaler sees what K trials in flight will need before their training asks for it
-    _request_capacity(train_bundle(use_gpu, train_resources), max_concurrent)
+    _request_capacity(train_bundle(use_gpu, train_resources), max_concurrent * train_workers)
     # a trial's own task waits on its stages: it stays beside the driver (a node that is not preempted)
     # where it can, so losing a worker node costs a training run (retried), not the trial
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -214,6 +220,7 @@ def _search(*, show: Progress, task: Task, base_model: str, budget: Budget, agen
             cache_root=runs.cache_root(storage) if recipe_cache else os.path.join(run_dir, "nodes", str(nid), "data"),
             baseline_score=root["score"], ev=ev, threads=threads, use_gpu=use_gpu, data_llm=data_llm,
             memory_limit_gb=trial_memory_gb, train_resources=train_resources, train_retries=train_retries,
+            train_workers=train_workers,
             **({"storage_uri": sync.mirror.uri} if sync is not None and sync.mirror is not None else {}),
             reporter=TrialReporter(tree, nid), recipe_cache=recipe_cache,
         )

@@ -85,3 +85,59 @@ def test_packing_checkpointing_and_precision_train_through_the_executor(tmp_path
     assert ckpt["loss_curve"] == pytest.approx(plain["loss_curve"], abs=1e-3)
     bf16 = fit("bf16", precision="bf16")
     assert bf16["final_loss"] < bf16["loss_curve"][0]
+
+
+def test_data_parallel_training_shards_the_data_and_keeps_the_workers_in_step(tmp_path, tiny):
+    """Two Ray Train workers (DDP on gloo): each trains on its half of the rows, so together they count the
+    tokens one worker does in half the steps (a step takes a batch from each); micro-batches accumulate
+    before the step's one gradient sync; packed shards, whose numbers of sequences can differ, still end
+    together."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from trex_ray.executor import train as train_mod
+    from trex_ray.plan import TrainConfig
+    from trex_ray.runtime import init_ray
+
+    init_ray(None, 1, train_workers=2)
+    # lengths vary, so the two shards pack into different numbers of sequences
+    rows = [{"system": "Answer yes or no.", "user": f"is {i} even?" + " Think." * (i % 9 if i < 24 else 0),
+             "output": "yes" if i % 2 == 0 else "no"} for i in range(48)]
+    (tmp_path / "data").mkdir()
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "data" / "part.parquet")
+
+    def fit(name, workers, micro=None, **kw):
+        cfg = TrainConfig(epochs=2, batch_size=8, learning_rate=1e-2, max_seq_len=128, **kw).model_dump()
+        return train_mod.fit(data_dir=str(tmp_path / "data"), model_path=tiny, train_cfg=cfg, init_adapter=None,
+                             node_dir=str(tmp_path / name), threads=1, num_workers=workers, micro_batch_size=micro)
+
+    one = fit("one", 1)
+    two = fit("two", 2, micro=3)
+    assert one["workers"] == 1 and two["workers"] == 2
+    assert two["examples"] == one["examples"] == 48
+    assert two["tokens"] == one["tokens"] and two["steps"] * 2 == one["steps"] == 12
+    assert two["final_loss"] < two["loss_curve"][0]
+    assert (tmp_path / "two" / "adapter" / "adapter_model.safetensors").exists()
+    packed = fit("packed", 2, packing=True)
+    assert packed["workers"] == 2 and packed["sequences"] < 48 and packed["steps"] >= 2
+
+
+def test_a_search_trains_its_trials_on_several_workers(tmp_path):
+    """`train_workers` reaches every trial's training, and the trial's accelerator seconds count each worker."""
+    import json
+    import os
+
+    import trex_ray
+    from tests.conftest import majority_rows, write_jsonl
+
+    paths = {s: write_jsonl(tmp_path / "data" / f"{s}.jsonl", majority_rows(n, i))
+             for i, (s, n) in enumerate([("train", 64), ("val", 16), ("test", 16)])}
+    task = trex_ray.Task.from_jsonl(name="dp", input_field="question", output_field="answer", metric="accuracy",
+                                    labels=["yes", "no"], **paths)
+    r = trex_ray.search(task, base_model="tiny-random", budget=trex_ray.Budget(trials=1), max_concurrent=1,
+                        train_workers=2, storage=str(tmp_path / "runs"), progress=False)
+    node = json.load(open(os.path.join(r.run_dir, "nodes", "1", "result.json")))
+    assert node["status"] == "ok", node["error"]
+    st = node["train_stats"]
+    assert st["workers"] == 2 and st["examples"] == node["data_stats"]["rows"]  # the two shards together
+    assert node["accelerator_s"] == pytest.approx(2 * st["seconds"] + node["val"]["seconds"], abs=0.02)

@@ -210,6 +210,7 @@ def test_build_and_overrides(setup):
     assert build({**setup["cfg"], "trials": "6", "max_concurrent": "3"}).max_concurrent == 3  # CLI strings convert
     kw = cfg.search_kwargs()
     assert kw["budget"].trials == 2 and kw["base_model"] == "tiny-random"
+    assert kw["train_workers"] == 1 and build({**setup["cfg"], "train_workers": "2"}).search_kwargs()["train_workers"] == 2
     t = cfg.task()
     assert t.input_field == "question" and os.path.isabs(t.train)
 
@@ -220,6 +221,7 @@ def test_build_and_overrides(setup):
     ({"seed": "abc"}, "seed", "integer"),
     ({"labels": [True, False]}, "labels", 'quote the labels, e.g. labels: ["yes", "no"]'),  # YAML's [yes, no]
     ({"train_retries": -1}, "train_retries", "greater than or equal to 0"),
+    ({"train_workers": 0}, "train_workers", "greater than or equal to 1"),
 ])
 def test_build_errors_name_the_field(setup, data, field, words):
     with pytest.raises(ConfigError) as e:
@@ -259,6 +261,11 @@ def test_max_concurrent_auto_follows_the_clusters_gpus_or_cpus():
     assert auto_concurrency({"CPU": 5.0}, use_gpu=False) == 2  # a training CPU + data work each, one CPU spare
     assert auto_concurrency({"CPU": 1.0}, use_gpu=False) == 1  # never zero
     assert auto_concurrency({"CPU": 8.0, "GPU": 1.0}, use_gpu=True, gpus_for_eval=1) == 1
+    # data-parallel trials: a trial takes train_workers GPUs, or that many CPUs plus one for its data work
+    assert auto_concurrency({"CPU": 16.0, "GPU": 8.0}, use_gpu=True, gpus_for_eval=1, train_workers=2) == 3
+    assert auto_concurrency({"CPU": 16.0, "GPU": 8.0}, use_gpu=True, train_workers=4) == 2
+    assert auto_concurrency({"CPU": 9.0}, use_gpu=False, train_workers=3) == 2
+    assert auto_concurrency({"CPU": 2.0}, use_gpu=False, train_workers=4) == 1
     base = {"name": "t", "train": "a", "val": "b", "test": "c"}
     assert RunConfig(**base, max_concurrent="auto").max_concurrent == "auto"
     assert RunConfig(**base, max_concurrent="3").max_concurrent == 3
@@ -282,6 +289,8 @@ def test_max_concurrent_must_be_positive_or_auto(data_files):
     ({"train_resources": {"GPU": 1}}, "train_resources", "set by trex-ray"),
     ({"train_retries": -1}, "train_retries", ">= 0"),
     ({"train_retries": True}, "train_retries", ">= 0"),
+    ({"train_workers": 0}, "train_workers", ">= 1"),
+    ({"train_workers": 2.0}, "train_workers", ">= 1"),
     ({"warm_start": "no"}, "warm_start", "true or false"),
     ({"recipe_cache": 0}, "recipe_cache", "true or false"),
     ({"detach": "yes"}, "detach", "true or false"),

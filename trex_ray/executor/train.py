@@ -8,6 +8,7 @@ into a checkpoint that Ray Train persists; the driver copies it into the node fo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -196,34 +197,43 @@ def _train(config: dict) -> None:
     # an optimizer step sees batch_size examples; after running out of memory they come in micro-batches
     micro = min(cfg["batch_size"], config.get("micro_batch_size") or cfg["batch_size"])
     g = torch.Generator().manual_seed(cfg["seed"])
+    device = next(model.parameters()).device
     loader = torch.utils.data.DataLoader(
         examples, batch_size=cfg["batch_size"], shuffle=True, generator=g, collate_fn=lambda b: b,
     )
-    total_steps = max(1, math.ceil(cfg["epochs"] * len(loader)))
+    # data parallel: every worker takes the same number of steps (a step's gradients are averaged across
+    # them, and a worker with a step more would wait forever), so an epoch is the shortest shard's batches
+    per_epoch = len(loader) if world == 1 else _all_reduce([len(loader)], device, "min")[0]
+    total_steps = max(1, math.ceil(cfg["epochs"] * per_epoch))
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg["learning_rate"], weight_decay=cfg["weight_decay"])
     sched = get_linear_schedule_with_warmup(opt, int(cfg["warmup_ratio"] * total_steps), total_steps)
-    device = next(model.parameters()).device
 
     curve, step, tokens, padded, epoch, reported = [], 0, 0, 0, 0, 0.0
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     t_loop = time.time()
     while step < total_steps:
-        for examples_step in loader:
+        for n_batch, examples_step in enumerate(loader):
+            if n_batch >= per_epoch:
+                break
             n_tokens = sum(sum(1 for x in e["labels"] if x != -100) for e in examples_step)
             step_loss = 0.0
-            for i in range(0, len(examples_step), micro):
+            starts = range(0, len(examples_step), micro)
+            for i in starts:
                 part = examples_step[i:i + micro]
                 batch = {k: v.to(device) for k, v in _collate(part, tok.pad_token_id).items()}
                 padded += batch["input_ids"].numel()
-                # no KV cache in training: it is never read, and with it the packed-sequence masks are skipped
-                loss = model(**batch, use_cache=False).loss
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"diverged: the training loss became {float(loss)} at step {step + 1}")
-                # weight each micro-batch by its answer tokens: the step's loss is the full batch's mean
-                share = sum(1 for e in part for x in e["labels"] if x != -100) / max(1, n_tokens)
-                (loss * share).backward()
+                # data parallel: gradients are averaged across workers once per step, at its last micro-batch
+                sync = contextlib.nullcontext() if world == 1 or i == starts[-1] else model.no_sync()
+                with sync:
+                    # no KV cache in training: it is never read, and with it the packed-sequence masks are skipped
+                    loss = model(**batch, use_cache=False).loss
+                    if not torch.isfinite(loss):
+                        raise FloatingPointError(f"diverged: the training loss became {float(loss)} at step {step + 1}")
+                    # weight each micro-batch by its answer tokens: the step's loss is the full batch's mean
+                    share = sum(1 for e in part for x in e["labels"] if x != -100) / max(1, n_tokens)
+                    (loss * share).backward()
                 step_loss += float(loss.detach()) * share
                 tokens += sum(len(e["input_ids"]) for e in part)  # real tokens, padding not counted
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -246,12 +256,16 @@ def _train(config: dict) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     loop_s = time.time() - t_loop
+    sequences = len(examples)
+    if world > 1:  # counts over all workers (each saw its own shard)
+        tokens, padded, n_examples, cut, sequences = _all_reduce(
+            [tokens, padded, n_examples, cut, sequences], device, "sum")
     stats = {
         "steps": step, "epochs": cfg["epochs"], "examples": n_examples, "truncated": cut,
         "loop_seconds": round(loop_s, 3), "tokens_per_s": round(tokens / max(loop_s, 1e-9), 1),
         "peak_memory_gb": round(torch.cuda.max_memory_allocated(device) / 2**30, 3) if device.type == "cuda" else None,
-        "sequences": len(examples), "padded_tokens": padded * world,
-        "tokens": tokens * world, "seconds": round(time.time() - t0, 2), "workers": world,
+        "sequences": sequences, "padded_tokens": padded,
+        "tokens": tokens, "seconds": round(time.time() - t0, 2), "workers": world,
         "device": str(device), "final_loss": sum(curve[-5:]) / len(curve[-5:]),
         "loss_curve": _downsample(curve, 100), "warm_start": bool(warm),
         "trainable_params": sum(p.numel() for p in params), "micro_batch_size": micro,
@@ -268,6 +282,16 @@ def _train(config: dict) -> None:
                 json.dump(stats, f)
             checkpoint = ray.train.Checkpoint.from_directory(d)
         ray.train.report({"epoch": epoch, "step": step, "loss": stats["final_loss"]}, checkpoint=checkpoint)
+
+
+def _all_reduce(values: list[int], device, op: str) -> list[int]:
+    """Sum or minimum of each value over the training workers (their process group is up)."""
+    import torch
+    import torch.distributed as dist
+
+    t = torch.tensor(values, dtype=torch.int64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN if op == "min" else dist.ReduceOp.SUM)
+    return t.tolist()
 
 
 def _progress(path: str | None, **fields) -> None:

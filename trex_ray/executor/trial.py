@@ -68,7 +68,7 @@ def run_trial(*, node_id: int, plan: dict, parent_adapter: str | None, task: dic
               run_dir: str, cache_root: str, baseline_score: float, ev: Evaluation,
               threads: int | None = None, use_gpu: bool = False, data_llm: dict | None = None,
               memory_limit_gb: float | None = None, train_resources: dict | None = None,
-              train_retries: int = 1, storage_uri: str | None = None, reporter=None,
+              train_retries: int = 1, train_workers: int = 1, storage_uri: str | None = None, reporter=None,
               recipe_cache: bool = True) -> dict:
     node_dir = os.path.join(run_dir, "nodes", str(node_id))
     os.makedirs(node_dir, exist_ok=True)
@@ -95,7 +95,9 @@ def run_trial(*, node_id: int, plan: dict, parent_adapter: str | None, task: dic
         if p.train.warm_start == "parent" and not parent_adapter:
             raise ValueError("warm_start=parent but the parent has no adapter (it is the base model or failed)")
         fit = dict(data_dir=data_dir, model_path=model_path, train_cfg=p.train.model_dump(), init_adapter=init,
-                   node_dir=node_dir, threads=threads, use_gpu=use_gpu, memory_limit_gb=memory_limit_gb,
+                   node_dir=node_dir, num_workers=train_workers, use_gpu=use_gpu, memory_limit_gb=memory_limit_gb,
+                   # the trial's share of cores, divided among its workers
+                   threads=max(1, threads // train_workers) if threads else threads,
                    resources=train_resources, retries=train_retries, reporter=reporter,
                    node_uri=f"{storage_uri.rstrip('/')}/{os.path.basename(run_dir)}/nodes/{node_id}" if storage_uri else None)
         try:
