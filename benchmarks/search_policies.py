@@ -144,6 +144,11 @@ def run_tune(method: str, task, ctx: dict, trials: int, concurrency: int, seed: 
                                 time_attr="segment") if asha else None),
         run_config=tune.RunConfig(storage_path=os.path.join(storage, "tune"), name=f"{method}-{seed}", verbose=0))
     grid = tuner.fit()
+    # Tune ends early on an interrupt (Ctrl-C) with the trials so far: that is no finished run
+    unfinished = len(grid) < trials or any(not r.metrics and r.error is None for r in grid)
+    if unfinished:
+        raise RuntimeError(f"Tune's {method} run (seed {seed}) ended before its {trials} trials did (interrupted); "
+                           "nothing is recorded for it")
     done = []
     for r in grid:
         m = r.metrics or {}
@@ -270,6 +275,9 @@ def _measure(args, tasks, methods, seeds, same, cells, fresh: bool) -> None:
         storage = os.path.join(work, name, "runs")
         r = (run_trex(method, s["task"], same["model"], same["budget"], args.concurrency, seed, storage)
              if method in TREX else run_tune(method, s["task"], s["ctx"], same["budget"], args.concurrency, seed, storage))
+        if len(r["trials"]) != same["budget"]:  # never record a run cut short as a finished one
+            raise RuntimeError(f"{name} {method} seed {seed}: {len(r['trials'])} of {same['budget']} trials finished; "
+                               "nothing is recorded for it")
         idx = best_so_far(r["trials"], s["baseline_val"])
         cell = {**same, "task": name, "method": method, "seed": seed, "code": code_version(),
                 "seconds": round(time.time() - t0, 1),
