@@ -109,3 +109,19 @@ def test_reuse_summarises_settings_measured_earlier_without_searching(tmp_path, 
     assert data["target_val"] == 0.6
     assert data["results"]["no reuse"]["ratios"]["accelerator_s"] == pytest.approx(4.0)  # 80 s against 20 s
     assert capsys.readouterr().out.count("measured earlier") == 4
+
+
+def test_a_run_cut_short_is_not_recorded_as_finished(sp, tmp_path, monkeypatch):
+    """An interrupted run (Ray Tune returns the trials so far on Ctrl-C) raises and leaves no cell behind, so a
+    later call makes it again instead of summarising half a run."""
+    cells = str(tmp_path / "p.cells")
+    monkeypatch.setattr("trex_ray.runtime.init_ray", lambda *a, **k: None)
+    monkeypatch.setattr("trex_ray.models.resolve_model", lambda name: name)
+    monkeypatch.setattr("trex_ray.executor.eval_service.start_evaluation", lambda *a, **k: None)
+    monkeypatch.setattr(sp, "_setup", lambda *a, **k: {"task": None, "ctx": {}, "baseline_val": 0.0,
+                                                       "test_of": lambda t: 0.0})
+    monkeypatch.setattr(sp, "run_trex", lambda *a, **k: {"trials": [{"val": 0.5, "accelerator_s": 1.0, "failed": False}]})
+    args = sp.argparse.Namespace(quick=False, concurrency=2)
+    with pytest.raises(RuntimeError, match="1 of 3 trials finished"):
+        sp._measure(args, ["demo"], ["mcts"], 1, SAME, cells, fresh=False)
+    assert sp._cell(cells, "demo", "mcts-0", SAME)[1] is None and not os.path.exists(os.path.join(cells, "demo", "mcts-0.json"))
