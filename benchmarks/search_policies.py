@@ -397,12 +397,14 @@ def _plot(report: dict, path: str) -> str | None:
         print("matplotlib is not installed: no plot (pip install matplotlib)")
         return None
     names = list(report["tasks"])
+    # one colour per method in every panel, and one legend for all (a task may lack some methods)
+    methods = list(dict.fromkeys(m for t in report["tasks"].values() for m in t["summary"]))
     fig, axes = plt.subplots(2, len(names), figsize=(5.5 * len(names), 8), squeeze=False)
     for col, name in enumerate(names):
         t = report["tasks"][name]
         top, bottom = axes[0][col], axes[1][col]
-        for k, (m, s) in enumerate(t["summary"].items()):
-            colour = f"C{k}"
+        for m, s in t["summary"].items():
+            colour = f"C{methods.index(m)}"
             x = list(range(1, len(s["val_curve_mean"]) + 1))
             top.plot(x, s["val_curve_mean"], marker="o", color=colour, label=m)
             top.fill_between(x, s["val_curve_min"], s["val_curve_max"], color=colour, alpha=0.15)
@@ -420,7 +422,11 @@ def _plot(report: dict, path: str) -> str | None:
         top.set_ylabel("best val so far (mean, range over seeds)")
         bottom.set_xlabel("accelerator seconds")
         bottom.set_ylabel("best val so far (each seed)")
-    axes[0][-1].legend(fontsize=8)
+    legend = {}
+    for ax in axes[0]:
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(label, h)
+    axes[0][-1].legend(legend.values(), legend.keys(), fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return path
