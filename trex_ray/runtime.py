@@ -35,6 +35,11 @@ def release_orphan_placement_groups() -> int:
     return n
 
 
+def owns_cluster() -> bool:
+    """Whether this process started the local Ray it is connected to (not a cluster given by address)."""
+    return _OWNS_CLUSTER
+
+
 def physical_cores() -> int:
     try:
         return len(os.sched_getaffinity(0))

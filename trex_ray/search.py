@@ -111,19 +111,26 @@ def search(
     import ray
 
     from trex_ray.executor.eval_service import start_evaluation, stop_evaluation
-    from trex_ray.runtime import auto_concurrency, init_ray, physical_cores, threads_per_trial
+    from trex_ray.runtime import auto_concurrency, init_ray, owns_cluster, physical_cores, threads_per_trial
 
     init_ray(address, max(1, physical_cores() // (train_workers + 1)) if max_concurrent == "auto" else max_concurrent,
              train_workers)
     if use_gpu is None:
         use_gpu = bool(ray.cluster_resources().get("GPU"))
-    if max_concurrent == "auto":
-        from trex_ray.executor.eval_service import resolve_evaluator
+    from trex_ray.executor.eval_service import resolve_evaluator
 
-        gpus = ray.cluster_resources().get("GPU", 0) if use_gpu else 0
-        on_vllm = resolve_evaluator(evaluator, use_gpu, gpus) == "vllm"
-        engine_gpus = int(eval_options.get("tensor_parallel_size", 1)) * int(eval_options.get("replicas", 1))
-        max_concurrent = auto_concurrency(ray.cluster_resources(), use_gpu, engine_gpus if on_vllm else 0, train_workers)
+    gpus = ray.cluster_resources().get("GPU", 0) if use_gpu else 0
+    on_vllm = resolve_evaluator(evaluator, use_gpu, gpus) == "vllm"
+    engine_gpus = int(eval_options.get("tensor_parallel_size", 1)) * int(eval_options.get("replicas", 1)) if on_vllm else 0
+    if use_gpu and owns_cluster() and gpus - engine_gpus < train_workers:
+        # (a cluster given by address may grow; on this machine a trial would wait for GPUs forever)
+        raise ConfigError("train_workers", f"a trial's {train_workers} training workers need a GPU each, and this "
+                          f"machine has {int(gpus)}" + (f", {engine_gpus} of them for the vLLM evaluation engines"
+                                                         if engine_gpus else ""),
+                          f"use train_workers <= {max(1, int(gpus - engine_gpus))}"
+                          + (" or evaluator: transformers" if engine_gpus else ""))
+    if max_concurrent == "auto":
+        max_concurrent = auto_concurrency(ray.cluster_resources(), use_gpu, engine_gpus, train_workers)
     _take_over(run_dir)
     threads = threads_per_trial(max_concurrent)
     model_path = resolve_model(base_model)

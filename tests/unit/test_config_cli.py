@@ -327,3 +327,20 @@ def test_a_packaged_model_path_from_another_machine_is_materialised_here(tmp_pat
     assert path.startswith(str(tmp_path / "here")) and os.path.exists(os.path.join(path, "config.json"))
     assert local_model(path) == path  # present: unchanged
     assert local_model("/nonexistent/some-org-model") == "/nonexistent/some-org-model"  # not ours: as given
+
+
+def test_more_training_workers_than_this_machines_gpus_is_refused(data_files, tmp_path, monkeypatch):
+    """On a machine whose Ray this search started, a trial of more workers than free GPUs would wait forever."""
+    import ray
+
+    from trex_ray import Task
+    from trex_ray.search import search
+
+    monkeypatch.setattr("trex_ray.runtime.init_ray", lambda *a, **k: None)
+    monkeypatch.setattr("trex_ray.runtime.owns_cluster", lambda: True)
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 16.0, "GPU": 2.0})
+    task = Task.from_jsonl("t", data_files["train"], data_files["val"], data_files["test"], input_field="question",
+                           output_field="answer")
+    with pytest.raises(ConfigError) as e:
+        search(task, base_model="tiny-random", storage=str(tmp_path / "runs"), train_workers=4, evaluator="transformers")
+    assert e.value.field == "train_workers" and "has 2" in str(e.value) and "train_workers <= 2" in e.value.fix

@@ -212,6 +212,8 @@ def _train(config: dict) -> None:
     curve, step, tokens, padded, epoch, reported = [], 0, 0, 0, 0, 0.0
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+    if rank == 0:  # started: watchers see the step count before the first step ends
+        _progress(config.get("progress_path"), step=0, of=total_steps)
     t_loop = time.time()
     while step < total_steps:
         for n_batch, examples_step in enumerate(loader):
@@ -356,7 +358,7 @@ def fit(
 
     `resources`: what each training worker asks of the cluster beyond its CPU or GPU (a custom resource
     such as an accelerator type). `retries`: how many times a run whose workers died (a lost node) is
-    started again (Ray Train's `FailureConfig`), before it counts as failed. `reporter(stage, **info)`
+    started again before it counts as failed; a run that failed in its own code is not. `reporter(stage, **info)`
     (picklable, see `progress.TrialReporter`) hears the step, steps and loss about once a second."""
     import pyarrow.dataset as pads
     import ray.data
@@ -367,41 +369,57 @@ def fit(
     # same storage + name would make Ray Train resume a stale run: start from an empty one. On a storage
     # URI the workers' checkpoint goes there (nodes without the driver's disk can write it)
     storage = f"{node_uri}/ray_train" if node_uri else os.path.join(node_dir, "ray_train")
-    _remove(storage)
     os.makedirs(os.path.join(node_dir, "logs"), exist_ok=True)
-    trainer = TorchTrainer(
-        train_loop,
-        # the parent's adapter travels with the config, for workers on nodes without this disk
-        train_loop_config={"train": train_cfg, "model_path": model_path,
-                           "init_adapter": shipping.ship(init_adapter, always=True),
-                           "threads": threads, "micro_batch_size": micro_batch_size,
-                           "memory_limit_gb": memory_limit_gb, "reporter": reporter,
-                           "progress_path": os.path.join(node_dir, "logs", "train_progress.jsonl")},
-        scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu,
-                                     resources_per_worker=worker_resources(use_gpu, resources)),
-        run_config=RunConfig(storage_path=storage, name="fit", failure_config=FailureConfig(max_failures=retries)),
-        # read here, into the object store: the workers may be on nodes that cannot see `data_dir`, and
-        # no read task has to wait for a CPU (a 1-CPU cluster, where the worker holds the only one)
-        datasets={"train": ray.data.from_arrow(pads.dataset(data_dir, format="parquet").to_table())},
-    )
-    try:
-        result = trainer.fit()
-    except ray.train.TrainingFailedError as e:
-        failures = getattr(e, "worker_failures", None) or {}
-        lost = [f for f in failures.values() if _worker_died(f)]
-        if lost:
-            raise WorkerLost(f"the training workers died (their node was lost or killed) and {retries} restart(s) "
-                             f"allowed by train_retries did not finish the run: {str(lost[0])[:300]}") from None
-        if failures:  # the worker's own exception, not Ray's wrapper text
-            err = next(iter(failures.values()))
-            known = classify(err)
-            if known is not None:
-                raise known from None
-            raise RuntimeError(f"{type(err).__name__}: {err}") from None
-        known = classify(e)
-        if known is not None:
-            raise known from None
-        raise
+    # a lone worker reports its own errors as a result (train_loop), so Ray Train's restarts go to lost
+    # workers only. Several workers raise theirs, and Ray Train would restart every failure alike: for
+    # them the restarts are made here, after a lost worker only
+    ray_restarts = retries if num_workers == 1 else 0
+
+    def trainer() -> TorchTrainer:
+        _remove(storage)
+        return TorchTrainer(
+            train_loop,
+            # the parent's adapter travels with the config, for workers on nodes without this disk
+            train_loop_config={"train": train_cfg, "model_path": model_path,
+                               "init_adapter": shipping.ship(init_adapter, always=True),
+                               "threads": threads, "micro_batch_size": micro_batch_size,
+                               "memory_limit_gb": memory_limit_gb, "reporter": reporter,
+                               "progress_path": os.path.join(node_dir, "logs", "train_progress.jsonl")},
+            scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu,
+                                         resources_per_worker=worker_resources(use_gpu, resources)),
+            run_config=RunConfig(storage_path=storage, name="fit",
+                                 failure_config=FailureConfig(max_failures=ray_restarts)),
+            # read here, into the object store: the workers may be on nodes that cannot see `data_dir`, and
+            # no read task has to wait for a CPU (a 1-CPU cluster, where the worker holds the only one)
+            datasets={"train": ray.data.from_arrow(pads.dataset(data_dir, format="parquet").to_table())},
+        )
+
+    attempt = 0
+    while True:
+        try:
+            result = trainer().fit()
+            break
+        except ray.train.TrainingFailedError as e:
+            failures = list((getattr(e, "worker_failures", None) or {}).values())
+            known = [k for k in map(classify, failures) if k is not None]
+            lost = [f for f in failures if _worker_died(f)]
+            if lost and not known and attempt < retries - ray_restarts:
+                attempt += 1
+                continue
+            if lost and not known:
+                raise WorkerLost(f"the training workers died (their node was lost or killed) and {retries} "
+                                 f"restart(s) allowed by train_retries did not finish the run: {str(lost[0])[:300]}") from None
+            # the workers' own exception, not Ray's wrapper text; with several workers, the one that is a
+            # known failure (the others' errors may only echo it, e.g. a peer that left a collective)
+            if known:
+                raise known[0] from None
+            if failures:
+                err = failures[0]
+                raise RuntimeError(f"{type(err).__name__}: {err}") from None
+            k = classify(e)
+            if k is not None:
+                raise k from None
+            raise
     if result.checkpoint is None:
         raise RuntimeError(f"training reported no checkpoint ({result.error})")
     failure = None

@@ -84,7 +84,8 @@ def run_trial(*, node_id: int, plan: dict, parent_adapter: str | None, task: dic
                         output_field=task["output_field"], tokenizer_path=model_path,
                         eval_paths=(task["val"], task["test"]), goal=task.get("goal", ""), llm=data_llm,
                         threads=threads, use_gpu=use_gpu)
-        data_dir, data_stats = run_recipe(p.recipe, ctx, cache_root, min_rows=MIN_TRAIN_ROWS,
+        # (each training worker needs a row at least)
+        data_dir, data_stats = run_recipe(p.recipe, ctx, cache_root, min_rows=max(MIN_TRAIN_ROWS, train_workers),
                                           shared_cache=f"{storage_uri.rstrip('/')}/cache"
                                           if storage_uri and recipe_cache else None)
         _log(node_dir, f"data: {data_stats['rows']} rows (cache hit: {data_stats['cache_hit']})")
