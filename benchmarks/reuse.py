@@ -14,6 +14,7 @@ task, model, trials, seed and concurrency (`--fresh` runs it again), so a long m
 
     python benchmarks/reuse.py --quick       # checks the script works: tiny model, 2 trials, both on vs both off
     python benchmarks/reuse.py               # the demo task on SmolLM2, 8 trials, all four settings
+    python benchmarks/reuse.py --settings no_reuse   # both on against both off only (half the time)
 """
 
 from __future__ import annotations
@@ -72,6 +73,9 @@ def main(argv=None) -> int:
     ap.add_argument("--concurrency", type=int, default=None, help="trials in flight (default 1, which keeps the "
                     "order comparable; 2 with --quick)")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--settings", nargs="+", default=None, choices=[_slug(k) for k in SETTINGS],
+                    help="measure only these (default: all four; the first, both kinds of reuse on, is always "
+                    "included: the ratios are against it)")
     ap.add_argument("--fresh", action="store_true", help="run every setting again, even one already in <out>.cells/ "
                     "(--quick always does)")
     args = ap.parse_args(argv)
@@ -81,7 +85,8 @@ def main(argv=None) -> int:
     model = args.model or ("tiny-random" if args.quick else "smollm2-135m")
     trials = args.trials or (2 if args.quick else 8)
     concurrency = args.concurrency or (2 if args.quick else 1)
-    settings = {k: v for k, v in SETTINGS.items() if not args.quick or k in ("warm start + cache", "no reuse")}
+    chosen = args.settings or ([_slug("no reuse")] if args.quick else [_slug(k) for k in SETTINGS])
+    settings = {k: v for i, (k, v) in enumerate(SETTINGS.items()) if i == 0 or _slug(k) in chosen}
     out = args.out or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                                    f"reuse{'-quick' if args.quick else ''}.json")
     cell_dir = (out[:-len(".json")] if out.endswith(".json") else out) + ".cells"
@@ -90,7 +95,7 @@ def main(argv=None) -> int:
     task = None
     results = {}
     for name, kw in settings.items():
-        cell, done = _cell(cell_dir, args.task, name.replace(" ", "_").replace("+", "and"), same)
+        cell, done = _cell(cell_dir, args.task, _slug(name), same)
         if done and "result" in done and not (args.fresh or args.quick):
             results[name] = done["result"]
             _print_setting(name, results[name], f"measured earlier: {cell}")
@@ -99,7 +104,7 @@ def main(argv=None) -> int:
         t0 = time.time()
         # a storage of its own per setting: no setting finds another's prepared data
         res = trex_ray.search(task, model, trex_ray.Budget(trials=trials), seed=args.seed, max_concurrent=concurrency,
-                              storage=os.path.join(work, name.replace(" ", "_").replace("+", "and")),
+                              storage=os.path.join(work, _slug(name)),
                               progress=False, evaluator="transformers", **kw)
         c = costs(res.run_dir)
         results[name] = {"settings": kw, "trials": c, "wall_s": round(time.time() - t0, 1),
@@ -130,6 +135,11 @@ def main(argv=None) -> int:
                "results": results}, out)
     print(f"written: {out}")
     return 0
+
+
+def _slug(setting: str) -> str:
+    """A setting's name in files and on the command line: "warm start + cache" -> warm_start_and_cache."""
+    return setting.replace(" ", "_").replace("+", "and")
 
 
 def _print_setting(name: str, r: dict, note: str) -> None:
