@@ -2,8 +2,9 @@
 `RAY_ADDRESS` joins a cluster. Logical CPUs are declared above the core count when trials are
 concurrent, because a trial's driver task mostly waits; torch threads are divided explicitly instead.
 Training workers of K concurrent trials hold K*W CPUs (W workers each), so at least (W+1)K+1 are
-declared here: their data recipes and evaluations need CPUs too. (A smaller cluster given by address still completes, slower: the
-training data is read before the workers start, so nothing waits for a CPU a worker holds.)
+declared here: their data recipes and evaluations need CPUs too. (A smaller cluster given by address
+still completes, slower: the training data is read before the workers start, so nothing waits for a CPU
+a worker holds.)
 """
 
 from __future__ import annotations
@@ -87,8 +88,7 @@ def init_ray(address: str | None, max_concurrent: int, train_workers: int = 1) -
     else:
         # "local": a cluster of our own, even where `ray start` left one running on this machine
         ray.init(address="local", num_cpus=max(physical_cores(), (train_workers + 1) * max_concurrent + 1),
-                 include_dashboard=False,
-                 **kwargs)
+                 include_dashboard=False, **kwargs)
         _OWNS_CLUSTER = True
     import logging
 
