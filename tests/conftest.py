@@ -19,6 +19,21 @@ def write_jsonl(path: Path, rows: list[dict]) -> str:
     return str(path)
 
 
+def nan_model(model_dir: str, dst: Path) -> str:
+    """A copy of `model_dir` whose every logit is non-finite (its final norm is inf): training it diverges."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    shutil.copytree(model_dir, dst)
+    model = AutoModelForCausalLM.from_pretrained(dst)
+    with torch.no_grad():
+        model.model.norm.weight.fill_(float("inf"))
+    model.save_pretrained(dst)
+    return str(dst)
+
+
 def majority_rows(n: int, seed: int) -> list[dict]:
     """Inputs carry no signal; 80% of answers are "yes". A model that learns the answer format and the
     prior scores ~0.8, a random model ~0: a task where fine-tuning must beat the baseline."""

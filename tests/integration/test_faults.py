@@ -77,18 +77,9 @@ def test_out_of_memory_again_after_the_retry_is_a_recorded_failure(tmp_path, tin
 
 
 def test_a_nan_loss_stops_training_and_marks_the_node_diverged(tmp_path, tiny):
-    import shutil
+    from tests.conftest import nan_model
 
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    bad = tmp_path / "nan-model"
-    shutil.copytree(tiny, bad)
-    model = AutoModelForCausalLM.from_pretrained(bad)
-    with torch.no_grad():
-        model.model.norm.weight.fill_(float("inf"))  # every logit becomes non-finite
-    model.save_pretrained(bad)
-    res = _run_trial(tmp_path, _task(tmp_path), str(bad), batch_size=8)
+    res = _run_trial(tmp_path, _task(tmp_path), nan_model(tiny, tmp_path / "nan-model"), batch_size=8)
     assert res["status"] == "failed"
     assert res["error"]["type"] == "diverged" and "at step 1" in res["error"]["message"]
     # the researcher sees what happened: the failed node's summary names the divergence

@@ -148,30 +148,23 @@ def test_a_failure_of_several_workers_own_code_is_not_restarted(tmp_path, tiny):
     Train would spend `train_retries` restarts on it; they are kept for lost workers, so the run starts
     once and fails as diverged (the known error, not a peer's echo of it)."""
     import json
-    import shutil
 
     import pyarrow as pa
     import pyarrow.parquet as pq
-    import torch
-    from transformers import AutoModelForCausalLM
 
+    from tests.conftest import nan_model
     from trex_ray.executor import train as train_mod
     from trex_ray.plan import TrainConfig
     from trex_ray.runtime import init_ray
 
     init_ray(None, 1, train_workers=2)
-    bad = tmp_path / "nan-model"
-    shutil.copytree(tiny, bad)
-    model = AutoModelForCausalLM.from_pretrained(bad)
-    with torch.no_grad():
-        model.model.norm.weight.fill_(float("inf"))  # every logit becomes non-finite
-    model.save_pretrained(bad)
+    bad = nan_model(tiny, tmp_path / "nan-model")
     rows = [{"system": "", "user": f"is {i} even?", "output": "yes" if i % 2 == 0 else "no"} for i in range(16)]
     (tmp_path / "data").mkdir()
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "data" / "part.parquet")
     cfg = TrainConfig(epochs=1, batch_size=4, max_seq_len=64).model_dump()
     with pytest.raises(train_mod.Diverged):
-        train_mod.fit(data_dir=str(tmp_path / "data"), model_path=str(bad), train_cfg=cfg, init_adapter=None,
+        train_mod.fit(data_dir=str(tmp_path / "data"), model_path=bad, train_cfg=cfg, init_adapter=None,
                       node_dir=str(tmp_path / "node"), threads=1, num_workers=2, retries=1)
     lines = [json.loads(x) for x in open(tmp_path / "node" / "logs" / "train_progress.jsonl")]
     assert [x["step"] for x in lines] == [0]  # one start, no restart
