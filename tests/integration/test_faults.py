@@ -12,7 +12,7 @@ import time
 import pytest
 
 import trex_ray
-from tests.conftest import majority_rows, write_jsonl
+from tests.conftest import majority_rows, nan_model, write_jsonl
 
 pytestmark = pytest.mark.integration
 
@@ -77,8 +77,6 @@ def test_out_of_memory_again_after_the_retry_is_a_recorded_failure(tmp_path, tin
 
 
 def test_a_nan_loss_stops_training_and_marks_the_node_diverged(tmp_path, tiny):
-    from tests.conftest import nan_model
-
     res = _run_trial(tmp_path, _task(tmp_path), nan_model(tiny, tmp_path / "nan-model"), batch_size=8)
     assert res["status"] == "failed"
     assert res["error"]["type"] == "diverged" and "at step 1" in res["error"]["message"]
