@@ -47,6 +47,48 @@ def code_version() -> str | None:
         return None
 
 
+def machine_speed(size: int = 512, reps: int = 7) -> dict:
+    """The host (CPU model, cores, GPU if any) and how fast one CPU thread multiplies fp32 matrices now
+    (GFLOP/s, the median of `reps` timings). Accelerator seconds measured on two machines compare only when
+    this rate agrees: the same trials have run 1.8x apart on two machines of the same CPU model here."""
+    import platform
+    import statistics
+
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        a, b = torch.randn(size, size), torch.randn(size, size)
+        a @ b  # warm-up
+        times = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            for _ in range(8):
+                a @ b
+            times.append(time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(threads)
+    gflops = 8 * 2 * size ** 3 / statistics.median(times) / 1e9
+    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "gflops_1thread": round(gflops, 1)}
+
+
+def same_speed(a: dict | None, b: dict | None, tolerance: float = 0.15) -> bool:
+    """Whether two `machine_speed` records describe machines whose seconds compare (an unknown one never does)."""
+    if not a or not b:
+        return False
+    ga, gb = a.get("gflops_1thread") or 0.0, b.get("gflops_1thread") or 0.0
+    return (a.get("cpu"), a.get("gpu")) == (b.get("cpu"), b.get("gpu")) and ga > 0 and gb > 0 \
+        and max(ga, gb) / min(ga, gb) <= 1 + tolerance
+
+
 def save_json(obj, path: str) -> str:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as f:

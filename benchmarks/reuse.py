@@ -26,7 +26,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import code_version, save_json  # noqa: E402
+from common import code_version, machine_speed, same_speed, save_json  # noqa: E402
 from search_policies import _cell, load_task  # noqa: E402
 
 SETTINGS = {
@@ -92,7 +92,7 @@ def main(argv=None) -> int:
     cell_dir = (out[:-len(".json")] if out.endswith(".json") else out) + ".cells"
     same = {"task": args.task, "model": model, "budget": trials, "seed": args.seed, "concurrency": concurrency}
     work = tempfile.mkdtemp(prefix="trex-reuse-")
-    task = None
+    task = machine = None
     results = {}
     for name, kw in settings.items():
         cell, done = _cell(cell_dir, args.task, _slug(name), same)
@@ -101,6 +101,7 @@ def main(argv=None) -> int:
             _print_setting(name, results[name], f"measured earlier: {cell}")
             continue
         task = task or load_task(args.task, work, args.quick)
+        machine = machine or machine_speed()  # its seconds compare only with those of a machine as fast
         t0 = time.time()
         # a storage of its own per setting: no setting finds another's prepared data
         res = trex_ray.search(task, model, trex_ray.Budget(trials=trials), seed=args.seed, max_concurrent=concurrency,
@@ -110,7 +111,7 @@ def main(argv=None) -> int:
         results[name] = {"settings": kw, "trials": c, "wall_s": round(time.time() - t0, 1),
                          "best_val": max([t["val"] for t in c if t["val"] is not None], default=None),
                          "cache_hits": sum(t["cache_hit"] for t in c),
-                         "warm_starts": sum(t["warm_start"] == "parent" for t in c)}
+                         "warm_starts": sum(t["warm_start"] == "parent" for t in c), "machine": machine}
         save_json({**same, "code": code_version(), "result": results[name]}, cell)
         _print_setting(name, results[name], f"{results[name]['wall_s']:.0f} s wall")
 
@@ -131,6 +132,11 @@ def main(argv=None) -> int:
         r["ratios"] = {k: (r["to_target"][k] / base[k]) if r["to_target"][k] is not None and base[k] else None
                        for k in ("accelerator_s", "trial_s", "data_s")}
         print(f"  {name:20s} " + ", ".join(cells))
+    first = results[ref].get("machine")
+    if not all(same_speed(first, r.get("machine")) for r in results.values()):
+        print("  note: the settings were not all measured on one machine (or one was not recorded): the ratios mix "
+              "machine speeds; " + "; ".join(f"{n}: {(r.get('machine') or {}).get('gflops_1thread', 'not recorded')}"
+                                             f" GFLOP/s a thread" for n, r in results.items()))
     save_json({"task": args.task, "model": model, "trials": trials, "seed": args.seed, "target_val": target,
                "results": results}, out)
     print(f"written: {out}")

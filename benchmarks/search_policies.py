@@ -19,7 +19,9 @@ Each finished (task, method, seed) run is written at once to `<out>.cells/`, see
 methods, and a later call with the same model, trials and concurrency reuses it: a long measurement can be
 stopped and resumed, or split over machines (`--seeds`/`--tasks`/`--methods`) and summarised together
 (`--summarize`). Each run records the commit it ran on; a change of code is not detected, so after changing
-the researcher or the executor measure again with `--fresh` or a new `--out`.
+the researcher or the executor measure again with `--fresh` or a new `--out`. Each run also records the
+machine and a one-thread matmul rate measured before it starts; the summary names the machines when a
+task's runs come from more than one, since their seconds then do not compare.
 
     python benchmarks/search_policies.py --quick                        # checks the script works (mcts, tune+ASHA)
     python benchmarks/search_policies.py                                # demo, sst2 lite, econlogicqa lite; SmolLM2
@@ -37,7 +39,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import code_version, save_json  # noqa: E402
+from common import code_version, machine_speed, same_speed, save_json  # noqa: E402
 
 TREX = ("mcts", "greedy", "sequential", "random")
 TUNE = ("tune-tpe", "tune-tpe-asha")
@@ -259,6 +261,8 @@ def _measure(args, tasks, methods, seeds, same, cells, fresh: bool) -> None:
     print(f"{len(todo)} runs to make ({seeds * len(tasks) * len(methods) - len(todo)} already in {cells})", flush=True)
     if not todo:
         return
+    machine = machine_speed()  # before Ray and the trials take the cores
+    print(f"machine: {machine}", flush=True)
     init_ray(None, args.concurrency)
     from trex_ray.models import resolve_model
 
@@ -279,7 +283,7 @@ def _measure(args, tasks, methods, seeds, same, cells, fresh: bool) -> None:
             raise RuntimeError(f"{name} {method} seed {seed}: {len(r['trials'])} of {same['budget']} trials finished; "
                                "nothing is recorded for it")
         idx = best_so_far(r["trials"], s["baseline_val"])
-        cell = {**same, "task": name, "method": method, "seed": seed, "code": code_version(),
+        cell = {**same, "task": name, "method": method, "seed": seed, "code": code_version(), "machine": machine,
                 "seconds": round(time.time() - t0, 1),
                 "best_val": [r["trials"][i]["val"] if i >= 0 else s["baseline_val"] for i in idx],
                 "best_test": test_curve(r["trials"], idx, s["test_of"]),
@@ -360,7 +364,22 @@ def _summarize(name, methods, seeds, same, cells) -> dict | None:
         }
     return {"metric": base["metric"], "sizes": base.get("sizes"), "baseline_val": base["val"], "equal_accel_s": budget_s,
             "baseline_test": base["test"], "best_val_any": best_any, "target_95pct": target, "summary": summary,
-            "runs": per}
+            "machines": _machines(per), "runs": per}
+
+
+def _machines(per: dict) -> list[dict]:
+    """The machines the runs of one task were measured on (runs whose seconds compare share one), each with
+    its runs as "method-seed"; runs from before machines were recorded share one group of machine None."""
+    groups: list[dict] = []
+    for method, runs in per.items():
+        for r in runs:
+            m = r.get("machine")
+            g = next((g for g in groups if (same_speed(g["machine"], m) if m else g["machine"] is None)), None)
+            if g is None:
+                g = {"machine": m, "runs": []}
+                groups.append(g)
+            g["runs"].append(f"{method}-{r['seed']}")
+    return groups
 
 
 def _val_within(run: dict, budget_s: float, baseline: float) -> float:
@@ -385,6 +404,14 @@ def _print_table(name: str, t: dict, trials: int) -> None:
         print(f"  {m:14s} {len(s['seeds']):5d} {s['final_val_mean']:8.3f} "
               f"[{s['final_val_min']:.3f}, {s['final_val_max']:.3f}] {s['final_test_mean']:6.3f} {reach:>14s} "
               f"{s['accelerator_s_mean']:8.0f} {s['seconds_mean']:7.0f} {s['val_at_equal_accel_mean']:17.3f}")
+    groups = t["machines"]
+    if len(groups) > 1 or groups[0]["machine"] is None:  # seconds (and equal compute) compare within one machine
+        print("  note: seconds compare only between runs on one machine, and these runs' are "
+              + (f"{len(groups)} kinds:" if len(groups) > 1 else "not recorded (they may differ):"))
+        for g in groups:
+            m = g["machine"]
+            what = f"{m['cpu']}, {m['gflops_1thread']} GFLOP/s a thread" if m else "not recorded"
+            print(f"    {what}: {' '.join(g['runs'])}")
 
 
 def _plot(report: dict, path: str) -> str | None:

@@ -96,7 +96,10 @@ def test_reuse_summarises_settings_measured_earlier_without_searching(tmp_path, 
     for k, (name, kw) in enumerate(reuse.SETTINGS.items()):
         trials = [{"node": i + 1, "val": v, "accelerator_s": 10.0 * (k + 1), "trial_s": 20.0 * (k + 1), "data_s": 1.0,
                    "cache_hit": False, "warm_start": "base"} for i, v in enumerate((0.3, 0.6))]
-        result = {"settings": kw, "trials": trials, "wall_s": 1.0, "best_val": 0.6, "cache_hits": 0, "warm_starts": 0}
+        # the last setting was measured on a machine half as fast: the summary must say the ratios mix speeds
+        machine = {"cpu": "Xeon", "cores": 2, "gpu": None, "gflops_1thread": 90.0 if k == 3 else 180.0}
+        result = {"settings": kw, "trials": trials, "wall_s": 1.0, "best_val": 0.6, "cache_hits": 0, "warm_starts": 0,
+                  "machine": machine}
         (cells / (name.replace(" ", "_").replace("+", "and") + ".json")).write_text(
             json.dumps({**same, "result": result}))
 
@@ -108,7 +111,9 @@ def test_reuse_summarises_settings_measured_earlier_without_searching(tmp_path, 
     data = json.loads((tmp_path / "reuse.json").read_text())
     assert data["target_val"] == 0.6
     assert data["results"]["no reuse"]["ratios"]["accelerator_s"] == pytest.approx(4.0)  # 80 s against 20 s
-    assert capsys.readouterr().out.count("measured earlier") == 4
+    text = capsys.readouterr().out
+    assert text.count("measured earlier") == 4
+    assert "not all measured on one machine" in text and "no reuse: 90.0 GFLOP/s" in text
 
 
 def test_a_run_cut_short_is_not_recorded_as_finished(sp, tmp_path, monkeypatch):
@@ -125,3 +130,40 @@ def test_a_run_cut_short_is_not_recorded_as_finished(sp, tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="1 of 3 trials finished"):
         sp._measure(args, ["demo"], ["mcts"], 1, SAME, cells, fresh=False)
     assert sp._cell(cells, "demo", "mcts-0", SAME)[1] is None and not os.path.exists(os.path.join(cells, "demo", "mcts-0.json"))
+
+
+def test_runs_from_machines_of_other_speeds_are_named_in_the_summary(sp, tmp_path, capsys):
+    fast = {"cpu": "Xeon", "cores": 2, "gpu": None, "gflops_1thread": 180.0}
+    fast_again = {**fast, "gflops_1thread": 170.0}  # within the tolerance: the same speed
+    slow = {**fast, "gflops_1thread": 100.0}  # the same CPU model, but its seconds do not compare
+    cells = str(tmp_path / "p.cells")
+    _write(cells, "demo", "baseline", {**SAME, "metric": "exact_match", "val": 0.1, "test": 0.05})
+    _write(cells, "demo", "mcts-0", _run("mcts", 0, [0.5], [0.4], machine=fast))
+    _write(cells, "demo", "greedy-0", _run("greedy", 0, [0.5], [0.4], machine=fast_again))
+    _write(cells, "demo", "random-0", _run("random", 0, [0.5], [0.4], machine=slow))
+    _write(cells, "demo", "sequential-0", _run("sequential", 0, [0.5], [0.4]))  # recorded before machines were
+    _write(cells, "demo", "sequential-1", _run("sequential", 1, [0.5], [0.4]))  # so was this: one group of both
+    rc = sp.main(["--summarize", "--tasks", "demo", "--methods", "mcts", "greedy", "random", "sequential",
+                  "--model", "m", "--trials", "3", "--seeds", "2", "--out", str(tmp_path / "p.json")])
+    assert rc == 0
+    groups = json.load(open(tmp_path / "p.json"))["tasks"]["demo"]["machines"]
+    assert [g["runs"] for g in groups] == [["mcts-0", "greedy-0"], ["random-0"], ["sequential-0", "sequential-1"]]
+    text = capsys.readouterr().out
+    assert "these runs' are 3 kinds" in text and "not recorded: sequential-0 sequential-1" in text
+    assert "Xeon, 100.0 GFLOP/s a thread: random-0" in text
+
+
+def test_one_machine_is_not_flagged_and_the_probe_measures_this_one(sp, tmp_path, capsys):
+    import common
+
+    here = common.machine_speed(size=128, reps=3)
+    assert here["cores"] >= 1 and here["gflops_1thread"] > 0
+    assert common.same_speed(here, dict(here)) and not common.same_speed(here, None)
+    assert not common.same_speed(here, {**here, "gflops_1thread": here["gflops_1thread"] * 2})
+    cells = str(tmp_path / "p.cells")
+    _write(cells, "demo", "baseline", {**SAME, "metric": "exact_match", "val": 0.1, "test": 0.05})
+    for m in ("mcts", "greedy"):
+        _write(cells, "demo", f"{m}-0", _run(m, 0, [0.5], [0.4], machine=here))
+    assert sp.main(["--summarize", "--tasks", "demo", "--methods", "mcts", "greedy", "--model", "m", "--trials", "3",
+                    "--seeds", "1", "--out", str(tmp_path / "p.json")]) == 0
+    assert "note: seconds compare" not in capsys.readouterr().out
