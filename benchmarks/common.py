@@ -50,7 +50,8 @@ def code_version() -> str | None:
 def machine_speed(size: int = 512, reps: int = 7) -> dict:
     """The host (CPU model, cores, GPU if any) and how fast one CPU thread multiplies fp32 matrices now
     (GFLOP/s, the median of `reps` timings). Accelerator seconds measured on two machines compare only when
-    this rate agrees: the same trials have run 1.8x apart on two machines of the same CPU model here."""
+    this rate agrees: the same trials have been seen to run 1.5-1.8x apart on machines reporting the same CPU
+    model. Measured once, before a run: a machine that slows down during a run is not caught."""
     import platform
     import statistics
 
