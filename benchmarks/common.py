@@ -36,13 +36,22 @@ def random_qwen3(out: str, shape: str = "qwen3-1.7b") -> str:
     return out
 
 
-def code_version() -> str | None:
-    """The commit the measurement ran on (`-dirty` with uncommitted changes), for the record; None outside git."""
+def code_version(where: str | None = None) -> str | None:
+    """The commit the measurement ran on (`-dirty` with uncommitted changes to the code), for the record; None
+    outside git. Changes under benchmarks/results/ (results a run writes, such as a re-measured baseline) do not
+    count: they are not code. `where`: a folder in the repository (default: this file's)."""
     import subprocess
 
+    here = where or os.path.dirname(os.path.abspath(__file__))
     try:
-        return subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True, timeout=10,
-                              cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip() or None
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10,
+                              cwd=here).stdout.strip()
+        if not head:
+            return None
+        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":/",
+                                  ":(exclude,top)benchmarks/results"],
+                                 capture_output=True, text=True, timeout=10, cwd=here).stdout.strip()
+        return head + ("-dirty" if changed else "")
     except (OSError, subprocess.SubprocessError):
         return None
 

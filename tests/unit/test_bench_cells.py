@@ -167,3 +167,30 @@ def test_one_machine_is_not_flagged_and_the_probe_measures_this_one(sp, tmp_path
     assert sp.main(["--summarize", "--tasks", "demo", "--methods", "mcts", "greedy", "--model", "m", "--trials", "3",
                     "--seeds", "1", "--out", str(tmp_path / "p.json")]) == 0
     assert "note: seconds compare" not in capsys.readouterr().out
+
+
+def test_code_version_marks_changed_code_dirty_but_not_rewritten_results(sp, tmp_path):
+    """A run re-measures each task's baseline and rewrites its cell; that must not stamp every later run of the
+    same commit `-dirty`, while a change to the code must."""
+    import subprocess
+
+    import common
+
+    def git(*a):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *a], cwd=tmp_path, check=True,
+                       capture_output=True)
+
+    (tmp_path / "benchmarks" / "results").mkdir(parents=True)
+    (tmp_path / "benchmarks" / "bench.py").write_text("x = 1\n")
+    (tmp_path / "benchmarks" / "results" / "baseline.json").write_text('{"written": "then"}\n')
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-q", "-m", "c")
+    where = str(tmp_path / "benchmarks")
+    head = common.code_version(where)
+    assert head and not head.endswith("-dirty")
+    (tmp_path / "benchmarks" / "results" / "baseline.json").write_text('{"written": "now"}\n')
+    (tmp_path / "benchmarks" / "results" / "new-cell.json").write_text("{}\n")
+    assert common.code_version(where) == head
+    (tmp_path / "benchmarks" / "bench.py").write_text("x = 2\n")
+    assert common.code_version(where) == head + "-dirty"
