@@ -344,8 +344,19 @@ def _summarize(name, methods, seeds, same, cells) -> dict | None:
     # below the baseline, which every method would "reach" before its first trial)
     target = base["val"] + 0.95 * (best_any - base["val"])
     # equal compute: what each run had found once it had spent as many accelerator seconds as the cheapest run
-    # spent in all (trials counted in the order they finished)
-    budget_s = min(r["accelerator_s"] for runs in per.values() for r in runs)
+    # measured beside it spent in all (trials counted in the order they finished). "Beside it": the same seed on
+    # the same machine; a seed's runs are made together, but seconds from machines of other speeds do not compare.
+    machines = _machines(per)
+    where = {run: gi for gi, g in enumerate(machines) for run in g["runs"]}
+    budgets: dict[tuple[int, int], float] = {}
+    for method, runs in per.items():
+        for r in runs:
+            key = (r["seed"], where[f"{method}-{r['seed']}"])
+            budgets[key] = min(budgets.get(key, float("inf")), r["accelerator_s"])
+
+    def at_equal(method: str, r: dict) -> float:
+        return _val_within(r, budgets[(r["seed"], where[f"{method}-{r['seed']}"])], base["val"])
+
     summary = {}
     for method, runs in per.items():
         finals = [r["best_val"][-1] for r in runs]
@@ -356,15 +367,17 @@ def _summarize(name, methods, seeds, same, cells) -> dict | None:
             "trials_to_95pct": [next((i + 1 for i, v in enumerate(r["best_val"]) if v >= target), None) for r in runs],
             "accelerator_s_mean": statistics.mean(r["accelerator_s"] for r in runs),
             "seconds_mean": statistics.mean(r["seconds"] for r in runs),
-            "val_at_equal_accel_mean": statistics.mean(_val_within(r, budget_s, base["val"]) for r in runs),
+            "val_at_equal_accel_mean": statistics.mean(at_equal(method, r) for r in runs),
             "val_curve_mean": [statistics.mean(c) for c in zip(*(r["best_val"] for r in runs))],
             "val_curve_min": [min(c) for c in zip(*(r["best_val"] for r in runs))],
             "val_curve_max": [max(c) for c in zip(*(r["best_val"] for r in runs))],
             "test_curve_mean": [statistics.mean(c) for c in zip(*(r["best_test"] for r in runs))],
         }
-    return {"metric": base["metric"], "sizes": base.get("sizes"), "baseline_val": base["val"], "equal_accel_s": budget_s,
+    equal = [{"seed": seed, "machine": machines[gi]["machine"], "accelerator_s": b}
+             for (seed, gi), b in sorted(budgets.items())]
+    return {"metric": base["metric"], "sizes": base.get("sizes"), "baseline_val": base["val"], "equal_accel_s": equal,
             "baseline_test": base["test"], "best_val_any": best_any, "target_95pct": target, "summary": summary,
-            "machines": _machines(per), "runs": per}
+            "machines": machines, "runs": per}
 
 
 def _machines(per: dict) -> list[dict]:
@@ -398,20 +411,27 @@ def _print_table(name: str, t: dict, trials: int) -> None:
     print(f"\n{name}: {t['metric']}, baseline val {t['baseline_val']:.3f}, best any {t['best_val_any']:.3f} "
           f"(95%: {t['target_95pct']:.3f})")
     print(f"  {'method':14s} {'seeds':>5s} {'val mean':>8s} {'[min, max]':>15s} {'test':>6s} {'trials to 95%':>14s} "
-          f"{'accel-s':>8s} {'wall s':>7s} {'val @ ' + format(t['equal_accel_s'], '.0f') + ' accel-s':>17s}")
+          f"{'accel-s':>8s} {'wall s':>7s} {'val @ equal accel':>17s}")
     for m, s in t["summary"].items():
         reach = ",".join(str(x) if x is not None else f">{trials}" for x in s["trials_to_95pct"])
         print(f"  {m:14s} {len(s['seeds']):5d} {s['final_val_mean']:8.3f} "
               f"[{s['final_val_min']:.3f}, {s['final_val_max']:.3f}] {s['final_test_mean']:6.3f} {reach:>14s} "
               f"{s['accelerator_s_mean']:8.0f} {s['seconds_mean']:7.0f} {s['val_at_equal_accel_mean']:17.3f}")
+    several = len(t["machines"]) > 1
+    print("  equal accel: the val a run had when it had spent what the cheapest run of its seed"
+          + (" and machine" if several else "") + " spent in all: "
+          + "; ".join(f"seed {e['seed']}" + (f" ({_machine_name(e['machine'])})" if several else "")
+                      + f" {e['accelerator_s']:.0f} s" for e in t["equal_accel_s"]))
     groups = t["machines"]
     if len(groups) > 1 or groups[0]["machine"] is None:  # seconds (and equal compute) compare within one machine
         print("  note: seconds compare only between runs on one machine, and these runs' are "
               + (f"{len(groups)} kinds:" if len(groups) > 1 else "not recorded (they may differ):"))
         for g in groups:
-            m = g["machine"]
-            what = f"{m['cpu']}, {m['gflops_1thread']} GFLOP/s a thread" if m else "not recorded"
-            print(f"    {what}: {' '.join(g['runs'])}")
+            print(f"    {_machine_name(g['machine'])}: {' '.join(g['runs'])}")
+
+
+def _machine_name(m: dict | None) -> str:
+    return f"{m['cpu']}, {m['gflops_1thread']} GFLOP/s a thread" if m else "not recorded"
 
 
 def _plot(report: dict, path: str) -> str | None:

@@ -56,10 +56,12 @@ def test_summary_comes_from_the_cells_measured_under_the_same_conditions(sp, tmp
     assert mcts["final_val_mean"] == pytest.approx(0.8) and mcts["final_test_mean"] == pytest.approx(0.7)
     assert mcts["trials_to_95pct"] == [3, None] and greedy["trials_to_95pct"] == [None]
     assert mcts["val_curve_min"] == [0.1, 0.3, 0.7] and mcts["val_curve_max"] == [0.3, 0.5, 0.9]
-    # at the cheapest run's 3 accelerator-seconds, mcts seed 0 had finished one trial (val 0.1), seed 1 all three
-    assert t["equal_accel_s"] == 3.0
-    assert mcts["val_at_equal_accel_mean"] == pytest.approx((0.1 + 0.7) / 2)
-    assert greedy["val_at_equal_accel_mean"] == pytest.approx(0.2)
+    # equal compute is taken within a seed: seed 0's runs (5 accelerator-seconds each) are compared at 5 s, so
+    # mcts seed 0 counts all three trials (0.9) and greedy its 0.6; seed 1's only run (3 s) at its own 3 s (0.7).
+    # Seed 1's cheaper run must not cut seed 0's runs short (0.1 and 0.2 at 3 s).
+    assert [(e["seed"], e["accelerator_s"]) for e in t["equal_accel_s"]] == [(0, 5.0), (1, 3.0)]
+    assert mcts["val_at_equal_accel_mean"] == pytest.approx((0.9 + 0.7) / 2)
+    assert greedy["val_at_equal_accel_mean"] == pytest.approx(0.6)
     text = capsys.readouterr().out
     assert "trials to 95%" in text and ">3" in text  # a seed that never reached the target is shown as such
 
@@ -194,3 +196,26 @@ def test_code_version_marks_changed_code_dirty_but_not_rewritten_results(sp, tmp
     assert common.code_version(where) == head
     (tmp_path / "benchmarks" / "bench.py").write_text("x = 2\n")
     assert common.code_version(where) == head + "-dirty"
+
+
+def test_equal_compute_is_taken_on_each_machine_apart(sp, tmp_path, capsys):
+    """A seed split over machines (one method re-measured elsewhere) gets one equal-compute budget per machine:
+    the slow machine's seconds do not cut short the runs of the fast one, nor the other way round."""
+    fast = {"cpu": "Xeon", "cores": 2, "gpu": None, "gflops_1thread": 180.0}
+    slow = {**fast, "gflops_1thread": 100.0}
+    cells = str(tmp_path / "p.cells")
+    _write(cells, "demo", "baseline", {**SAME, "metric": "exact_match", "val": 0.0, "test": 0.0})
+    _write(cells, "demo", "mcts-0", _run("mcts", 0, [0.2, 0.4, 0.6], [0.1, 0.3, 0.5], accel=9.0, machine=slow))
+    _write(cells, "demo", "greedy-0", _run("greedy", 0, [0.3, 0.5, 0.7], [0.2, 0.4, 0.6], accel=3.0, machine=fast))
+    _write(cells, "demo", "random-0", _run("random", 0, [0.1, 0.8, 0.8], [0.1, 0.7, 0.7], accel=6.0, machine=fast))
+    assert sp.main(["--summarize", "--tasks", "demo", "--methods", "mcts", "greedy", "random", "--model", "m",
+                    "--trials", "3", "--seeds", "1", "--out", str(tmp_path / "p.json")]) == 0
+    t = json.load(open(tmp_path / "p.json"))["tasks"]["demo"]
+    assert sorted((e["machine"]["gflops_1thread"], e["accelerator_s"]) for e in t["equal_accel_s"]) == [
+        (100.0, 9.0), (180.0, 3.0)]
+    s = t["summary"]
+    assert s["mcts"]["val_at_equal_accel_mean"] == pytest.approx(0.6)  # alone on its machine: all of it
+    assert s["greedy"]["val_at_equal_accel_mean"] == pytest.approx(0.7)
+    assert s["random"]["val_at_equal_accel_mean"] == pytest.approx(0.1)  # 3 s of the fast machine: one trial
+    text = capsys.readouterr().out
+    assert "seed 0 (Xeon, 100.0 GFLOP/s a thread) 9 s" in text and "seed 0 (Xeon, 180.0 GFLOP/s a thread) 3 s" in text
