@@ -27,7 +27,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import code_version, machine_speed, same_speed, save_json  # noqa: E402
-from search_policies import _cell, load_task  # noqa: E402
+from search_policies import _cell, _machine_name, load_task  # noqa: E402
 
 SETTINGS = {
     "warm start + cache": dict(warm_start=True, recipe_cache=True),
@@ -135,8 +135,7 @@ def main(argv=None) -> int:
     first = results[ref].get("machine")
     if not all(same_speed(first, r.get("machine")) for r in results.values()):
         print("  note: the settings were not all measured on one machine (or one was not recorded): the ratios mix "
-              "machine speeds; " + "; ".join(f"{n}: {(r.get('machine') or {}).get('gflops_1thread', 'not recorded')}"
-                                             f" GFLOP/s a thread" for n, r in results.items()))
+              "machine speeds; " + "; ".join(f"{n}: {_machine_name(r.get('machine'))}" for n, r in results.items()))
     save_json({"task": args.task, "model": model, "trials": trials, "seed": args.seed, "target_val": target,
                "results": results}, out)
     print(f"written: {out}")

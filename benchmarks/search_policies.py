@@ -417,13 +417,13 @@ def _print_table(name: str, t: dict, trials: int) -> None:
         print(f"  {m:14s} {len(s['seeds']):5d} {s['final_val_mean']:8.3f} "
               f"[{s['final_val_min']:.3f}, {s['final_val_max']:.3f}] {s['final_test_mean']:6.3f} {reach:>14s} "
               f"{s['accelerator_s_mean']:8.0f} {s['seconds_mean']:7.0f} {s['val_at_equal_accel_mean']:17.3f}")
-    several = len(t["machines"]) > 1
+    groups = t["machines"]
+    several = len(groups) > 1
     print("  equal accel: the val a run had when it had spent what the cheapest run of its seed"
           + (" and machine" if several else "") + " spent in all: "
           + "; ".join(f"seed {e['seed']}" + (f" ({_machine_name(e['machine'])})" if several else "")
                       + f" {e['accelerator_s']:.0f} s" for e in t["equal_accel_s"]))
-    groups = t["machines"]
-    if len(groups) > 1 or groups[0]["machine"] is None:  # seconds (and equal compute) compare within one machine
+    if several or groups[0]["machine"] is None:  # seconds (and equal compute) compare within one machine
         print("  note: seconds compare only between runs on one machine, and these runs' are "
               + (f"{len(groups)} kinds:" if len(groups) > 1 else "not recorded (they may differ):"))
         for g in groups:

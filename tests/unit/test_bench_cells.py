@@ -115,7 +115,7 @@ def test_reuse_summarises_settings_measured_earlier_without_searching(tmp_path, 
     assert data["results"]["no reuse"]["ratios"]["accelerator_s"] == pytest.approx(4.0)  # 80 s against 20 s
     text = capsys.readouterr().out
     assert text.count("measured earlier") == 4
-    assert "not all measured on one machine" in text and "no reuse: 90.0 GFLOP/s" in text
+    assert "not all measured on one machine" in text and "no reuse: Xeon, 90.0 GFLOP/s a thread" in text
 
 
 def test_a_run_cut_short_is_not_recorded_as_finished(sp, tmp_path, monkeypatch):
