@@ -1,13 +1,16 @@
 """Training throughput of the executor's own training code (`executor.train.fit`: Ray Train + transformers +
 PEFT), on one device, for LoRA and full fine-tuning of a random-weight model of Qwen3-1.7B's shape:
 
-- tokens/s (real tokens, padding not counted) over the training loop, model start-up excluded;
+- tokens/s (real tokens, padding not counted) over the training loop after its first step (model start-up
+  and the first step's one-time costs, such as loading kernels and growing the allocator, excluded; the
+  first step's seconds and the rate with it are kept too);
 - model FLOPs utilisation (MFU): model FLOPs per token x tokens/s, over the peak this device reached in a
   large matmul measured in the same run (not a datasheet number);
 - peak device memory (GPU);
 - each with and without sequence packing, bf16 (vs fp32) and gradient checkpointing.
 
     python benchmarks/train_throughput.py             # Qwen3-1.7B shape, seq 1024, every combination (GPU)
+    python benchmarks/train_throughput.py --plan one-at-a-time   # per method: the plain run, then each option alone
     python benchmarks/train_throughput.py --quick     # a tiny model of the same layout, a few steps (CPU is fine)
 
 Model FLOPs per token (PaLM's accounting; recomputation by gradient checkpointing is not counted, so it
@@ -24,12 +27,13 @@ import argparse
 import itertools
 import os
 import random
+import shutil
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import SHAPES, random_qwen3, save_json  # noqa: E402
+from common import SHAPES, code_version, random_qwen3, save_json  # noqa: E402
 
 WORDS = ("the of and to in is was for on that with as by at from his an were are which this be or has had not "
          "but one all their they first new more two after who its also time may been other would into over "
@@ -85,6 +89,9 @@ def main(argv=None) -> int:
     ap.add_argument("--seq", type=int, default=None, help="max_seq_len (default 1024; 128 with --quick)")
     ap.add_argument("--rows", type=int, default=None, help="training rows (default 512; 48 with --quick)")
     ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--plan", choices=("grid", "one-at-a-time"), default="grid",
+                    help="grid: every combination of method x precision x packing x checkpointing (16 runs); "
+                         "one-at-a-time: per method the plain bf16 run, then packing, checkpointing and fp32 each alone (8)")
     ap.add_argument("--out", default=None, help="JSON file (default benchmarks/results/train_throughput-<device>.json)")
     args = ap.parse_args(argv)
 
@@ -111,20 +118,34 @@ def main(argv=None) -> int:
     n_params, layers, hidden = matmul_params(model)
 
     peaks = {}
+    sizes = ((8192,) if not args.quick else (4096,)) if gpu else (256, 512, 1024)
     for prec, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
-        size = (8192 if gpu else 1024) if not args.quick else (4096 if gpu else 512)
-        peaks[prec] = measured_peak(device, dtype, size, reps=20 if gpu else 5)
+        peaks[prec] = max(measured_peak(device, dtype, n, reps=20 if gpu else 5) for n in sizes)
+    if not gpu:  # a CPU without bf16 units computes bf16 through fp32 (its bf16 matmul can be 100x slower than
+        # the bf16 layers of a model, which take other paths): its peak for bf16 work is the fp32 one
+        peaks["bf16"] = max(peaks["bf16"], peaks["fp32"])
     print(f"device: {name}; measured matmul peak: bf16 {peaks['bf16'] / 1e12:.1f} TFLOP/s, "
           f"fp32 {peaks['fp32'] / 1e12:.1f} TFLOP/s; model {shape}: {n_params / 1e9:.3f} B matmul weights")
 
     settings = [dict(method=m, packing=p, precision=pr, gradient_checkpointing=gc)
                 for m, pr, p, gc in itertools.product(("lora", "full"), ("bf16", "fp32"), (False, True), (False, True))]
+    if args.plan == "one-at-a-time":  # bf16 first: it is what a GPU run uses, and a cut-short run keeps it
+        plain = dict(packing=False, precision="bf16", gradient_checkpointing=False)
+        settings = [dict(plain, method=m, **flip) for m in ("lora", "full")
+                    for flip in ({}, {"packing": True}, {"gradient_checkpointing": True})]
+        settings += [dict(plain, method=m, precision="fp32") for m in ("lora", "full")]
     if args.quick:  # every option at least once, in three runs: plain LoRA, full, all three options on LoRA
         settings = [dict(method="lora", packing=False, precision="bf16", gradient_checkpointing=False),
                     dict(method="full", packing=False, precision="bf16", gradient_checkpointing=False),
                     dict(method="lora", packing=True, precision="fp32", gradient_checkpointing=True)]
-    results = []
+    out = args.out or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
+                                   f"train_throughput-{'quick-' if args.quick else ''}{device}.json")
+    record = {"device": name, "date": time.strftime("%Y-%m-%d"), "shape": shape, "max_seq_len": seq, "rows": n_rows,
+              "batch_size": args.batch, "plan": "quick" if args.quick else args.plan, "code": code_version(), "matmul_weights": n_params,
+              "peak_flops": peaks, "torch": torch.__version__, "results": []}
+    results = record["results"]
     for i, s in enumerate(settings):
+        started = time.time()
         cfg = TrainConfig(epochs=1, batch_size=args.batch, learning_rate=1e-4 if s["method"] == "full" else 1e-3,
                           max_seq_len=seq, lora_r=16, lora_alpha=32,
                           target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
@@ -135,18 +156,26 @@ def main(argv=None) -> int:
         except Exception as e:  # noqa: BLE001 - an out-of-memory setting is a result too
             results.append({**s, "error": f"{type(e).__name__}: {str(e)[:200]}"})
             print(f"{_label(s):40s} failed: {results[-1]['error']}", flush=True)
+            save_json(record, out)
             continue
+        finally:  # a full fine-tune leaves a whole model behind: free the disk for the next setting
+            shutil.rmtree(os.path.join(tmp, f"run{i}"), ignore_errors=True)
         mean_len = st["tokens"] / max(1, st["examples"])
         flops_tok = (6 if s["method"] == "full" else 4) * n_params + 12 * layers * hidden * mean_len
-        mfu = flops_tok * st["tokens_per_s"] / peaks[s["precision"]]
-        results.append({**s, "tokens_per_s": st["tokens_per_s"], "mfu": round(mfu, 4), "peak_memory_gb": st["peak_memory_gb"],
+        rate = st.get("steady_tokens_per_s") or st["tokens_per_s"]  # after the first step, when there are more
+        mfu = flops_tok * rate / peaks[s["precision"]]
+        results.append({**s, "tokens_per_s": rate, "tokens_per_s_with_first_step": st["tokens_per_s"],
+                        "first_step_seconds": st.get("first_step_seconds"), "mfu": round(mfu, 4),
+                        "peak_memory_gb": st["peak_memory_gb"],
                         "loop_seconds": st["loop_seconds"], "steps": st["steps"], "tokens": st["tokens"],
                         "padding_share": round(1 - st["tokens"] / max(1, st["padded_tokens"]), 3),
-                        "final_loss": round(st["final_loss"], 4)})
+                        "final_loss": round(st["final_loss"], 4), "wall_seconds": round(time.time() - started, 1)})
         r = results[-1]
         mem = f"{r['peak_memory_gb']:.1f} GB" if r["peak_memory_gb"] is not None else "-"
         print(f"{_label(s):40s} {r['tokens_per_s']:>10.0f} tok/s  MFU {100 * r['mfu']:5.1f}%  peak {mem:>8s}  "
-              f"padding {100 * r['padding_share']:4.1f}%  loss {r['final_loss']}", flush=True)
+              f"padding {100 * r['padding_share']:4.1f}%  first step {r['first_step_seconds']:.1f} s  "
+              f"loss {r['final_loss']}  ({r['wall_seconds']:.0f} s)", flush=True)
+        save_json(record, out)  # after every setting: a run cut short keeps what it measured
 
     ok = [r for r in results if "error" not in r]
     if ok:
@@ -154,10 +183,7 @@ def main(argv=None) -> int:
         print(f"\nratios of tokens/s against {_label(ref)}:")
         for r in ok[1:]:
             print(f"  {_label(r):40s} x{r['tokens_per_s'] / ref['tokens_per_s']:.2f}")
-    out = args.out or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
-                                   f"train_throughput-{'quick-' if args.quick else ''}{device}.json")
-    save_json({"device": name, "shape": shape, "max_seq_len": seq, "rows": n_rows, "batch_size": args.batch,
-               "matmul_weights": n_params, "peak_flops": peaks, "results": results}, out)
+    save_json(record, out)
     print(f"written: {out}")
     return 0 if ok else 1
 

@@ -79,6 +79,8 @@ def test_packing_checkpointing_and_precision_train_through_the_executor(tmp_path
     ckpt = fit("ckpt", gradient_checkpointing=True)
     for s in (plain, packed, ckpt):
         assert s["final_loss"] < s["loss_curve"][0] and s["tokens_per_s"] > 0 and s["loop_seconds"] > 0
+        # the first step is timed apart from the rest: together they are the loop
+        assert 0 < s["first_step_seconds"] < s["loop_seconds"] and s["steady_tokens_per_s"] > 0
     assert packed["sequences"] < plain["sequences"] == plain["examples"] == packed["examples"]
     assert packed["tokens"] == plain["tokens"]  # the same real tokens per epoch...
     assert packed["padded_tokens"] < plain["padded_tokens"]  # ...with less padding around them

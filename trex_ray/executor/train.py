@@ -215,6 +215,7 @@ def _train(config: dict) -> None:
     if rank == 0:  # started: watchers see the step count before the first step ends
         _progress(config.get("progress_path"), step=0, of=total_steps)
     t_loop = time.time()
+    t_first, tokens_first = t_loop, 0
     while step < total_steps:
         for n_batch, examples_step in enumerate(loader):
             if n_batch >= per_epoch:
@@ -244,6 +245,10 @@ def _train(config: dict) -> None:
             opt.zero_grad(set_to_none=True)
             curve.append(round(step_loss, 4))
             step += 1
+            if step == 1:  # the first step pays one-time costs (kernel loading, allocator growth): timed apart
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                t_first, tokens_first = time.time(), tokens
             if rank == 0 and (step == 1 or step % 10 == 0 or step == total_steps):
                 _progress(config.get("progress_path"), step=step, of=total_steps, loss=curve[-1])
             if rank == 0 and config.get("reporter") is not None and (time.time() - reported > 1 or step == total_steps):
@@ -260,11 +265,15 @@ def _train(config: dict) -> None:
     loop_s = time.time() - t_loop
     sequences = len(examples)
     if world > 1:  # counts over all workers (each saw its own shard)
-        tokens, padded, n_examples, cut, sequences = _all_reduce(
-            [tokens, padded, n_examples, cut, sequences], device, "sum")
+        tokens, padded, n_examples, cut, sequences, tokens_first = _all_reduce(
+            [tokens, padded, n_examples, cut, sequences, tokens_first], device, "sum")
+    t_end = t_loop + loop_s
+    steady = round((tokens - tokens_first) / max(t_end - t_first, 1e-9), 1) if step > 1 else None
     stats = {
         "steps": step, "epochs": cfg["epochs"], "examples": n_examples, "truncated": cut,
         "loop_seconds": round(loop_s, 3), "tokens_per_s": round(tokens / max(loop_s, 1e-9), 1),
+        # after the first step (None with one step): the rate a longer run settles at
+        "first_step_seconds": round(t_first - t_loop, 3), "steady_tokens_per_s": steady,
         "peak_memory_gb": round(torch.cuda.max_memory_allocated(device) / 2**30, 3) if device.type == "cuda" else None,
         "sequences": sequences, "padded_tokens": padded,
         "tokens": tokens, "seconds": round(time.time() - t0, 2), "workers": world,
