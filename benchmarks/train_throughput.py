@@ -90,8 +90,8 @@ def main(argv=None) -> int:
     ap.add_argument("--rows", type=int, default=None, help="training rows (default 512; 48 with --quick)")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--plan", choices=("grid", "one-at-a-time"), default="grid",
-                    help="grid: every combination of method x precision x packing x checkpointing (16 runs); "
-                         "one-at-a-time: per method the plain bf16 run, then packing, checkpointing and fp32 each alone (8)")
+                    help="grid: every combination of method x precision x packing x checkpointing (16 runs); one-at-a-time:"
+                         " per method the plain bf16 run, then packing, checkpointing and fp32 each alone (8 runs)")
     ap.add_argument("--out", default=None, help="JSON file (default benchmarks/results/train_throughput-<device>.json)")
     args = ap.parse_args(argv)
 
@@ -141,8 +141,8 @@ def main(argv=None) -> int:
     out = args.out or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                                    f"train_throughput-{'quick-' if args.quick else ''}{device}.json")
     record = {"device": name, "date": time.strftime("%Y-%m-%d"), "shape": shape, "max_seq_len": seq, "rows": n_rows,
-              "batch_size": args.batch, "plan": "quick" if args.quick else args.plan, "code": code_version(), "matmul_weights": n_params,
-              "peak_flops": peaks, "torch": torch.__version__, "results": []}
+              "batch_size": args.batch, "plan": "quick" if args.quick else args.plan, "code": code_version(),
+              "matmul_weights": n_params, "peak_flops": peaks, "torch": torch.__version__, "results": []}
     results = record["results"]
     for i, s in enumerate(settings):
         started = time.time()
