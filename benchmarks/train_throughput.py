@@ -70,6 +70,25 @@ def measured_peak(device: str, dtype, n: int, reps: int) -> float:
     return 2 * n**3 * reps / (time.perf_counter() - t0)
 
 
+def plan_settings(plan: str) -> list[dict]:
+    """The runs of a plan, in order. grid: every combination of method x precision x packing x checkpointing;
+    one-at-a-time: per method the plain bf16 run, then packing and checkpointing each alone, then fp32 (bf16
+    first: it is what a GPU run uses, and a run cut short keeps it); quick: every option at least once, in three
+    runs (plain LoRA, full, all three options on LoRA)."""
+    if plan == "grid":
+        return [dict(method=m, packing=p, precision=pr, gradient_checkpointing=gc)
+                for m, pr, p, gc in itertools.product(("lora", "full"), ("bf16", "fp32"), (False, True), (False, True))]
+    plain = dict(packing=False, precision="bf16", gradient_checkpointing=False)
+    if plan == "one-at-a-time":
+        return ([dict(plain, method=m, **flip) for m in ("lora", "full")
+                 for flip in ({}, {"packing": True}, {"gradient_checkpointing": True})]
+                + [dict(plain, method=m, precision="fp32") for m in ("lora", "full")])
+    if plan == "quick":
+        return [dict(plain, method="lora"), dict(plain, method="full"),
+                dict(method="lora", packing=True, precision="fp32", gradient_checkpointing=True)]
+    raise ValueError(f"plan: unknown {plan!r}; use grid, one-at-a-time or quick")
+
+
 def matmul_params(model_path: str) -> tuple[int, int, int]:
     """(weights of every matmul incl. the LM head, layers, hidden size), from the model's config."""
     import torch
@@ -127,17 +146,7 @@ def main(argv=None) -> int:
     print(f"device: {name}; measured matmul peak: bf16 {peaks['bf16'] / 1e12:.1f} TFLOP/s, "
           f"fp32 {peaks['fp32'] / 1e12:.1f} TFLOP/s; model {shape}: {n_params / 1e9:.3f} B matmul weights")
 
-    settings = [dict(method=m, packing=p, precision=pr, gradient_checkpointing=gc)
-                for m, pr, p, gc in itertools.product(("lora", "full"), ("bf16", "fp32"), (False, True), (False, True))]
-    if args.plan == "one-at-a-time":  # bf16 first: it is what a GPU run uses, and a cut-short run keeps it
-        plain = dict(packing=False, precision="bf16", gradient_checkpointing=False)
-        settings = [dict(plain, method=m, **flip) for m in ("lora", "full")
-                    for flip in ({}, {"packing": True}, {"gradient_checkpointing": True})]
-        settings += [dict(plain, method=m, precision="fp32") for m in ("lora", "full")]
-    if args.quick:  # every option at least once, in three runs: plain LoRA, full, all three options on LoRA
-        settings = [dict(method="lora", packing=False, precision="bf16", gradient_checkpointing=False),
-                    dict(method="full", packing=False, precision="bf16", gradient_checkpointing=False),
-                    dict(method="lora", packing=True, precision="fp32", gradient_checkpointing=True)]
+    settings = plan_settings("quick" if args.quick else args.plan)
     out = args.out or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                                    f"train_throughput-{'quick-' if args.quick else ''}{device}.json")
     record = {"device": name, "date": time.strftime("%Y-%m-%d"), "shape": shape, "max_seq_len": seq, "rows": n_rows,
