@@ -146,11 +146,12 @@ def main(argv=None) -> int:
     print(f"device: {name}; measured matmul peak: bf16 {peaks['bf16'] / 1e12:.1f} TFLOP/s, "
           f"fp32 {peaks['fp32'] / 1e12:.1f} TFLOP/s; model {shape}: {n_params / 1e9:.3f} B matmul weights")
 
-    settings = plan_settings("quick" if args.quick else args.plan)
+    plan = "quick" if args.quick else args.plan
+    settings = plan_settings(plan)
     out = args.out or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                                    f"train_throughput-{'quick-' if args.quick else ''}{device}.json")
     record = {"device": name, "date": time.strftime("%Y-%m-%d"), "shape": shape, "max_seq_len": seq, "rows": n_rows,
-              "batch_size": args.batch, "plan": "quick" if args.quick else args.plan, "code": code_version(),
+              "batch_size": args.batch, "plan": plan, "code": code_version(),
               "matmul_weights": n_params, "peak_flops": peaks, "torch": torch.__version__, "results": []}
     results = record["results"]
     for i, s in enumerate(settings):
@@ -171,10 +172,10 @@ def main(argv=None) -> int:
             shutil.rmtree(os.path.join(tmp, f"run{i}"), ignore_errors=True)
         mean_len = st["tokens"] / max(1, st["examples"])
         flops_tok = (6 if s["method"] == "full" else 4) * n_params + 12 * layers * hidden * mean_len
-        rate = st.get("steady_tokens_per_s") or st["tokens_per_s"]  # after the first step, when there are more
+        rate = st["steady_tokens_per_s"] or st["tokens_per_s"]  # after the first step, when there are more
         mfu = flops_tok * rate / peaks[s["precision"]]
         results.append({**s, "tokens_per_s": rate, "tokens_per_s_with_first_step": st["tokens_per_s"],
-                        "first_step_seconds": st.get("first_step_seconds"), "mfu": round(mfu, 4),
+                        "first_step_seconds": st["first_step_seconds"], "mfu": round(mfu, 4),
                         "peak_memory_gb": st["peak_memory_gb"],
                         "loop_seconds": st["loop_seconds"], "steps": st["steps"], "tokens": st["tokens"],
                         "padding_share": round(1 - st["tokens"] / max(1, st["padded_tokens"]), 3),

@@ -1,10 +1,23 @@
-"""Helpers for the unit tests: small JSONL files and a Tree driven through events (no Ray, no models)."""
+"""Helpers for the unit tests: small JSONL files, a Tree driven through events (no Ray, no models) and the
+benchmark scripts as modules."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 
 from trex_ray.tree import Tree
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def benchmark_script(name: str):
+    """benchmarks/<name>.py imported as a module (the folder is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "benchmarks", f"{name}.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def write_jsonl(path, rows) -> str:

@@ -3,21 +3,17 @@ measurement resumes where it stopped and runs made under other conditions are ne
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from .helpers import benchmark_script
 
 
 @pytest.fixture(scope="module")
 def sp():
-    spec = importlib.util.spec_from_file_location("search_policies", os.path.join(ROOT, "benchmarks", "search_policies.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return benchmark_script("search_policies")
 
 
 SAME = {"model": "m", "budget": 3, "concurrency": 2, "asha_segments": 3}
@@ -89,9 +85,7 @@ def test_nothing_finished_is_an_error_not_an_empty_report(sp, tmp_path, capsys):
 
 
 def test_reuse_summarises_settings_measured_earlier_without_searching(tmp_path, capsys, monkeypatch):
-    spec = importlib.util.spec_from_file_location("reuse", os.path.join(ROOT, "benchmarks", "reuse.py"))
-    reuse = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(reuse)
+    reuse = benchmark_script("reuse")
     same = {"task": "demo", "model": "m", "budget": 2, "seed": 0, "concurrency": 1}
     cells = tmp_path / "reuse.cells" / "demo"
     cells.mkdir(parents=True)

@@ -267,13 +267,13 @@ def _train(config: dict) -> None:
     if world > 1:  # counts over all workers (each saw its own shard)
         tokens, padded, n_examples, cut, sequences, tokens_first = _all_reduce(
             [tokens, padded, n_examples, cut, sequences, tokens_first], device, "sum")
-    t_end = t_loop + loop_s
-    steady = round((tokens - tokens_first) / max(t_end - t_first, 1e-9), 1) if step > 1 else None
+    first_s = t_first - t_loop
+    steady = round((tokens - tokens_first) / max(loop_s - first_s, 1e-9), 1) if step > 1 else None
     stats = {
         "steps": step, "epochs": cfg["epochs"], "examples": n_examples, "truncated": cut,
         "loop_seconds": round(loop_s, 3), "tokens_per_s": round(tokens / max(loop_s, 1e-9), 1),
         # after the first step (None with one step): the rate a longer run settles at
-        "first_step_seconds": round(t_first - t_loop, 3), "steady_tokens_per_s": steady,
+        "first_step_seconds": round(first_s, 3), "steady_tokens_per_s": steady,
         "peak_memory_gb": round(torch.cuda.max_memory_allocated(device) / 2**30, 3) if device.type == "cuda" else None,
         "sequences": sequences, "padded_tokens": padded,
         "tokens": tokens, "seconds": round(time.time() - t0, 2), "workers": world,
