@@ -325,6 +325,7 @@ def test_the_driver_killed_at_ten_random_points_is_resumed_to_the_same_budget(tm
 SECOND_NODE = r"""
 import json, sys
 import ray, trex_ray
+from tests.integration.test_train_options import CALLBACKS_PROBE
 task = trex_ray.Task.from_jsonl(name="majority", train="data/train.jsonl", val="data/val.jsonl", test="data/test.jsonl",
                                 input_field="question", output_field="answer", metric="accuracy", labels=["yes", "no"])
 res = trex_ray.search(task, base_model="tiny-random", budget=trex_ray.Budget(trials=1), max_concurrent=1,
@@ -332,8 +333,11 @@ res = trex_ray.search(task, base_model="tiny-random", budget=trex_ray.Budget(tri
                       evaluator="transformers", progress=False)
 accel = [n["NodeID"] for n in ray.nodes() if n["Alive"] and n["Resources"].get("accel")]
 node = res.nodes[1]
+exec(CALLBACKS_PROBE)
+served, callbacks = ray.get(probe.remote())
 print("RESULT " + json.dumps({"status": node.status, "error": node.result.get("error"), "accel_nodes": accel,
-                              "trained_on": node.result["train_stats"].get("node")}))
+                              "trained_on": node.result["train_stats"].get("node"), "state_api": served,
+                              "callbacks": callbacks}))
 """
 
 
@@ -361,6 +365,8 @@ def test_training_runs_on_a_second_node_with_its_own_working_directory(tmp_path)
     out = json.loads(proc.stdout.split("RESULT ", 1)[1].splitlines()[0])
     assert out["status"] == "ok", out["error"]
     assert len(out["accel_nodes"]) == 1 and out["trained_on"] == out["accel_nodes"][0]
+    # a head started with `ray start` serves the state API: Ray Train keeps its placement-group cleaner there
+    assert out["state_api"] is True and "PlacementGroupCleanerCallback" in out["callbacks"]
     assert (tmp_path / "remote" / "r" / "nodes" / "1" / "adapter").is_dir()
 
 

@@ -61,9 +61,6 @@ def test_packing_checkpointing_and_precision_train_through_the_executor(tmp_path
 
     from trex_ray.executor import train as train_mod
     from trex_ray.plan import TrainConfig
-    from trex_ray.runtime import init_ray
-
-    init_ray(None, 1)
     rows = [{"system": "Answer yes or no.", "user": f"is {i} even?", "output": "yes" if i % 2 == 0 else "no"}
             for i in range(48)]
     (tmp_path / "data").mkdir()
@@ -99,9 +96,6 @@ def test_data_parallel_training_shards_the_data_and_keeps_the_workers_in_step(tm
 
     from trex_ray.executor import train as train_mod
     from trex_ray.plan import TrainConfig
-    from trex_ray.runtime import init_ray
-
-    init_ray(None, 1, train_workers=2)
     # lengths vary, so the two shards pack into different numbers of sequences
     rows = [{"system": "Answer yes or no.", "user": f"is {i} even?" + " Think." * (i % 9 if i < 24 else 0),
              "output": "yes" if i % 2 == 0 else "no"} for i in range(48)]
@@ -157,9 +151,6 @@ def test_a_failure_of_several_workers_own_code_is_not_restarted(tmp_path, tiny):
     from tests.conftest import nan_model
     from trex_ray.executor import train as train_mod
     from trex_ray.plan import TrainConfig
-    from trex_ray.runtime import init_ray
-
-    init_ray(None, 1, train_workers=2)
     bad = nan_model(tiny, tmp_path / "nan-model")
     rows = [{"system": "", "user": f"is {i} even?", "output": "yes" if i % 2 == 0 else "no"} for i in range(16)]
     (tmp_path / "data").mkdir()
@@ -170,3 +161,28 @@ def test_a_failure_of_several_workers_own_code_is_not_restarted(tmp_path, tiny):
                       node_dir=str(tmp_path / "node"), threads=1, num_workers=2, retries=1)
     lines = [json.loads(x) for x in open(tmp_path / "node" / "logs" / "train_progress.jsonl")]
     assert [x["step"] for x in lines] == [0]  # one start, no restart
+
+
+CALLBACKS_PROBE = """
+import ray
+from ray.train import ScalingConfig
+from trex_ray.executor.train import _state_api_served, _trainer_class
+
+@ray.remote(num_cpus=0)
+def probe():  # where trials build their trainers: in a Ray task
+    trainer = _trainer_class()(lambda config: None, scaling_config=ScalingConfig(num_workers=1))
+    return _state_api_served(), [type(c).__name__ for c in trainer._create_default_callbacks()]
+"""
+
+
+def test_without_a_state_api_training_goes_without_ray_trains_placement_group_cleaner():
+    """The local cluster serves no state API: Ray Train's cleaner could never clean there and made every run end
+    12 s late (more where a `ray start` cluster once ran). tests/integration/test_cluster.py checks that a
+    `ray start` head, which serves it, keeps the cleaner."""
+    import ray
+
+    scope: dict = {}
+    exec(CALLBACKS_PROBE, scope)  # noqa: S102 - the same probe the cluster test sends to its head
+    served, callbacks = ray.get(scope["probe"].remote())
+    assert served is False
+    assert "PlacementGroupCleanerCallback" not in callbacks and "DatasetsCallback" in callbacks

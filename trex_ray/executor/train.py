@@ -357,6 +357,51 @@ def _downsample(xs: list[float], n: int) -> list[float]:
             for i in range(n)]
 
 
+def _state_api_served() -> bool:
+    """Whether this cluster's dashboard answers HTTP, which is where Ray's state API is served (the local
+    cluster `runtime.init_ray` starts runs its dashboard without it)."""
+    import urllib.error
+    import urllib.request
+
+    from ray.experimental import internal_kv
+
+    try:
+        address = internal_kv._internal_kv_get("dashboard", namespace="dashboard")
+    except Exception:  # noqa: BLE001 - an unknown answer keeps Ray Train's defaults
+        return True
+    if not address:
+        return False
+    try:
+        urllib.request.urlopen(f"http://{address.decode()}/api/version", timeout=2).close()
+    except urllib.error.HTTPError:  # it answers
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def _trainer_class():
+    """`TorchTrainer`, less its placement-group cleaner where the cluster serves no state API.
+
+    Ray Train starts a detached cleaner per run that asks the state API whether the run's controller is
+    alive, and at the end of every run waits up to 12 s for it to stop. Where no state API is served the
+    cleaner can never clean anything, and where a `ray start` cluster once ran on the machine it asks that
+    dead cluster and hangs, so every trial ended 12 s late. On such clusters (the local ones `init_ray`
+    starts) `runtime.release_orphan_placement_groups` does the cleaner's work.
+    """
+    from ray.train.torch import TorchTrainer
+
+    if _state_api_served():
+        return TorchTrainer
+
+    class Trainer(TorchTrainer):
+        def _create_default_callbacks(self):
+            return [c for c in super()._create_default_callbacks()
+                    if type(c).__name__ != "PlacementGroupCleanerCallback"]
+
+    return Trainer
+
+
 def fit(
     *, data_dir: str, model_path: str, train_cfg: dict, init_adapter: str | None, node_dir: str,
     num_workers: int = 1, use_gpu: bool = False, threads: int | None = None, micro_batch_size: int | None = None,
@@ -386,7 +431,7 @@ def fit(
 
     def trainer() -> TorchTrainer:
         _remove(storage)
-        return TorchTrainer(
+        return _trainer_class()(
             train_loop,
             # the parent's adapter travels with the config, for workers on nodes without this disk
             train_loop_config={"train": train_cfg, "model_path": model_path,
