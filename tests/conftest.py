@@ -12,6 +12,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 FTBENCH_DATA = Path(os.environ.get("FTBENCH_DATA", REPO.parent / "shared" / "ftbench_data"))
 
+pytest_plugins = ["tests.skip_policy"]  # a skip that hides a missing set-up step fails the run
+
 
 def write_jsonl(path: Path, rows: list[dict]) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -29,14 +29,6 @@ ARGS = {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def ray_local():
-    from trex_ray.runtime import init_ray
-
-    init_ray(None, 1)
-    yield
-
-
 @pytest.fixture
 def data(tmp_path):
     rows = [{"q": f"what is {i} plus {i}", "a": "even" if i % 3 else "odd"} for i in range(40)]

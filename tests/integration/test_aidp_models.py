@@ -21,14 +21,6 @@ PARAPHRASES = [
 ]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def ray_local():
-    from trex_ray.runtime import init_ray
-
-    init_ray(None, 1)
-    yield
-
-
 def _run(tmp_path, rows, ops, **ctx_kw):
     train = write_jsonl(tmp_path / "train.jsonl", rows)
     ctx = OpContext(train_path=train, input_field="q", output_field="a", threads=1, **ctx_kw)

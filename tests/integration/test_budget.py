@@ -10,7 +10,7 @@ import pytest
 
 import trex_ray
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_wall_clock_budget_stops_cleanly_and_resume_reruns_cancelled(majority_task, tmp_path):

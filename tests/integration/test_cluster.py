@@ -28,7 +28,7 @@ import pytest
 
 from tests.conftest import REPO, majority_rows, write_jsonl
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 BIN = os.path.dirname(sys.executable)
 

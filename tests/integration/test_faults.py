@@ -14,15 +14,7 @@ import pytest
 import trex_ray
 from tests.conftest import majority_rows, nan_model, write_jsonl
 
-pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module", autouse=True)
-def ray_local():
-    from trex_ray.runtime import init_ray
-
-    init_ray(None, 2)
-    yield
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def _task(tmp, *, long: bool = False):

@@ -1,5 +1,6 @@
 """FT-Bench end to end: `python -m ftbench run` on sst2 in the lite profile (the packaged SmolLM2-135M,
-local Ray, the offline researcher) must beat the base model on test, and the table must report it."""
+materialised from its GGUF, local Ray, the offline researcher): one real LoRA trial through the whole
+executor must lower its loss and beat the base model on val and test, and the table must report it."""
 
 from __future__ import annotations
 
@@ -26,14 +27,19 @@ def test_ftbench_run_on_sst2_lite_beats_the_base_model_on_test(tmp_path):
         cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     rec = json.loads((runs / "sst2-lite" / "ftbench.json").read_text())
+    events = [json.loads(line) for line in open(runs / "sst2-lite" / "journal.jsonl")]
     assert rec["task"] == "sst2" and rec["profile"] == "lite" and rec["nodes"] == 1
     assert rec["base"] is not None and rec["best"] is not None
     assert rec["best"] > rec["base"], rec  # the fine-tuned model beats the base model on the held-out test split
     assert rec["relative_gain"] == pytest.approx((rec["best"] - rec["base"]) / rec["base"])
+    nodes = {e["id"]: e["result"] for e in events if e["type"] == "node_finished"}
+    trial = nodes[1]
+    assert trial["status"] == "ok", trial.get("error")
+    assert trial["train_stats"]["loss_curve"][-1] < trial["train_stats"]["loss_curve"][0]
+    assert rec["best_node"] == 1 and trial["score"] > nodes[0]["score"]  # the gain on val too
     manifest = json.loads((runs / "data" / "sst2-lite" / "manifest.json").read_text())
     assert manifest["rows"]["test"] == 200
     # the test split was evaluated exactly twice: the baseline and the best node
-    events = [json.loads(line) for line in open(runs / "sst2-lite" / "journal.jsonl")]
     tested = [e for e in events if e["type"] == "test_evaluated"]
     assert sorted(e["id"] for e in tested) == [0, rec["best_node"]] and all(e["result"]["n"] == 200 for e in tested)
 

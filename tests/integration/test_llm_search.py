@@ -13,7 +13,7 @@ import pytest
 import trex_ray
 from tests.llm_server import ScriptedLLMServer
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 KEY = "sk-ant-PLANTED-9f8e7d6c5b4a-never-write-me"
 
@@ -101,7 +101,6 @@ def test_search_with_an_openai_compatible_researcher(majority_task, tmp_path, mo
                 assert key.encode() not in fh.read(), f
 
 
-@pytest.mark.slow
 def test_search_with_the_vllm_researcher_on_the_local_model(majority_task, tmp_path):
     """The `vllm` researcher: the packaged SmolLM2 in a Ray actor, replies constrained to the JSON schemas.
     Quality is not the point; the plumbing is: every JSON reply parses, the plans validate or fall back

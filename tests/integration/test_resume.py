@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import majority_rows, write_jsonl
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 DRIVER = """
 import sys, trex_ray

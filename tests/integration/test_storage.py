@@ -13,7 +13,7 @@ import pytest
 import trex_ray
 from trex_ray.storage import Mirror
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_a_run_on_a_storage_uri_is_pushed_there_and_resumed_from_there(tmp_path, majority_task):

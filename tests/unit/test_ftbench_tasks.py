@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 
@@ -17,6 +18,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.environ.get("FTBENCH_DATA") or os.path.join(HERE, "..", "..", "..", "shared", "ftbench_data")
 FIXTURES = os.path.join(HERE, "..", "fixtures", "ftbench")
 needs_data = pytest.mark.skipif(not os.path.isdir(DATA), reason="no FT-Bench data directory")
+
+
+@functools.cache
+def loaded(task: str):
+    """A task's splits from the local data, read once for the tests that only look at them (reading the
+    larger releases takes seconds); the determinism test reads them again."""
+    return load(task, DATA)
+
 
 @pytest.fixture(autouse=True)
 def _offline(monkeypatch):
@@ -51,7 +60,7 @@ def test_every_paper_task_has_a_full_spec():
 @needs_data
 @pytest.mark.parametrize("task", sorted(EXPECTED))
 def test_loader_row_counts_and_fields_match_the_release(task):
-    s = load(task, DATA)
+    s = loaded(task)
     assert (len(s.train), len(s.val), len(s.test)) == EXPECTED[task]
     for split in (s.train, s.val, s.test):
         for r in split:
@@ -65,7 +74,7 @@ def test_loader_row_counts_and_fields_match_the_release(task):
 @needs_data
 @pytest.mark.parametrize("task", sorted(EXPECTED))
 def test_splits_are_deterministic_and_disjoint(task):
-    a, b = load(task, DATA), load(task, DATA)
+    a, b = loaded(task), load(task, DATA)
     assert a.train == b.train and a.val == b.val and a.test == b.test
     key = lambda r: (r["input"], json.dumps(r["context"], sort_keys=True, default=str))  # noqa: E731
     tr, va, te = ({key(r) for r in x} for x in (a.train, a.val, a.test))
@@ -76,21 +85,21 @@ def test_splits_are_deterministic_and_disjoint(task):
 
 @needs_data
 def test_labels_and_contexts_are_what_the_metrics_expect():
-    s = load("sst2", DATA)
+    s = loaded("sst2")
     assert {r["output"] for r in s.train} == {"negative", "positive"}
-    h = load("hoc", DATA)
+    h = loaded("hoc")
     for r in h.test:
         assert r["output"] == "none" or set(r["output"].split("; ")) <= set(HOC_LABELS)
     assert any(r["output"] != "none" for r in h.test) and any(r["output"] == "none" for r in h.test)
-    law = load("lawbench", DATA)
+    law = loaded("lawbench")
     for split in (law.train, law.val, law.test):
         assert {r["context"]["subtask"] for r in split} == set(LAWBENCH_IDS)
-    tomg = load("tomg_bench", DATA)
+    tomg = loaded("tomg_bench")
     assert {r["context"]["subtask"] for r in tomg.val} == set(TOMG_SUBTASKS)
     assert all("Instruction" in r["context"] for r in tomg.test[:50])
-    econ = load("econlogicqa", DATA)
+    econ = loaded("econlogicqa")
     assert econ.notes and all(sorted(r["output"].split(", ")) == ["A", "B", "C", "D"] for r in econ.train)
-    cs = load("cs_bench", DATA)
+    cs = loaded("cs_bench")
     assert {r["context"]["kind"] for r in cs.test} == {"choice", "assertion"}
     assert {r["output"] for r in cs.test if r["context"]["kind"] == "assertion"} == {"True", "False"}
 
@@ -203,7 +212,7 @@ def test_gold_answers_score_the_maximum_through_the_prepared_task(task, tmp_path
 def test_tomg_training_answers_mostly_pass_the_benchmark_check():
     from trex_ray.metrics import score
 
-    rows = load("tomg_bench", DATA).train
+    rows = loaded("tomg_bench").train
     out = score("tomg_bench", [r["output"] for r in rows], [""] * len(rows), contexts=[r["context"] for r in rows])
     assert out.score > 0.9  # all sub-tasks pass but SubComponent, where the release's answers are ~61% right
 
