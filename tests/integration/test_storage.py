@@ -1,6 +1,6 @@
 """A run folder on a filesystem URI (`file://`, standing in for s3:// or gs://): the URI receives the
 journal and every finished node's folder as the search goes, and a run whose local mirror is gone (another
-machine) is resumed from the URI alone."""
+machine) is resumed from the URI alone, its finished nodes kept as they were (not trained again)."""
 
 from __future__ import annotations
 
@@ -35,6 +35,8 @@ def test_a_run_on_a_storage_uri_is_pushed_there_and_resumed_from_there(tmp_path,
     after = [json.loads(x) for x in open(remote / "journal.jsonl")]
     finished = {e["id"]: e["result"] for e in after if e["type"] == "node_finished"}
     assert finished[1] == node1 and set(finished) == {0, 1, 2}  # node 1 kept as it was, one more trial
+    # not trained again: its result (with its timings) is the first session's, and it was never relaunched
+    assert not [e for e in after if e["type"] == "node_relaunched" and e["id"] == 1]
     assert len([n for n in second.nodes if n.id != 0]) == 2
     assert (remote / "nodes" / "2" / "result.json").exists()
     assert json.load(open(remote / "result.json"))["spent"]["trials"] == 2
