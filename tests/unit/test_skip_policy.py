@@ -21,7 +21,7 @@ def test_skipped():
 
 
 def _pytest(tmp_path, reason: str, *, module_skip: bool = False, **env) -> subprocess.CompletedProcess:
-    body = f'import pytest\npytest.importorskip("no_such_module_xyz")\n' if module_skip else FILE.format(reason=reason)
+    body = 'import pytest\npytest.importorskip("no_such_module_xyz")\n' if module_skip else FILE.format(reason=reason)
     (tmp_path / "test_x.py").write_text(body + "\ndef test_other():\n    pass\n")
     env = {**{k: v for k, v in os.environ.items() if k != "TREX_RAY_ALLOW_SKIPS"}, **env}
     return subprocess.run([sys.executable, "-m", "pytest", "-p", "tests.skip_policy", "-p", "no:randomly",
