@@ -121,9 +121,9 @@ def test_full_fine_tunes_get_their_own_engines_within_the_lru_bound(service, smo
     a, b = tmp_path / "full_a", tmp_path / "full_b"
     shutil.copytree(smollm2, a)
     shutil.copytree(smollm2, b)
-    out_a = _eval(service, str(a), None, rows[:16])
-    out_b = _eval(service, str(b), None, rows[:16])
-    base = _eval(service, smollm2, None, rows[:16])
+    out_a = _eval(service, str(a), None, rows[:6])
+    out_b = _eval(service, str(b), None, rows[:6])
+    base = _eval(service, smollm2, None, rows[:6])
     assert out_a["predictions"] == out_b["predictions"] == base["predictions"]  # same weights
     stats = ray.get(service.service.stats.remote())
     assert stats["full_engines"] == [str(b)]  # max_engines=1: the least recently used one was stopped
