@@ -78,7 +78,7 @@ def main() -> None:
 
     import torch
 
-    from trex_ray.executor.engines import HFEngine, VLLMEngine, vllm_available
+    from trex_ray.modeling.engines import HFEngine, VLLMEngine, vllm_available
     from trex_ray.models import resolve_model
 
     tmp = tempfile.mkdtemp(prefix="trex-eval-bench-")

@@ -119,7 +119,7 @@ def main(argv=None) -> int:
     target = min(reached) if len(reached) == len(results) else None
     ref = next(iter(results))
     print(f"\ncost to reach val {target} (the lowest best score of all settings), and its ratio to '{ref}':")
-    for name, r in results.items():
+    for r in results.values():
         r["to_target"] = {k: cost_to_reach(r["trials"], target, k) if target is not None else None
                           for k in ("accelerator_s", "trial_s", "data_s")}
     base = results[ref]["to_target"]

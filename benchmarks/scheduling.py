@@ -125,9 +125,10 @@ def main() -> int:
     cluster.wait_for_nodes()
     ray.init(address=cluster.address, log_to_driver=False)
 
+    from pathlib import Path
+
     import trex_ray
     from tests.conftest import majority_rows, write_jsonl
-    from pathlib import Path
 
     work = Path(tempfile.mkdtemp(prefix="trex-sched-"))
     paths = {s: write_jsonl(work / "data" / f"{s}.jsonl", majority_rows(n, i))

@@ -296,14 +296,14 @@ def _measure(args, tasks, methods, seeds, same, cells, fresh: bool) -> None:
 
 def _setup(name, work, quick, same, model_path, ev, threads, cells) -> dict:
     """A task's data, baseline (val and test, also written to the cells) and what Tune's trials need."""
-    from trex_ray.executor.trial import evaluate_split, run_baseline
+    from trex_ray.executor.evaluate import baseline_eval_cfg, evaluate_task
+    from trex_ray.executor.trial import run_baseline
     from trex_ray.models import count_params
     from trex_ray.prompting import task_system
     from trex_ray.researcher.heuristic import HeuristicResearcher
-    from trex_ray.search import baseline_eval_cfg
 
     task = load_task(name, work, quick)
-    info = {**task.model_dump(), **{s: task.path(s) for s in ("train", "val", "test")}, "val_rows": task.rows("val")}
+    info = task.info()
     base_cfg = baseline_eval_cfg(task)
     base = run_baseline(task=info, model_path=model_path, run_dir=os.path.join(work, name, "baseline"), ev=ev,
                         eval_cfg=base_cfg, template="{input}", system=task_system(task.goal))
@@ -318,9 +318,9 @@ def _setup(name, work, quick, same, model_path, ev, threads, cells) -> dict:
             plan = trial["plan"] if trial else None
             fmt = next(o["args"] for o in plan["recipe"]["ops"] if o["op"] == "format") if plan else {}
             cfg = plan["eval"] if plan else base_cfg
-            tests[key] = evaluate_split(ev, model_path, key, task.rows("test"), {**info, "labels": task.labels},
-                                        fmt.get("template", "{input}"), fmt.get("system") or task_system(task.goal),
-                                        cfg)["score"]
+            tests[key] = evaluate_task(ev, task, "test", model_path, key, eval_cfg=cfg,
+                                       template=fmt.get("template", "{input}"),
+                                       system=fmt.get("system") or task_system(task.goal))["score"]
         return tests[key]
 
     save_json({**same, "metric": task.metric, "val": base["score"], "test": test_of(None),

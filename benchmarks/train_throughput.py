@@ -104,7 +104,8 @@ def matmul_params(model_path: str) -> tuple[int, int, int]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="tiny model, a few steps: checks the script works")
-    ap.add_argument("--shape", choices=sorted(SHAPES), default=None, help="model shape (default: qwen3-1.7b; tiny with --quick)")
+    ap.add_argument("--shape", choices=sorted(SHAPES), default=None,
+                    help="model shape (default: qwen3-1.7b; tiny with --quick)")
     ap.add_argument("--seq", type=int, default=None, help="max_seq_len (default 1024; 128 with --quick)")
     ap.add_argument("--rows", type=int, default=None, help="training rows (default 512; 48 with --quick)")
     ap.add_argument("--batch", type=int, default=8)

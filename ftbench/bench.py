@@ -21,11 +21,9 @@ def baseline(task: str, model: str = "smollm2-135m", *, runs: str = "runs", prof
     import ray
 
     from trex_ray.executor.eval_service import start_evaluation, stop_evaluation
-    from trex_ray.executor.trial import evaluate_split
+    from trex_ray.executor.evaluate import evaluate_task
     from trex_ray.models import check_model, resolve_model
-    from trex_ray.prompting import task_system
     from trex_ray.runtime import init_ray, threads_per_trial
-    from trex_ray.search import baseline_eval_cfg
 
     check_model(model)
     t = prepare(task, os.path.join(runs, "data", f"{task}-{profile}"), profile=profile, data_dir=data_dir)
@@ -35,9 +33,8 @@ def baseline(task: str, model: str = "smollm2-135m", *, runs: str = "runs", prof
                           threads=threads_per_trial(1))
     out = {"task": task, "model": model, "profile": profile, "metric": t.metric, "scores": {}, "n": {}}
     try:
-        info = {**t.model_dump(), "labels": t.labels}
         for split in splits:
-            res = evaluate_split(ev, path, None, t.rows(split), info, "{input}", task_system(t.goal), baseline_eval_cfg(t))
+            res = evaluate_task(ev, t, split, path)
             out["scores"][split], out["n"][split] = res["score"], res["n"]
             out["backend"] = res["backend"]
     finally:

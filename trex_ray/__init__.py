@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["Task", "Budget", "Plan", "search", "load_run", "SearchResult", "ConfigError", "demo_task"]
+__all__ = ["Task", "Budget", "Plan", "search", "SearchSettings", "load_run", "SearchResult", "ConfigError", "demo_task"]
 __version__ = "0.1.0"
 
 _LAZY = {
@@ -20,6 +20,7 @@ _LAZY = {
     "Budget": "trex_ray.budget",
     "Plan": "trex_ray.plan",
     "search": "trex_ray.search",
+    "SearchSettings": "trex_ray.settings",
     "SearchResult": "trex_ray.results",
     "ConfigError": "trex_ray.errors",
     "demo_task": "trex_ray.demo",
@@ -32,6 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from trex_ray.plan import Plan
     from trex_ray.results import SearchResult
     from trex_ray.search import search
+    from trex_ray.settings import SearchSettings
     from trex_ray.task import Task
 
 

@@ -23,13 +23,22 @@ import typing
 from trex_ray.errors import ConfigError
 
 
-def _add_overrides(p: argparse.ArgumentParser) -> None:
-    from trex_ray.config import RunConfig
+def _kinds(field) -> list:
+    return [k for k in (typing.get_args(field.annotation) or (field.annotation,)) if k is not type(None)]
 
-    for name, field in RunConfig.model_fields.items():
-        kind = typing.get_args(field.annotation) or (field.annotation,)
-        kind = [k for k in kind if k is not type(None)][0]
-        if typing.get_origin(kind) is list:
+
+def _is_mapping(field) -> bool:
+    from pydantic import BaseModel
+
+    return any((typing.get_origin(k) or k) is dict or (isinstance(k, type) and issubclass(k, BaseModel))
+               for k in _kinds(field))
+
+
+def _add_overrides(p: argparse.ArgumentParser) -> None:
+    from trex_ray.config import FIELDS
+
+    for name, field in FIELDS.items():
+        if typing.get_origin(_kinds(field)[0]) is list:
             p.add_argument(f"--{name}", nargs="+", default=None, help=field.description)
         else:
             p.add_argument(f"--{name}", type=str, default=None, help=field.description)
@@ -37,16 +46,16 @@ def _add_overrides(p: argparse.ArgumentParser) -> None:
 
 def _overrides(args: argparse.Namespace) -> dict:
     """Command-line values by key; pydantic converts strings like "6" to the field's type."""
-    from trex_ray.config import RunConfig
-
     import yaml
 
+    from trex_ray.config import FIELDS
+
     out = {}
-    for name, field in RunConfig.model_fields.items():
+    for name, field in FIELDS.items():
         value = getattr(args, name, None)
         if value is None:
             continue
-        if dict in [typing.get_origin(k) or k for k in typing.get_args(field.annotation)]:
+        if _is_mapping(field):
             try:  # a mapping on the command line, as YAML/JSON: --researcher_llm '{model: x}'
                 value = yaml.safe_load(value)
             except yaml.YAMLError:
@@ -55,10 +64,10 @@ def _overrides(args: argparse.Namespace) -> dict:
     return out
 
 
-def _run(cfg) -> int:
+def _run(cfg, resume: bool = False) -> int:
     from trex_ray.search import search
 
-    search(cfg.task(), **cfg.search_kwargs())
+    search(cfg.task, settings=cfg.settings, resume=resume)
     return 0
 
 
@@ -90,8 +99,6 @@ def cmd_demo(args) -> int:
 
 def cmd_resume(args) -> int:
     from trex_ray.config import build, load_yaml
-    from trex_ray.search import search
-
     from trex_ray.storage import Mirror, is_uri
 
     run_dir = args.run.rstrip("/")
@@ -114,9 +121,7 @@ def cmd_resume(args) -> int:
         if not is_uri(str(data.get("storage", ""))):
             data["storage"] = os.path.dirname(os.path.abspath(run_dir))
         data["run_name"] = os.path.basename(os.path.abspath(run_dir))
-    cfg = build(data)
-    search(cfg.task(), resume=True, **cfg.search_kwargs())
-    return 0
+    return _run(build(data), resume=True)
 
 
 def cmd_show(args) -> int:
@@ -248,6 +253,19 @@ def cmd_data_run(args) -> int:
     return 0
 
 
+def _log_to_stderr() -> None:
+    """trex-ray's own log (notices and warnings; TREX_RAY_VERBOSE=1: debug too) on stderr, one line each."""
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("trex-ray: %(levelname)s: %(message)s"))
+    log = logging.getLogger("trex_ray")
+    if not log.handlers:
+        log.addHandler(handler)
+        log.setLevel(logging.DEBUG if os.environ.get("TREX_RAY_VERBOSE") else logging.INFO)
+        log.propagate = False
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="trex-ray", description="Automated LLM fine-tuning as a tree search on Ray.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -296,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--every", type=float, default=2.0, help="seconds between looks")
     p.set_defaults(fn=cmd_attach)
     args = parser.parse_args(argv)
+    _log_to_stderr()
     try:
         return args.fn(args)
     except ConfigError as e:

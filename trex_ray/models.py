@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -87,7 +88,7 @@ def resolve_model(name: str) -> str:
             from transformers.utils import logging as hf_logging
 
             hf_logging.disable_progress_bar()
-            print(f"trex-ray: preparing {name} once into {target}", flush=True)
+            logging.getLogger(__name__).info("preparing %s once into %s", name, target)
             tmp = target.with_name(target.name + ".tmp")
             shutil.rmtree(tmp, ignore_errors=True)
             (_materialize_smollm2 if name == "smollm2-135m" else _materialize_tiny)(tmp)

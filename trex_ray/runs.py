@@ -49,12 +49,11 @@ def open_run_dir(storage: str, task: Task, run_name: str | None, resume: bool, s
         raise ConfigError("run_name", f"a run already exists at {run_dir}",
                           "resume it (trex-ray resume / resume=True) or choose another run_name")
     os.makedirs(run_dir, exist_ok=True)
+    # the task with absolute paths, then the settings (`SearchSettings.persisted`): what resume reads back
     config = {**task.model_dump(exclude_none=True), **settings, "storage": os.path.abspath(storage),
               "run_name": run_name}
     for split in ("train", "val", "test"):
         config[split] = task.path(split)
-    budget = config.pop("budget")
-    config.update({k: v for k, v in budget.items() if v is not None})
     with open(os.path.join(run_dir, "config.yaml"), "w") as f:
         f.write(f"# resume with: trex-ray resume {run_dir}\n")
         yaml.safe_dump(config, f, sort_keys=False)
@@ -98,15 +97,6 @@ def load_brief(run_dir: str) -> dict | None:
 def save_brief(run_dir: str, brief: dict) -> None:
     with open(os.path.join(run_dir, "brief.json"), "w") as f:
         json.dump(brief, f, indent=1)
-
-
-def evaluate_test(task: Task, model_path: str, adapter: str | None, ev, eval_cfg: dict, template: str,
-                  system: str | None, data_llm: dict | None = None) -> dict:
-    from trex_ray.executor.trial import evaluate_split
-
-    info = {**task.model_dump(), "labels": task.labels}
-    out = evaluate_split(ev, model_path, adapter, task.rows("test"), info, template, system, eval_cfg, data_llm)
-    return {k: out[k] for k in ("score", "metric", "n", "backend", "seconds", "num_bad")}
 
 
 def _view(tree: Tree, nid: int, run_dir: str) -> NodeView:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 
-
 _OWNS_CLUSTER = False  # True when this process started its own local Ray
 
 
@@ -99,3 +98,28 @@ def init_ray(address: str | None, max_concurrent: int, train_workers: int = 1) -
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
+
+
+def driver_alive(job: str | None) -> bool:
+    """Whether the driver of the search still runs (a detached tree actor outlives a driver that died)."""
+    try:
+        from ray._private.state import jobs
+
+        return any(j["JobID"] == job and not j["IsDead"] for j in jobs())
+    except Exception:  # noqa: BLE001 - an older Ray: take the actor's presence as the answer
+        return True
+
+
+def request_capacity(bundle: dict | None, n: int) -> None:
+    """Ask the autoscaler for room for `n` workers shaped like `bundle` at once (a standing request until
+    replaced; n=0 withdraws it). Without an autoscaler it is a note nobody reads."""
+    import ray
+
+    if not ray.is_initialized():
+        return
+    from ray.autoscaler.sdk import request_resources
+
+    try:
+        request_resources(bundles=[bundle] * n if n and bundle else [])
+    except Exception:  # noqa: BLE001 - scaling is a hint; the search runs on what the cluster has
+        pass

@@ -43,7 +43,7 @@ def snapshot(nodes: list[dict], state: dict, run: str, live: bool, stop_reason: 
 def from_journal(run_dir: str) -> dict:
     from trex_ray.journal import read_events
     from trex_ray.tree import Tree
-    from trex_ray.tree_actor import summaries_of, state_of
+    from trex_ray.tree_actor import state_of, summaries_of
 
     path = os.path.join(run_dir, "journal.jsonl")
     if not os.path.exists(path):
@@ -87,7 +87,7 @@ def live_searches(address: str) -> dict[str, object]:
     """The tree actors of the searches running on the cluster at `address`, by run folder."""
     import ray
 
-    from trex_ray.search import NAMESPACE
+    from trex_ray.tree_actor import NAMESPACE
 
     _reachable(address)
     if not ray.is_initialized():
@@ -121,18 +121,10 @@ def from_actor(run: str, actor) -> dict:
     import ray
 
     nodes, state = ray.get([actor.summaries.remote(), actor.state.remote()], timeout=30)
+    from trex_ray.runtime import driver_alive
+
     alive = driver_alive(state.get("driver_job"))
     return {**snapshot(nodes, state, run, live=alive), "orphan": not alive}
-
-
-def driver_alive(job: str | None) -> bool:
-    """Whether the driver of the search still runs (a detached tree actor outlives a driver that died)."""
-    try:
-        from ray._private.state import jobs
-
-        return any(j["JobID"] == job and not j["IsDead"] for j in jobs())
-    except Exception:  # noqa: BLE001 - an older Ray: take the actor's presence as the answer
-        return True
 
 
 def _match(runs: dict, run: str | None) -> dict:

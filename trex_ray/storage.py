@@ -160,9 +160,9 @@ class RunSync:
 
 
 def _warn(msg: str) -> None:
-    import sys
+    import logging
 
-    print(f"trex-ray: warning: {msg}", file=sys.stderr, flush=True)
+    logging.getLogger(__name__).warning(msg)
 
 
 def prepare(storage: str, run_name: str | None, resume: bool, task_name: str

@@ -13,7 +13,7 @@ from collections import Counter
 from functools import cached_property
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from trex_ray.errors import ConfigError
 from trex_ray.metrics import METRICS, get_metric, metric_names
@@ -44,6 +44,14 @@ class Task(BaseModel):
                                       "reference (any JSON value; never shown to the model), for metrics that "
                                       "grade with a context (benchmark metrics, e.g. a sub-task id).")
 
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _labels(cls, v: Any) -> Any:
+        if isinstance(v, list) and any(isinstance(x, bool) for x in v):
+            raise ValueError(f"YAML read {v!r}: yes/no/true/false/on/off unquoted are booleans; quote the labels, "
+                             "e.g. labels: [\"yes\", \"no\"]")
+        return v
+
     @classmethod
     def from_jsonl(cls, name: str, train: str, val: str, test: str, **kwargs: Any) -> "Task":
         task = cls(name=name, train=str(train), val=str(val), test=str(test), **kwargs)
@@ -52,6 +60,11 @@ class Task(BaseModel):
 
     def path(self, split: str) -> str:
         return os.path.abspath(getattr(self, split))
+
+    def info(self) -> dict:
+        """The task as plain data for Ray work (trials, baselines): its fields, absolute split paths and the
+        val rows (read here once, so no worker needs the driver's files for them)."""
+        return {**self.model_dump(), **{s: self.path(s) for s in SPLITS}, "val_rows": self.rows("val")}
 
     def read(self, split: str) -> list[dict]:
         """Rows of a split as {"input", "output"} dicts; raises ConfigError naming the field on any problem."""
@@ -66,7 +79,8 @@ class Task(BaseModel):
                 try:
                     obj = json.loads(line)
                 except json.JSONDecodeError as e:
-                    raise ConfigError(split, f"{path} line {n} is not valid JSON ({e.msg})", "fix or remove that line") from None
+                    raise ConfigError(split, f"{path} line {n} is not valid JSON ({e.msg})",
+                                      "fix or remove that line") from None
                 if not isinstance(obj, dict):
                     raise ConfigError(split, f"{path} line {n} is not a JSON object", "one object per line")
                 for field in ("input_field", "output_field"):
@@ -112,7 +126,7 @@ class Task(BaseModel):
         if m.context and not self.context_field:
             raise ConfigError("context_field", f"metric {self.metric!r} grades each row with a context",
                               "set context_field to the rows' field that holds it")
-        self._rows  # reads and validates every split
+        _ = self._rows  # reads and validates every split
         if self.metric_options:  # option values are checked by grading one val row against itself
             from trex_ray.metrics import score
 

@@ -5,6 +5,7 @@ least as new as the tree. Reads return plain data (node summaries, contexts), ne
 
 from __future__ import annotations
 
+import os
 import random
 import time
 
@@ -104,3 +105,48 @@ def state_of(t: Tree) -> dict:
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
 class TreeActor(TreeCore):
     pass
+
+
+NAMESPACE = "trex-ray"  # where tree actors are named, so that another driver (`trex-ray status`) finds them
+
+
+def tree_actor_name(run_dir: str) -> str:
+    """The name of a run's tree actor in its Ray cluster (one live search per run folder)."""
+    return f"trex-tree:{os.path.abspath(run_dir)}"
+
+
+def start_tree(run_dir: str, policy: str, seed: int, detach: bool):
+    """The run's tree actor, named for its folder: a detached one outlives its driver (status still answers)."""
+    return TreeActor.options(name=tree_actor_name(run_dir), namespace=NAMESPACE,
+                             lifetime="detached" if detach else None).remote(
+        os.path.join(run_dir, "journal.jsonl"), policy, seed)
+
+
+def stop_tree(run_dir: str) -> None:
+    """Kill the run's tree actor if it is there (never started, or already gone, is fine)."""
+    if not ray.is_initialized():
+        return
+    try:
+        ray.kill(ray.get_actor(tree_actor_name(run_dir), namespace=NAMESPACE), no_restart=True)
+    except ValueError:
+        pass
+
+
+def take_over(run_dir: str) -> None:
+    """A tree actor already named for this run folder: a detached one whose driver died is replaced (the
+    journal is as new as it); one whose driver still runs means a second search on the same folder."""
+    from trex_ray.errors import ConfigError
+    from trex_ray.runtime import driver_alive
+
+    try:
+        actor = ray.get_actor(tree_actor_name(run_dir), namespace=NAMESPACE)
+    except ValueError:
+        return
+    try:
+        job = ray.get(actor.state.remote(), timeout=30).get("driver_job")
+    except Exception:  # noqa: BLE001 - an actor that cannot answer is no search's
+        job = None
+    if job and job != ray.get_runtime_context().get_job_id() and driver_alive(job):
+        raise ConfigError("run", f"a search is running on {run_dir} (driver job {job})",
+                          "watch it with trex-ray status / attach, or stop that driver first")
+    ray.kill(actor, no_restart=True)

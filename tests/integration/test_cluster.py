@@ -69,7 +69,7 @@ rows = [{"question": ("alpha %d " % i) * 120, "answer": "yes" if i % 5 else "no"
 paths = {s: write_jsonl(tmp / "data" / f"{s}.jsonl", rows if s == "train" else rows[:8]) for s in ("train", "val", "test")}
 task = trex_ray.Task.from_jsonl(name="long", input_field="question", output_field="answer", metric="accuracy",
                                 labels=["yes", "no"], **paths)
-info = {**task.model_dump(), **{s: task.path(s) for s in ("train", "val", "test")}, "val_rows": task.rows("val")}
+info = task.info()
 # 8 epochs of 5 steps (~13 s of training here): long enough to take the node after the first step
 plan = Plan.model_validate({"direction": "t", "recipe": {"ops": [{"load": {}}, {"format": {}}]},
                             "train": {"epochs": 8, "batch_size": 8, "max_seq_len": 1024}, "eval": {"max_new_tokens": 4}})

@@ -37,7 +37,7 @@ CONVS = [[{"role": "user", "content": q}] for q in
 
 
 def test_batched_left_padded_generation_equals_one_at_a_time(tiny):
-    from trex_ray.executor.engines import HFEngine
+    from trex_ray.modeling.engines import HFEngine
 
     e = HFEngine(tiny, threads=1)
     together = e.generate(CONVS, max_new_tokens=6, batch_size=5)
@@ -48,7 +48,7 @@ def test_batched_left_padded_generation_equals_one_at_a_time(tiny):
 
 
 def test_an_adapter_applies_to_its_request_only(tiny, adapter):
-    from trex_ray.executor.engines import HFEngine
+    from trex_ray.modeling.engines import HFEngine
 
     e = HFEngine(tiny, threads=1)
     before = e.generate(CONVS, max_new_tokens=6).texts
@@ -65,7 +65,7 @@ def test_loglik_is_batch_invariant_and_matches_a_direct_forward_pass(tiny, adapt
     from transformers import AutoModelForCausalLM
 
     from trex_ray import prompting
-    from trex_ray.executor.engines import HFEngine
+    from trex_ray.modeling.engines import HFEngine
 
     e = HFEngine(tiny, threads=1)
     options = [["yes", "no", "quarter past"]] * len(CONVS)
@@ -86,7 +86,7 @@ def test_loglik_is_batch_invariant_and_matches_a_direct_forward_pass(tiny, adapt
 
 
 def test_long_prompts_keep_their_end_within_the_context_limit(tiny):
-    from trex_ray.executor.engines import HFEngine
+    from trex_ray.modeling.engines import HFEngine
 
     e = HFEngine(tiny, threads=1, max_model_len=64)
     ids = e.enc.encode([[{"role": "user", "content": "word " * 500}]], room=16)

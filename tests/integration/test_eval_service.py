@@ -164,8 +164,8 @@ def test_an_adapter_the_engine_node_lacks_travels_with_the_request(service, smol
     import ray
 
     from trex_ray import prompting
-    from trex_ray.executor import shipping
     from trex_ray.executor.eval_service import _hf_call
+    from trex_ray.modeling import shipping
 
     convs = [prompting.messages(r["input"], None) for r in rows[:8]]
     want = ray.get(service.service.generate.remote(smollm2, adapter, convs, max_new_tokens=8)).texts

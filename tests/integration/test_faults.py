@@ -36,7 +36,7 @@ def _run_trial(tmp, task, model_path: str, *, memory_limit_gb=None, **train) -> 
 
     plan = Plan.model_validate({"direction": "test", "recipe": {"ops": [{"load": {}}, {"format": {}}]},
                                 "train": {"epochs": 1, **train}, "eval": {"max_new_tokens": 4}})
-    info = {**task.model_dump(), **{s: task.path(s) for s in ("train", "val", "test")}, "val_rows": task.rows("val")}
+    info = task.info()
     return ray.get(run_trial.remote(
         node_id=1, plan=plan.model_dump(), parent_adapter=None, task=info, model_path=model_path,
         run_dir=str(tmp / "run"), cache_root=str(tmp / "cache"), baseline_score=0.0,
@@ -121,7 +121,7 @@ def test_a_trial_past_its_timeout_is_stopped_recorded_and_its_cpus_freed(tmp_pat
 def test_a_killed_tree_actor_is_restarted_from_its_journal_and_the_search_finishes(tmp_path):
     import ray
 
-    from trex_ray.search import NAMESPACE, tree_actor_name
+    from trex_ray.tree_actor import NAMESPACE, tree_actor_name
 
     task = _task(tmp_path)
     out: dict = {}

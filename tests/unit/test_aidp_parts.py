@@ -81,12 +81,14 @@ def test_llm_spec_defaults_and_errors():
 
 def test_data_llm_config_error_names_the_field():
     from trex_ray.errors import ConfigError
-    from trex_ray.search import _data_llm
+    from trex_ray.settings import SearchSettings
 
-    assert _data_llm(None, "tiny-random")["model"] == "tiny-random"
-    assert _data_llm({"model": "smollm2-135m"}, "tiny-random")["model"] == "smollm2-135m"
-    with pytest.raises(ConfigError, match=r"^data_llm.batch_size: .*-- fields: backend, model"):
-        _data_llm({"batch_size": 0}, "tiny-random")
+    assert SearchSettings.of(base_model="tiny-random").data_llm.model == "tiny-random"  # the base model by default
+    assert SearchSettings.of(base_model="tiny-random", data_llm={"model": "smollm2-135m"}).data_llm.model == "smollm2-135m"
+    with pytest.raises(ConfigError, match=r"^data_llm.batch_size: .*greater than or equal to 1"):
+        SearchSettings.of(base_model="tiny-random", data_llm={"batch_size": 0})
+    with pytest.raises(ConfigError, match=r"^data_llm.modle: unknown setting -- known: backend, model"):
+        SearchSettings.of(base_model="tiny-random", data_llm={"modle": "x"})
 
 
 def test_export_chat_columns_put_the_answer_alone_in_the_completion():

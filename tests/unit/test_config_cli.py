@@ -206,22 +206,26 @@ def test_existing_run_folder_subprocess(setup):
 # -- config and budget models ------------------------------------------------------------------
 def test_build_and_overrides(setup):
     cfg = build(load_yaml(setup["config"]))
-    assert isinstance(cfg, RunConfig) and cfg.trials == 2 and cfg.policy == "mcts"
-    assert build({**setup["cfg"], "trials": "6", "max_concurrent": "3"}).max_concurrent == 3  # CLI strings convert
-    kw = cfg.search_kwargs()
-    assert kw["budget"].trials == 2 and kw["base_model"] == "tiny-random"
-    assert kw["train_workers"] == 1 and build({**setup["cfg"], "train_workers": "2"}).search_kwargs()["train_workers"] == 2
-    t = cfg.task()
-    assert t.input_field == "question" and os.path.isabs(t.train)
+    assert isinstance(cfg, RunConfig) and cfg.settings.budget.trials == 2 and cfg.settings.policy == "mcts"
+    # command-line strings convert
+    assert build({**setup["cfg"], "trials": "6", "max_concurrent": "3"}).settings.max_concurrent == 3
+    s = cfg.settings
+    assert s.base_model == "tiny-random" and s.train_workers == 1
+    assert build({**setup["cfg"], "train_workers": "2"}).settings.train_workers == 2
+    assert build({**setup["cfg"], "warm_start": "false"}).settings.warm_start is False
+    t = cfg.task
+    assert t.input_field == "question" and os.path.isabs(t.path("train"))
 
 
 @pytest.mark.parametrize("data, field, words", [
     ({"trails": 3}, "trails", "unknown config key"),
-    ({"max_concurrent": 0}, "max_concurrent", "greater than or equal to 1"),
-    ({"seed": "abc"}, "seed", "integer"),
+    ({"max_concurrent": 0}, "max_concurrent", "positive integer or 'auto'"),
+    ({"seed": "abc"}, "seed", "whole number"),
     ({"labels": [True, False]}, "labels", 'quote the labels, e.g. labels: ["yes", "no"]'),  # YAML's [yes, no]
-    ({"train_retries": -1}, "train_retries", "greater than or equal to 0"),
-    ({"train_workers": 0}, "train_workers", "greater than or equal to 1"),
+    ({"train_retries": -1}, "train_retries", ">= 0"),
+    ({"train_workers": 0}, "train_workers", ">= 1"),
+    ({"trials": 0}, "trials", "greater than or equal to 1"),
+    ({"eval_options": {"replica": 2}}, "eval_options.replica", "known: replicas"),
 ])
 def test_build_errors_name_the_field(setup, data, field, words):
     with pytest.raises(ConfigError) as e:
@@ -239,9 +243,11 @@ def test_load_yaml_empty_file_is_empty_mapping(tmp_path):
 
 
 def test_budget_and_spend():
-    with pytest.raises(Exception):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="at least one of"):
         Budget(trials=None)
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="greater than or equal to 1"):
         Budget(trials=0)
     b = Budget(trials=3, wall_clock_s=100, accelerator_hours=0.5)
     assert Spend().exhausted(b) is None
@@ -253,7 +259,7 @@ def test_budget_and_spend():
 
 
 def test_max_concurrent_auto_follows_the_clusters_gpus_or_cpus():
-    from trex_ray.config import RunConfig
+    from trex_ray.config import build
     from trex_ray.runtime import auto_concurrency
 
     assert auto_concurrency({"CPU": 16.0, "GPU": 8.0}, use_gpu=True) == 8
@@ -267,8 +273,8 @@ def test_max_concurrent_auto_follows_the_clusters_gpus_or_cpus():
     assert auto_concurrency({"CPU": 9.0}, use_gpu=False, train_workers=3) == 2
     assert auto_concurrency({"CPU": 2.0}, use_gpu=False, train_workers=4) == 1
     base = {"name": "t", "train": "a", "val": "b", "test": "c"}
-    assert RunConfig(**base, max_concurrent="auto").max_concurrent == "auto"
-    assert RunConfig(**base, max_concurrent="3").max_concurrent == 3
+    assert build({**base, "max_concurrent": "auto"}).settings.max_concurrent == "auto"
+    assert build({**base, "max_concurrent": "3"}).settings.max_concurrent == 3
 
 
 def test_max_concurrent_must_be_positive_or_auto(data_files):
@@ -297,7 +303,8 @@ def test_max_concurrent_must_be_positive_or_auto(data_files):
 ])
 def test_cluster_settings_are_checked_before_any_folder_is_made(data_files, tmp_path, kwargs, field, words):
     from trex_ray import Task
-    from trex_ray.search import search, train_bundle
+    from trex_ray.executor.train import train_bundle
+    from trex_ray.search import search
 
     task = Task.from_jsonl("t", data_files["train"], data_files["val"], data_files["test"], input_field="question",
                            output_field="answer")

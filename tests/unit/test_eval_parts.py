@@ -9,7 +9,7 @@ import time
 import pytest
 
 from trex_ray.errors import ConfigError
-from trex_ray.executor.engines import EVALUATORS, _Batcher, _until_stop, context_limit
+from trex_ray.modeling.engines import EVALUATORS, _Batcher, _until_stop, context_limit
 
 
 def test_batcher_merges_concurrent_requests_and_routes_each_its_results():
@@ -115,7 +115,11 @@ def test_context_limit_reads_the_model_config_and_caps_it(tmp_path):
 
 
 def test_evaluator_and_engine_settings_are_checked_before_anything_runs():
-    from trex_ray.search import _eval_options
+    from trex_ray.settings import SearchSettings
+
+    def _eval_options(evaluator, options):
+        return SearchSettings.of(base_model="tiny-random", evaluator=evaluator, eval_options=options
+                                 ).eval_options.as_kwargs()
 
     assert EVALUATORS == ("auto", "vllm", "transformers")
     with pytest.raises(ConfigError) as e:

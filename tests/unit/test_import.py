@@ -42,8 +42,8 @@ def test_probe_detects_heavy_imports():
 def test_all_names_resolve():
     import trex_ray
 
-    assert set(trex_ray.__all__) == {"Task", "Budget", "Plan", "search", "load_run", "SearchResult", "ConfigError",
-                                     "demo_task"}
+    assert set(trex_ray.__all__) == {"Task", "Budget", "Plan", "search", "SearchSettings", "load_run", "SearchResult",
+                                     "ConfigError", "demo_task"}
     for name in trex_ray.__all__:
         assert getattr(trex_ray, name) is not None, name
     from trex_ray.budget import Budget

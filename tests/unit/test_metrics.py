@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from trex_ray.metrics import (METRIC_BEST, METRICS, accuracy, exact_match, extract_label, normalize,
-                              normalized_reward, score_all)
+from trex_ray.metrics import METRIC_BEST, METRICS, accuracy, exact_match, extract_label, normalize, normalized_reward, score_all
 
 
 @pytest.mark.parametrize("pred, ref", [

@@ -9,8 +9,7 @@ from collections import Counter
 import pytest
 
 from trex_ray.errors import ConfigError
-from trex_ray.policies import (POLICIES, GreedyPolicy, MCTSPolicy, RandomPolicy, SequentialPolicy,
-                               make_policy)
+from trex_ray.policies import POLICIES, GreedyPolicy, MCTSPolicy, RandomPolicy, SequentialPolicy, make_policy
 from trex_ray.tree import OK
 
 from .helpers import TreeBuilder, failed, ok

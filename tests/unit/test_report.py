@@ -10,9 +10,10 @@ import re
 
 import pytest
 
-from .helpers import TreeBuilder, failed, ok
 from trex_ray.errors import ConfigError
 from trex_ray.report import plan_rows, run_data, write_report
+
+from .helpers import TreeBuilder, failed, ok
 
 EVIL = "</script><script>alert('x')</script><!--"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from trex_ray.executor import shipping
+from trex_ray.modeling import shipping
 
 
 def _folder(root, name, payload: bytes):

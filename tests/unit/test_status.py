@@ -9,9 +9,10 @@ import time
 
 import pytest
 
-from .helpers import TreeBuilder, failed, ok
 from trex_ray.cli import main
 from trex_ray.status import attach, from_journal, render
+
+from .helpers import TreeBuilder, failed, ok
 
 
 def _write(run_dir, events) -> None:

@@ -7,8 +7,9 @@ import random
 
 import pytest
 
-from .helpers import TreeBuilder, failed, ok, stats
 from trex_ray.tree import CANCELLED, FAILED, OK, RUNNING, Tree
+
+from .helpers import TreeBuilder, failed, ok, stats
 
 
 def test_root_only_tree():

@@ -41,7 +41,8 @@ def format_rows(ds, a: FormatArgs, ctx: OpContext):
 class LengthFilterArgs(OpArgs):
     min_chars: int = Field(1, ge=0, description="Drop rows whose input or output has fewer non-space characters.")
     max_chars: int | None = Field(None, ge=1, description="Drop rows whose input+output is longer than this.")
-    max_tokens: int | None = Field(None, ge=8, description="Drop rows whose input+output is longer than this many tokens of the base model.")
+    max_tokens: int | None = Field(None, ge=8, description="Drop rows whose input+output is longer than this many "
+                                   "tokens of the base model.")
 
 
 @lru_cache(maxsize=2)

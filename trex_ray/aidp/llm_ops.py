@@ -33,8 +33,8 @@ class _Generate:
     """Ray Data actor: one LLM backend; completes the `_prompt` column (JSON conversations) into `_gen`."""
 
     def __init__(self, spec: dict, threads: int | None, max_tokens: int, temperature: float, seed: int):
-        from trex_ray.executor.evaluate import torch_threads
         from trex_ray.llm import LLMSpec, make_llm
+        from trex_ray.modeling import torch_threads
 
         torch_threads(threads)
         self.llm = make_llm(LLMSpec.model_validate(spec))

@@ -13,10 +13,10 @@ from __future__ import annotations
 from trex_ray.aidp import dedup, filters, llm_ops, select, semantic, sources
 from trex_ray.aidp.base import Op, OpArgs, OpContext
 from trex_ray.aidp.dedup import DecontaminateArgs, DedupExactArgs, DedupMinhashArgs
-from trex_ray.aidp.llm_ops import LLMJudgeArgs, RewriteArgs, SynthesizeArgs
-from trex_ray.aidp.semantic import DedupSemanticArgs, DiversitySelectArgs
 from trex_ray.aidp.filters import FormatArgs, LengthFilterArgs, RegexFilterArgs, ScriptFilterArgs
+from trex_ray.aidp.llm_ops import LLMJudgeArgs, RewriteArgs, SynthesizeArgs
 from trex_ray.aidp.select import LabelBalanceArgs, MixArgs, SampleArgs, StratifiedSampleArgs
+from trex_ray.aidp.semantic import DedupSemanticArgs, DiversitySelectArgs
 from trex_ray.aidp.sources import LoadArgs
 
 __all__ = ["OPS", "Op", "OpArgs", "OpContext", "catalogue", "FormatArgs", "LoadArgs", "SampleArgs"]

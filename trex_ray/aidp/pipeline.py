@@ -21,9 +21,9 @@ from dataclasses import replace
 
 from trex_ray.aidp.dedup import DecontaminateArgs
 from trex_ray.aidp.llm_ops import spec_of
-from trex_ray.aidp.semantic import EMBEDDING_MODEL
 from trex_ray.aidp.ops import OPS, OpContext
-from trex_ray.plan import Recipe
+from trex_ray.aidp.recipe import Recipe
+from trex_ray.aidp.semantic import EMBEDDING_MODEL
 
 VERSION = 2  # bump when op semantics change, so old cache entries are not reused
 
@@ -157,10 +157,10 @@ def _shared(op: str, src: str, dst: str) -> None:
     try:
         (storage.fetch_dir if op == "fetch" else storage.put_dir)(src, dst)
     except (OSError, ValueError) as e:  # pyarrow's errors are one or the other
-        import sys
+        import logging
 
-        print(f"trex-ray: warning: dataset cache {op} {src} -> {dst} failed ({e}); going on without it",
-              file=sys.stderr, flush=True)
+        logging.getLogger(__name__).warning("dataset cache %s %s -> %s failed (%s); going on without it",
+                                            op, src, dst, e)
 
 
 def _lengths(data_dir: str) -> tuple[int, list[int], list[int]]:

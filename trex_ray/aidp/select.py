@@ -53,7 +53,8 @@ def stratified_sample(ds, a: StratifiedSampleArgs, ctx: OpContext):
 
 
 class LabelBalanceArgs(OpArgs):
-    max_per_label: int | None = Field(None, ge=1, description="Cap on rows per output label; None caps at the rarest label's count.")
+    max_per_label: int | None = Field(None, ge=1, description="Cap on rows per output label; None caps at the "
+                                      "rarest label's count.")
     seed: int = Field(0, description="Seed for which rows are kept.")
 
 

@@ -42,7 +42,7 @@ class Embedder:
     def __init__(self, threads: int | None = None, device: str | None = None):
         from transformers.utils import logging as hf_logging
 
-        from trex_ray.executor.evaluate import torch_threads
+        from trex_ray.modeling import torch_threads
 
         torch_threads(threads)
         hf_logging.disable_progress_bar()

@@ -27,9 +27,8 @@ from typing import Any, Sequence
 
 import ray
 
-from trex_ray.executor import shipping
-from trex_ray.executor.engines import (ENGINES, EVALUATORS, LORA_RANKS, Generation, HFEngine, cuda_available,
-                                       vllm_available)
+from trex_ray.modeling import shipping
+from trex_ray.modeling.engines import ENGINES, EVALUATORS, LORA_RANKS, Generation, HFEngine, cuda_available, vllm_available
 
 log = logging.getLogger(__name__)
 
@@ -227,6 +226,25 @@ class Evaluation:
                                            {"batch_size": batch_size}, self.threads)), "transformers"
 
 
+def engine_gpus(evaluator: str, options: dict, use_gpu: bool, train_workers: int) -> int:
+    """GPUs the vLLM engines will hold for the whole run; on a machine of our own, fail now (naming the
+    setting) where the trials' training workers could then never get theirs."""
+    from trex_ray.errors import ConfigError
+    from trex_ray.runtime import owns_cluster
+
+    gpus = ray.cluster_resources().get("GPU", 0) if use_gpu else 0
+    on_vllm = resolve_evaluator(evaluator, use_gpu, gpus) == "vllm"
+    held = int(options.get("tensor_parallel_size", 1)) * int(options.get("replicas", 1)) if on_vllm else 0
+    if use_gpu and owns_cluster() and gpus - held < train_workers:
+        # (a cluster given by address may grow; on this machine a trial would wait for GPUs forever)
+        raise ConfigError("train_workers", f"a trial's {train_workers} training workers need a GPU each, and this "
+                          f"machine has {int(gpus)}" + (f", {held} of them for the vLLM evaluation engines"
+                                                         if held else ""),
+                          f"use train_workers <= {max(1, int(gpus - held))}" + (" or evaluator: transformers"
+                                                                                  if held else ""))
+    return held
+
+
 def start_evaluation(evaluator: str, base_model_path: str, *, use_gpu: bool, threads: int | None,
                      options: dict | None = None, name: str | None = None) -> Evaluation:
     """The run's evaluation backend; for vLLM this starts the service (engines start on first use)."""
@@ -251,4 +269,5 @@ def stop_evaluation(ev: Evaluation) -> None:
             ray.kill(ev.service)
 
 
-__all__ = ["EvalService", "Evaluation", "start_evaluation", "stop_evaluation", "resolve_evaluator", "cuda_available"]
+__all__ = ["EvalService", "Evaluation", "start_evaluation", "stop_evaluation", "resolve_evaluator", "cuda_available",
+           "engine_gpus"]

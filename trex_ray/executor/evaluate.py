@@ -4,7 +4,8 @@
 rendered them, asks the run's evaluation backend (`trex_ray.executor.eval_service.Evaluation`: vLLM
 engines or transformers) for greedy answers, or, with `scoring="loglik"`, for the log-likelihood of each
 option (the task's labels or a row's own options) and takes the likeliest; then scores them with the
-task's metric and keeps the failing examples for the Researcher.
+task's metric and keeps the failing examples for the Researcher. `evaluate_task` is the entry point for
+a whole split of a `Task` (a search's baseline and test evaluations, FT-Bench, the benchmarks).
 """
 
 from __future__ import annotations
@@ -14,33 +15,8 @@ import time
 from trex_ray import prompting
 from trex_ray.metrics import score
 
-
-def torch_threads(n: int | None) -> None:
-    import torch
-
-    if n:
-        torch.set_num_threads(max(1, int(n)))
-
-
-def load_model(model_path: str, precision: str = "auto"):
-    """(model, tokenizer) for training on the best device: bf16 on GPU and fp32 on CPU (`precision="auto"`),
-    or the dtype `precision` names."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
-
-    from trex_ray.models import local_model
-
-    hf_logging.disable_progress_bar()
-    model_path = local_model(model_path)  # a node other than the driver's materialises it itself
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}.get(precision) or (
-        torch.bfloat16 if device == "cuda" else torch.float32)
-    tok = AutoTokenizer.from_pretrained(model_path)
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype).to(device)
-    return model, tok
+EVAL_DEFAULTS = {"max_new_tokens": 32, "batch_size": 32, "num_bad_cases": 20}
+MAX_NEW_TOKENS = 1024  # long-form tasks (clinical notes) need this much; the plan's EvalConfig allows up to 4096
 
 
 def evaluate_rows(
@@ -85,3 +61,46 @@ def evaluate_rows(
         "predictions": preds,
         **extra,
     }
+
+
+def baseline_eval_cfg(task) -> dict:
+    """Decoding for the base model: room for the answer and some preamble (exact match reads the first line;
+    accuracy finds the label). The answer length is read from val, and from train where val carries no
+    reference text (open-ended tasks graded by a context)."""
+    val = max(len(r["output"]) for r in task.rows("val"))
+    train = sorted(len(r["output"]) for r in task.rows("train"))
+    out_chars = max(val, train[min(len(train) - 1, int(0.95 * len(train)))])
+    return {**EVAL_DEFAULTS, "max_new_tokens": min(MAX_NEW_TOKENS, max(16, out_chars // 2 + 12))}
+
+
+def evaluate_split(ev, model_path: str, adapter: str | None, rows: list[dict], task: dict,
+                   template: str, system: str | None, eval_cfg: dict, data_llm: dict | None = None) -> dict:
+    """Rows of a split through the run's evaluation backend, graded with the task's metric (`task`: the
+    plain form of `Task.info()`, as trials get it)."""
+    judge = judge_llm = None
+    if task["metric"] == "llm_judge":
+        from trex_ray.llm import make_llm
+        from trex_ray.metrics import make_llm_judge
+
+        judge_llm = make_llm(data_llm or {})
+        judge = make_llm_judge(judge_llm)
+    try:
+        return evaluate_rows(
+            ev, model_path, adapter, rows, template=template, system=system, metric=task["metric"],
+            labels=task.get("labels"), max_new_tokens=eval_cfg["max_new_tokens"], batch_size=eval_cfg["batch_size"],
+            num_bad_cases=eval_cfg["num_bad_cases"], scoring=task.get("scoring", "generate"), judge=judge,
+            metric_options=task.get("metric_options"),
+        )
+    finally:  # a local judge holds a model (or an engine actor)
+        close = getattr(judge_llm, "close", None)
+        if close is not None:
+            close()
+
+
+def evaluate_task(ev, task, split: str, model_path: str, adapter: str | None = None, *, eval_cfg: dict | None = None,
+                  template: str = "{input}", system: str | None = None, data_llm: dict | None = None) -> dict:
+    """A model (+ adapter) on one split of a `Task`: by default as the search's root node is, the base
+    model's decoding (`baseline_eval_cfg`) and the task's goal as the system prompt."""
+    system = prompting.task_system(task.goal) if system is None else system
+    return evaluate_split(ev, model_path, adapter, task.rows(split), task.model_dump(), template, system,
+                          eval_cfg or baseline_eval_cfg(task), data_llm)

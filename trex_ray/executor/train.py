@@ -15,8 +15,10 @@ import os
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass, field
+from typing import Any
 
-from trex_ray.executor import shipping
+from trex_ray.modeling import shipping
 
 
 class TrainingFailed(RuntimeError):
@@ -150,11 +152,52 @@ def train_loop(config: dict) -> None:
 
 
 def _train(config: dict) -> None:
+    """One training worker's run: set up, the loop, then the adapter (or model) and stats saved."""
+    run = _setup(config)
+    _loop(run, config)
+    _save(run, config)
+
+
+@dataclass
+class _Run:
+    """What one worker trains with, and its counters as the loop goes."""
+
+    cfg: dict
+    model: Any
+    tok: Any
+    examples: list
+    n_examples: int
+    cut: int
+    warm: str | None
+    rank: int
+    world: int
+    device: Any
+    loader: Any
+    per_epoch: int
+    total_steps: int
+    params: list
+    opt: Any
+    sched: Any
+    micro: int
+    t0: float
+    curve: list = field(default_factory=list)
+    step: int = 0
+    epoch: int = 0
+    tokens: int = 0
+    padded: int = 0
+    t_loop: float = 0.0
+    t_first: float = 0.0
+    tokens_first: int = 0
+
+
+def _setup(config: dict) -> _Run:
+    """The worker's shard tokenised (and packed), the model with its LoRA adapter (new or the parent's),
+    the loader, optimizer and schedule."""
     import ray.train
     import torch
     from transformers import get_linear_schedule_with_warmup
 
-    from trex_ray.executor.evaluate import load_model, torch_threads
+    from trex_ray.modeling import load_model, torch_threads
 
     cfg = config["train"]
     torch_threads(config.get("threads"))
@@ -208,91 +251,112 @@ def _train(config: dict) -> None:
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg["learning_rate"], weight_decay=cfg["weight_decay"])
     sched = get_linear_schedule_with_warmup(opt, int(cfg["warmup_ratio"] * total_steps), total_steps)
+    return _Run(cfg=cfg, model=model, tok=tok, examples=examples, n_examples=n_examples, cut=cut, warm=warm,
+                rank=rank, world=world, device=device, loader=loader, per_epoch=per_epoch, total_steps=total_steps,
+                params=params, opt=opt, sched=sched, micro=micro, t0=t0)
 
-    curve, step, tokens, padded, epoch, reported = [], 0, 0, 0, 0, 0.0
+
+def _loop(run: _Run, config: dict) -> None:
+    """Optimizer steps until `total_steps`: each over batch_size examples (in micro-batches, gradients
+    weighted by answer tokens), progress written and reported, an epoch's end reported to Ray Train."""
+    import ray.train
+    import torch
+
+    r, model, tok, device = run, run.model, run.tok, run.device
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    if rank == 0:  # started: watchers see the step count before the first step ends
-        _progress(config.get("progress_path"), step=0, of=total_steps)
-    t_loop = time.time()
-    t_first, tokens_first = t_loop, 0
-    while step < total_steps:
-        for n_batch, examples_step in enumerate(loader):
-            if n_batch >= per_epoch:
+    if r.rank == 0:  # started: watchers see the step count before the first step ends
+        _progress(config.get("progress_path"), step=0, of=r.total_steps)
+    reported = 0.0
+    r.t_loop = time.time()
+    r.t_first, r.tokens_first = r.t_loop, 0
+    while r.step < r.total_steps:
+        for n_batch, examples_step in enumerate(r.loader):
+            if n_batch >= r.per_epoch:
                 break
             n_tokens = sum(sum(1 for x in e["labels"] if x != -100) for e in examples_step)
             step_loss = 0.0
-            starts = range(0, len(examples_step), micro)
+            starts = range(0, len(examples_step), r.micro)
             for i in starts:
-                part = examples_step[i:i + micro]
+                part = examples_step[i:i + r.micro]
                 batch = {k: v.to(device) for k, v in _collate(part, tok.pad_token_id).items()}
-                padded += batch["input_ids"].numel()
+                r.padded += batch["input_ids"].numel()
                 # data parallel: gradients are averaged across workers once per step, at its last micro-batch
-                sync = contextlib.nullcontext() if world == 1 or i == starts[-1] else model.no_sync()
+                sync = contextlib.nullcontext() if r.world == 1 or i == starts[-1] else model.no_sync()
                 with sync:
                     # no KV cache in training: it is never read, and with it the packed-sequence masks are skipped
                     loss = model(**batch, use_cache=False).loss
                     if not torch.isfinite(loss):
-                        raise FloatingPointError(f"diverged: the training loss became {float(loss)} at step {step + 1}")
+                        raise FloatingPointError(f"diverged: the training loss became {float(loss)} at step {r.step + 1}")
                     # weight each micro-batch by its answer tokens: the step's loss is the full batch's mean
                     share = sum(1 for e in part for x in e["labels"] if x != -100) / max(1, n_tokens)
                     (loss * share).backward()
                 step_loss += float(loss.detach()) * share
-                tokens += sum(len(e["input_ids"]) for e in part)  # real tokens, padding not counted
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            sched.step()
-            opt.zero_grad(set_to_none=True)
-            curve.append(round(step_loss, 4))
-            step += 1
-            if step == 1:  # the first step pays one-time costs (kernel loading, allocator growth): timed apart
+                r.tokens += sum(len(e["input_ids"]) for e in part)  # real tokens, padding not counted
+            torch.nn.utils.clip_grad_norm_(r.params, 1.0)
+            r.opt.step()
+            r.sched.step()
+            r.opt.zero_grad(set_to_none=True)
+            r.curve.append(round(step_loss, 4))
+            r.step += 1
+            if r.step == 1:  # the first step pays one-time costs (kernel loading, allocator growth): timed apart
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
-                t_first, tokens_first = time.time(), tokens
-            if rank == 0 and (step == 1 or step % 10 == 0 or step == total_steps):
-                _progress(config.get("progress_path"), step=step, of=total_steps, loss=curve[-1])
-            if rank == 0 and config.get("reporter") is not None and (time.time() - reported > 1 or step == total_steps):
-                config["reporter"]("train", step=step, steps=total_steps, loss=curve[-1])
+                r.t_first, r.tokens_first = time.time(), r.tokens
+            if r.rank == 0 and (r.step == 1 or r.step % 10 == 0 or r.step == r.total_steps):
+                _progress(config.get("progress_path"), step=r.step, of=r.total_steps, loss=r.curve[-1])
+            if r.rank == 0 and config.get("reporter") is not None and (time.time() - reported > 1
+                                                                      or r.step == r.total_steps):
+                config["reporter"]("train", step=r.step, steps=r.total_steps, loss=r.curve[-1])
                 reported = time.time()
-            if step >= total_steps:
+            if r.step >= r.total_steps:
                 break
-        epoch += 1
-        if step < total_steps:
-            ray.train.report({"epoch": epoch, "step": step, "loss": curve[-1]})
-
+        r.epoch += 1
+        if r.step < r.total_steps:
+            ray.train.report({"epoch": r.epoch, "step": r.step, "loss": r.curve[-1]})
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    loop_s = time.time() - t_loop
-    sequences = len(examples)
-    if world > 1:  # counts over all workers (each saw its own shard)
+
+
+def _save(run: _Run, config: dict) -> None:
+    """The worker's counters summed over workers into the trial's train stats; rank 0 saves the adapter
+    (or the full model and tokenizer) and the stats as the run's checkpoint."""
+    import ray.train
+    import torch
+
+    r, cfg, device = run, run.cfg, run.device
+    loop_s = time.time() - r.t_loop
+    tokens, padded, n_examples, cut, sequences, tokens_first = (r.tokens, r.padded, r.n_examples, r.cut,
+                                                                len(r.examples), r.tokens_first)
+    if r.world > 1:  # counts over all workers (each saw its own shard)
         tokens, padded, n_examples, cut, sequences, tokens_first = _all_reduce(
             [tokens, padded, n_examples, cut, sequences, tokens_first], device, "sum")
-    first_s = t_first - t_loop
-    steady = round((tokens - tokens_first) / max(loop_s - first_s, 1e-9), 1) if step > 1 else None
+    first_s = r.t_first - r.t_loop
+    steady = round((tokens - tokens_first) / max(loop_s - first_s, 1e-9), 1) if r.step > 1 else None
     stats = {
-        "steps": step, "epochs": cfg["epochs"], "examples": n_examples, "truncated": cut,
+        "steps": r.step, "epochs": cfg["epochs"], "examples": n_examples, "truncated": cut,
         "loop_seconds": round(loop_s, 3), "tokens_per_s": round(tokens / max(loop_s, 1e-9), 1),
         # after the first step (None with one step): the rate a longer run settles at
         "first_step_seconds": round(first_s, 3), "steady_tokens_per_s": steady,
         "peak_memory_gb": round(torch.cuda.max_memory_allocated(device) / 2**30, 3) if device.type == "cuda" else None,
         "sequences": sequences, "padded_tokens": padded,
-        "tokens": tokens, "seconds": round(time.time() - t0, 2), "workers": world,
-        "device": str(device), "final_loss": sum(curve[-5:]) / len(curve[-5:]),
-        "loss_curve": _downsample(curve, 100), "warm_start": bool(warm),
-        "trainable_params": sum(p.numel() for p in params), "micro_batch_size": micro,
+        "tokens": tokens, "seconds": round(time.time() - r.t0, 2), "workers": r.world,
+        "device": str(device), "final_loss": sum(r.curve[-5:]) / len(r.curve[-5:]),
+        "loss_curve": _downsample(r.curve, 100), "warm_start": bool(r.warm),
+        "trainable_params": sum(p.numel() for p in r.params), "micro_batch_size": r.micro,
         "node": ray.get_runtime_context().get_node_id(),
     }
     with tempfile.TemporaryDirectory() as d:
         checkpoint = None
-        if rank == 0:
-            inner = getattr(model, "module", model)
+        if r.rank == 0:
+            inner = getattr(r.model, "module", r.model)
             inner.save_pretrained(os.path.join(d, "adapter" if cfg["method"] == "lora" else "model"))
             if cfg["method"] == "full":
-                tok.save_pretrained(os.path.join(d, "model"))
+                r.tok.save_pretrained(os.path.join(d, "model"))
             with open(os.path.join(d, "train_stats.json"), "w") as f:
                 json.dump(stats, f)
             checkpoint = ray.train.Checkpoint.from_directory(d)
-        ray.train.report({"epoch": epoch, "step": step, "loss": stats["final_loss"]}, checkpoint=checkpoint)
+        ray.train.report({"epoch": r.epoch, "step": r.step, "loss": stats["final_loss"]}, checkpoint=checkpoint)
 
 
 def _all_reduce(values: list[int], device, op: str) -> list[int]:
@@ -347,6 +411,12 @@ def worker_resources(use_gpu: bool, extra: dict | None) -> dict | None:
     base = {} if use_gpu else {"CPU": 1}
     merged = {**base, **(extra or {})}
     return merged or None
+
+
+def train_bundle(use_gpu: bool, train_resources: dict | None) -> dict:
+    """What one trial's training worker asks of the cluster (what Ray Train's ScalingConfig makes of
+    `worker_resources`: a GPU is added there): the shape the autoscaler is asked to make room for."""
+    return {**({"GPU": 1} if use_gpu else {}), **(worker_resources(use_gpu, train_resources) or {})}
 
 
 def _downsample(xs: list[float], n: int) -> list[float]:

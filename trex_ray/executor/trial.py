@@ -1,7 +1,7 @@
 """One trial as Ray work: data recipe (Ray Data) -> fine-tune (Ray Train) -> val evaluation (the run's
 evaluation backend: the vLLM service's engines, or a transformers task). Returns a `NodeResult` as a dict
-and writes the node folder: `nodes/<id>/plan.json`, `result.json`, `adapter/`, `logs/trial.log`. A failing stage becomes a failed
-result naming the stage and the error, never a crashed search.
+and writes the node folder: `nodes/<id>/plan.json`, `result.json`, `adapter/`, `logs/trial.log`. A failing
+stage becomes a failed result naming the stage and the error, never a crashed search.
 """
 
 from __future__ import annotations
@@ -17,37 +17,13 @@ from trex_ray.aidp.ops import OpContext
 from trex_ray.aidp.pipeline import run_recipe
 from trex_ray.executor import train as train_mod
 from trex_ray.executor.eval_service import Evaluation
-from trex_ray.executor.evaluate import evaluate_rows
+from trex_ray.executor.evaluate import evaluate_split
 from trex_ray.metrics import get_metric, normalized_reward
 from trex_ray.plan import Plan
 from trex_ray.results import NodeResult
 
-
 MIN_TRAIN_ROWS = 8  # fewer prepared rows than this is a failed data stage, not a fine-tune
 OOM_MICRO_BATCH_DIVISOR = 8  # after an out-of-memory error, a step's batch is run in 8 micro-batches
-
-
-def evaluate_split(ev: Evaluation, model_path: str, adapter: str | None, rows: list[dict], task: dict,
-                   template: str, system: str | None, eval_cfg: dict, data_llm: dict | None = None) -> dict:
-    """One split through the run's evaluation backend, graded with the task's metric."""
-    judge = judge_llm = None
-    if task["metric"] == "llm_judge":
-        from trex_ray.llm import make_llm
-        from trex_ray.metrics import make_llm_judge
-
-        judge_llm = make_llm(data_llm or {})
-        judge = make_llm_judge(judge_llm)
-    try:
-        return evaluate_rows(
-            ev, model_path, adapter, rows, template=template, system=system, metric=task["metric"],
-            labels=task.get("labels"), max_new_tokens=eval_cfg["max_new_tokens"], batch_size=eval_cfg["batch_size"],
-            num_bad_cases=eval_cfg["num_bad_cases"], scoring=task.get("scoring", "generate"), judge=judge,
-            metric_options=task.get("metric_options"),
-        )
-    finally:  # a local judge holds a model (or an engine actor)
-        close = getattr(judge_llm, "close", None)
-        if close is not None:
-            close()
 
 
 def _log(node_dir: str, msg: str) -> None:

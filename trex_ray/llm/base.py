@@ -15,7 +15,7 @@ a spec names the environment variable that holds the key.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, Sequence
+from typing import Literal, Protocol, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -130,17 +130,3 @@ class LLM(Protocol):
         """One turn of an agent conversation; `json_schema` asks for JSON output where the server supports it."""
         ...
 
-
-def make_llm(spec: LLMSpec | dict[str, Any]) -> LLM:
-    spec = LLMSpec.model_validate(spec)
-    if spec.backend == "local":
-        from trex_ray.llm.local import LocalLLM
-
-        return LocalLLM(spec)
-    if spec.backend == "anthropic":
-        from trex_ray.llm.anthropic_backend import AnthropicLLM
-
-        return AnthropicLLM(spec)
-    from trex_ray.llm.openai_backend import OpenAILLM
-
-    return OpenAILLM(spec)

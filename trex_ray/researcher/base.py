@@ -39,8 +39,9 @@ RESEARCHERS = ("heuristic", "auto", "anthropic", "openai", "vllm", "local")
 def make_researcher(name: str, *, llm: dict | None = None, task=None, notes_dir: str | None = None,
                     data_dirs: tuple[str, ...] = (), hub: bool = False) -> Researcher:
     """`heuristic` (offline), an LLM researcher on `anthropic`, `openai` (any compatible server), a local
-    model on `vllm` (a Ray actor, replies constrained to the JSON schemas) or `local` (transformers), or `auto`: anthropic when ANTHROPIC_API_KEY is set, else heuristic. `llm` holds the
-    rest of the LLM spec (model, base_url, ...; see `trex_ray.llm.LLMSpec`)."""
+    model on `vllm` (a Ray actor, replies constrained to the JSON schemas) or `local` (transformers), or
+    `auto`: anthropic when ANTHROPIC_API_KEY is set, else heuristic. `llm` holds the rest of the LLM spec
+    (model, base_url, ...; see `trex_ray.llm.LLMSpec`)."""
     import os
 
     from pydantic import ValidationError

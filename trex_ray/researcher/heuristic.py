@@ -2,7 +2,9 @@
 
 - analyze: reads the data profile (sizes, lengths, label balance, duplicates) and the baseline's bad
   cases; writes a brief with risks and starting settings sized to the data.
-- propose: a coarse direction first, chosen by weights that the parent's result moves (under-fitting,
+- propose: a coarse direction first, chosen by weights that the parent's result moves (`DIRECTIONS`,
+  one table: each direction's prior, what raises it, what a failure makes of it, what it changes and
+  why; read by both the weighting and the plan-making) (under-fitting,
   a loss still high or still falling when training stopped -> more epochs / higher lr / more capacity;
   format errors -> prompt format; regression -> lower lr, cleaner data; improvement -> warm start and
   keep going, at the parent's pace while it was still learning), then the concrete plan: the
@@ -21,6 +23,8 @@ from __future__ import annotations
 import random
 import re
 from collections import Counter, defaultdict
+from dataclasses import dataclass
+from typing import Callable
 
 from trex_ray.aidp.ops import catalogue
 from trex_ray.memory import loss_tail_drop
@@ -57,6 +61,162 @@ def shape(text: str) -> str:
     s = re.sub(r"\d+", "9", text.strip())
     s = re.sub(r"[^\W\d_]+", "a", s)
     return re.sub(r"\s+", " ", s)
+
+
+def signals(ctx: dict) -> dict:
+    """What the parent's result says, as the names `DIRECTIONS` react to: failed (with the kind:
+    diverged, resources or any), underfitting, memorised, format, wrong value, improved, regressed."""
+    parent = ctx["parent"]
+    if parent["plan"] is None:
+        return {}
+    if parent["status"] == "failed":
+        err = str(parent.get("error") or "")
+        kind = "diverged" if err.startswith("diverged") else (
+            "resources" if err.startswith(("out_of_memory", "timeout")) else "any")
+        return {"failed": kind}
+    sig: dict = {}
+    loss = parent.get("loss_first_last")
+    cats = parent.get("categories") or {}
+    bad = sum(cats.values()) or 1
+    if _underfitting(parent):
+        sig["underfitting"] = True
+    elif loss and loss[-1] < 0.02:
+        sig["memorised"] = True
+    if (cats.get("wrong format", 0) + cats.get("verbose", 0)) / bad > 0.3:
+        sig["format"] = True
+    if cats.get("wrong value", 0) / bad > 0.6:
+        sig["wrong value"] = True
+    anc = ctx.get("ancestors") or []
+    prev = anc[-1]["score"] if anc else None
+    if prev is not None and parent["score"] is not None:
+        if parent["score"] > prev:
+            sig["improved"] = True
+        elif parent["score"] < prev:
+            sig["regressed"] = True
+    return sig
+
+
+def _train(update):
+    """A direction that changes only the training config: `update(train)` -> changes, or None at its limit."""
+    def change(agent, base: Plan, brief, parent, rng):
+        upd = update(base.train)
+        return None if upd is None else (base.recipe.to_yaml_list(), upd, "")
+    return change
+
+
+def _more_capacity(t: TrainConfig) -> dict | None:
+    if t.lora_r >= 64:
+        return None
+    # the MLP projections first (a large gain for small models), then rank
+    mods = sorted(set(t.target_modules) | {"gate_proj", "up_proj", "down_proj"})
+    return {"lora_r": t.lora_r * 2, "lora_alpha": t.lora_alpha * 2, "target_modules": mods}
+
+
+def _cleaner_data(agent, base: Plan, brief, parent, rng):
+    ops = base.recipe.to_yaml_list()
+    names = [next(iter(o)) for o in ops]
+    if "dedup_minhash" not in names or "length_filter" not in names:
+        if "dedup_minhash" not in names:
+            ops = [o for o in ops if next(iter(o)) != "dedup_exact"]
+            ops.insert(1, {"dedup_minhash": {"threshold": 0.85}})
+        if "length_filter" not in names:
+            ops.insert(1, {"length_filter": {"min_chars": 1, "max_tokens": base.train.max_seq_len}})
+        return ops, {}, "drop near-duplicates and rows the sequence limit would cut"
+    if "dedup_semantic" not in names and _can(brief, "dedup_semantic"):
+        ops.insert(names.index("dedup_minhash") + 1, {"dedup_semantic": {"threshold": 0.95}})
+        return ops, {}, "drop paraphrased duplicates too (sentence embeddings), so no pattern dominates the data"
+    return None
+
+
+def _more_data(agent, base: Plan, brief, parent, rng):
+    ops = base.recipe.to_yaml_list()
+    names = [next(iter(o)) for o in ops]
+    if "sample" in names:
+        return [o for o in ops if next(iter(o)) != "sample"], {}, "use every training row instead of a sample"
+    if "synthesize" not in names and _can(brief, "synthesize") and _memorised(parent):
+        # generation is slow on small machines: only when the data, not the model, is what is short
+        n = int(min(64, max(16, brief.get("train_rows", 0) // 4)))
+        labels = brief.get("labels")
+        args: dict = {"n": n, "seed": rng.randrange(1000)}
+        if labels:
+            args["output_regex"] = "|".join(re.escape(x) for x in labels)
+        ops.insert(len(ops) - 1, {"synthesize": args})
+        return ops, {}, f"the parent memorised its {brief.get('train_rows')} rows; add {n} LLM-written examples"
+    return None
+
+
+def _prompt_format(agent, base: Plan, brief, parent, rng):
+    ops = base.recipe.to_yaml_list()
+    i = next(i for i, o in enumerate(ops) if next(iter(o)) == "format")
+    cur = ops[i]["format"].get("template", "{input}")
+    goal = brief.get("goal") or brief.get("objective", "")
+    options = [x for x in (t.replace("{goal}", goal) for t in TEMPLATES) if x != cur]
+    ops[i] = {"format": {**ops[i]["format"], "template": rng.choice(options)}}
+    return ops, {}, ""
+
+
+def _warm_start(agent, base: Plan, brief, parent, rng):
+    t = base.train
+    if parent["plan"] is None or t.warm_start == "parent" and parent["status"] != "ok":
+        return None
+    if _underfitting(parent):  # it was still learning: continue at its pace (a warm restart)
+        return (base.recipe.to_yaml_list(), {"warm_start": "parent"},
+                "the parent improved and was still learning; continue training its adapter at the same pace")
+    return (base.recipe.to_yaml_list(), {"warm_start": "parent", "epochs": round(max(0.5, t.epochs / 2), 1),
+                                         "learning_rate": t.learning_rate / 2}, "")
+
+
+def _can(brief: dict, op: str) -> bool:
+    """Whether the op is in the catalogue the brief was written with (older briefs: the basic ops only)."""
+    return op in brief.get("data_ops", ())
+
+
+@dataclass(frozen=True)
+class Direction:
+    """One way to refine a plan. `prior`: its weight with nothing known; `boosts`: weight added for each
+    signal of the parent's result (`signals`); `failed`: its weight after a failed parent, by the kind
+    of failure ("any" for the rest); `change`: the plan with it applied (None at its limit); `why`: the
+    rationale written into the plan."""
+
+    name: str
+    prior: float
+    boosts: dict
+    failed: dict
+    change: Callable
+    why: str
+
+
+DIRECTIONS: tuple[Direction, ...] = (
+    Direction("more epochs", 1.0, {"underfitting": 2.0, "format": 0.5, "wrong value": 0.5},
+              {"any": 0.2, "diverged": 0.2, "resources": 0.0},
+              _train(lambda t: None if t.epochs >= 12 else {"epochs": round(min(12.0, t.epochs * 1.5 + 0.5), 1)}),
+              "the parent's loss was still falling; train longer"),
+    Direction("fewer epochs", 0.5, {"memorised": 1.0}, {"any": 1.0, "diverged": 1.0, "resources": 4.0},
+              _train(lambda t: None if t.epochs <= 0.5 else {"epochs": round(max(0.5, t.epochs * 0.6), 1)}),
+              "limit over-fitting by training less"),
+    Direction("higher learning rate", 1.0, {"underfitting": 1.5}, {"diverged": 0.0},
+              _train(lambda t: None if t.learning_rate >= 3e-2 else {"learning_rate": min(3e-2, t.learning_rate * 2)}),
+              "the adapter moved too little; take larger steps"),
+    Direction("lower learning rate", 0.7, {"memorised": 1.0, "regressed": 0.5},
+              {"any": 3.0, "diverged": 8.0, "resources": 3.0},
+              _train(lambda t: None if t.learning_rate <= 2e-5 else {"learning_rate": t.learning_rate / 2}),
+              "steadier optimisation with a smaller step"),
+    Direction("more LoRA capacity", 0.8, {"underfitting": 1.0, "wrong value": 0.5}, {"resources": 0.0},
+              _train(_more_capacity), "more adapter capacity (MLP projections too) for what the model gets wrong"),
+    Direction("less LoRA capacity", 0.4, {}, {"any": 1.0, "diverged": 1.0, "resources": 3.0},
+              _train(lambda t: None if t.lora_r <= 2 else {"lora_r": t.lora_r // 2,
+                                                           "lora_alpha": max(1, t.lora_alpha // 2)}),
+              "a smaller adapter generalises better on little data"),
+    Direction("cleaner data", 0.5, {"memorised": 0.5, "regressed": 0.5}, {}, _cleaner_data,
+              "drop near-duplicates and rows the sequence limit would cut"),
+    Direction("more data", 0.5, {"memorised": 1.0}, {"resources": 0.0}, _more_data,
+              "more training examples"),
+    Direction("prompt format", 0.6, {"format": 1.5}, {}, _prompt_format,
+              "the outputs miss the expected format; state the task and answer format in the prompt"),
+    Direction("warm start from parent", 0.0, {"improved": 2.0}, {}, _warm_start,
+              "the parent improved; continue training its adapter gently"),
+)
+BY_NAME = {d.name: d for d in DIRECTIONS}
 
 
 class HeuristicResearcher:
@@ -168,148 +328,27 @@ class HeuristicResearcher:
         })
 
     def _weights(self, brief: dict, ctx: dict) -> dict[str, float]:
+        """Each direction's prior, moved by what is known of the parent (`signals`), from `DIRECTIONS`."""
         parent = ctx["parent"]
-        w = {
-            "more epochs": 1.0, "fewer epochs": 0.5, "higher learning rate": 1.0, "lower learning rate": 0.7,
-            "more LoRA capacity": 0.8, "less LoRA capacity": 0.4, "cleaner data": 0.5, "more data": 0.5,
-            "prompt format": 0.6, "warm start from parent": 0.0,
-        }
-        if parent["plan"] is None:
-            return {k: v for k, v in w.items() if v > 0}
-        loss = parent.get("loss_first_last")
-        cats = parent.get("categories") or {}
-        bad = sum(cats.values()) or 1
-        if parent["status"] == "failed":
-            w.update({"lower learning rate": 3.0, "fewer epochs": 1.0, "less LoRA capacity": 1.0, "more epochs": 0.2})
-            err = str(parent.get("error") or "")
-            if err.startswith("diverged"):  # the loss blew up: the step size is the suspect
-                w.update({"lower learning rate": 8.0, "higher learning rate": 0.0})
-            elif err.startswith(("out_of_memory", "timeout")):  # too big or too long: do less
-                w.update({"fewer epochs": 4.0, "less LoRA capacity": 3.0, "more epochs": 0.0, "more data": 0.0,
-                          "more LoRA capacity": 0.0})
-            return {k: v for k, v in w.items() if v > 0}
-        if _underfitting(parent):
-            w["more epochs"] += 2.0
-            w["higher learning rate"] += 1.5
-            w["more LoRA capacity"] += 1.0
-        elif loss and loss[-1] < 0.02:  # memorised the training set
-            w["fewer epochs"] += 1.0
-            w["lower learning rate"] += 1.0
-            w["more data"] += 1.0
-            w["cleaner data"] += 0.5
-        if (cats.get("wrong format", 0) + cats.get("verbose", 0)) / bad > 0.3:
-            w["prompt format"] += 1.5
-            w["more epochs"] += 0.5
-        if cats.get("wrong value", 0) / bad > 0.6:
-            w["more LoRA capacity"] += 0.5
-            w["more epochs"] += 0.5
-        anc = ctx.get("ancestors") or []
-        prev = anc[-1]["score"] if anc else None
-        if prev is not None and parent["score"] is not None:
-            if parent["score"] > prev:  # the last step helped: build on it
-                w["warm start from parent"] = 2.0
-                w[parent["direction"]] = w.get(parent["direction"], 0.5) + 1.0
-            elif parent["score"] < prev:
-                w["lower learning rate"] += 0.5
-                w["cleaner data"] += 0.5
+        sig = signals(ctx)
+        if "failed" in sig:  # what failed decides: the failure table replaces the priors
+            w = {d.name: d.failed.get(sig["failed"], d.failed.get("any", d.prior)) for d in DIRECTIONS}
+        else:
+            w = {d.name: d.prior + sum(v for k, v in d.boosts.items() if k in sig) for d in DIRECTIONS}
+            if "improved" in sig and parent["direction"] in w:  # the last step helped: more of it
+                w[parent["direction"]] += 1.0
         return {k: v for k, v in w.items() if v > 0}
 
     def _apply(self, name: str, base: Plan, brief: dict, parent: dict, rng: random.Random) -> Plan | None:
-        t = base.train
-        ops = base.recipe.to_yaml_list()
-        upd: dict = {}
-        why = ""
-        if name == "more epochs":
-            if t.epochs >= 12:
-                return None
-            upd = {"epochs": round(min(12.0, t.epochs * 1.5 + 0.5), 1)}
-            why = "the parent's loss was still falling; train longer"
-        elif name == "fewer epochs":
-            if t.epochs <= 0.5:
-                return None
-            upd = {"epochs": round(max(0.5, t.epochs * 0.6), 1)}
-            why = "limit over-fitting by training less"
-        elif name == "higher learning rate":
-            if t.learning_rate >= 3e-2:
-                return None
-            upd = {"learning_rate": min(3e-2, t.learning_rate * 2)}
-            why = "the adapter moved too little; take larger steps"
-        elif name == "lower learning rate":
-            if t.learning_rate <= 2e-5:
-                return None
-            upd = {"learning_rate": t.learning_rate / 2}
-            why = "steadier optimisation with a smaller step"
-        elif name == "more LoRA capacity":
-            if t.lora_r >= 64:
-                return None
-            # the MLP projections first (a large gain for small models), then rank
-            mods = sorted(set(t.target_modules) | {"gate_proj", "up_proj", "down_proj"})
-            upd = {"lora_r": t.lora_r * 2, "lora_alpha": t.lora_alpha * 2, "target_modules": mods}
-            why = "more adapter capacity (MLP projections too) for what the model gets wrong"
-        elif name == "less LoRA capacity":
-            if t.lora_r <= 2:
-                return None
-            upd = {"lora_r": t.lora_r // 2, "lora_alpha": max(1, t.lora_alpha // 2)}
-            why = "a smaller adapter generalises better on little data"
-        elif name == "cleaner data":
-            names = [next(iter(o)) for o in ops]
-            if "dedup_minhash" not in names or "length_filter" not in names:
-                if "dedup_minhash" not in names:
-                    ops = [o for o in ops if next(iter(o)) != "dedup_exact"]
-                    ops.insert(1, {"dedup_minhash": {"threshold": 0.85}})
-                if "length_filter" not in names:
-                    ops.insert(1, {"length_filter": {"min_chars": 1, "max_tokens": t.max_seq_len}})
-                why = "drop near-duplicates and rows the sequence limit would cut"
-            elif "dedup_semantic" not in names and self._can(brief, "dedup_semantic"):
-                ops.insert(names.index("dedup_minhash") + 1, {"dedup_semantic": {"threshold": 0.95}})
-                why = "drop paraphrased duplicates too (sentence embeddings), so no pattern dominates the data"
-            else:
-                return None
-            return self._plan(base, name, why, ops, {})
-        elif name == "more data":
-            names = [next(iter(o)) for o in ops]
-            if "sample" in names:
-                ops = [o for o in ops if next(iter(o)) != "sample"]
-                why = "use every training row instead of a sample"
-            elif "synthesize" not in names and self._can(brief, "synthesize") and _memorised(parent):
-                # generation is slow on small machines: only when the data, not the model, is what is short
-                n = int(min(64, max(16, brief.get("train_rows", 0) // 4)))
-                labels = brief.get("labels")
-                args: dict = {"n": n, "seed": rng.randrange(1000)}
-                if labels:
-                    args["output_regex"] = "|".join(re.escape(x) for x in labels)
-                ops.insert(len(ops) - 1, {"synthesize": args})
-                why = f"the parent memorised its {brief.get('train_rows')} rows; add {n} LLM-written examples"
-            else:
-                return None
-            return self._plan(base, name, why, ops, {})
-        elif name == "prompt format":
-            i = next(i for i, o in enumerate(ops) if next(iter(o)) == "format")
-            cur = ops[i]["format"].get("template", "{input}")
-            goal = brief.get("goal") or brief.get("objective", "")
-            options = [x.replace("{goal}", goal) for x in TEMPLATES]
-            options = [x for x in options if x != cur]
-            ops[i] = {"format": {**ops[i]["format"], "template": rng.choice(options)}}
-            why = "the outputs miss the expected format; state the task and answer format in the prompt"
-            return self._plan(base, name, why, ops, {})
-        elif name == "warm start from parent":
-            if parent["plan"] is None or t.warm_start == "parent" and parent["status"] != "ok":
-                return None
-            if _underfitting(parent):  # it was still learning: continue at its pace (a warm restart)
-                upd = {"warm_start": "parent"}
-                why = "the parent improved and was still learning; continue training its adapter at the same pace"
-            else:
-                upd = {"warm_start": "parent", "epochs": round(max(0.5, t.epochs / 2), 1),
-                       "learning_rate": t.learning_rate / 2}
-                why = "the parent improved; continue training its adapter gently"
-        else:
+        """The plan `base` with direction `name` applied (None where it cannot go further)."""
+        d = BY_NAME.get(name)
+        if d is None:
             return None
-        return self._plan(base, name, why, ops, upd)
-
-    @staticmethod
-    def _can(brief: dict, op: str) -> bool:
-        """Whether the op is in the catalogue the brief was written with (older briefs: the basic ops only)."""
-        return op in brief.get("data_ops", ())
+        change = d.change(self, base, brief, parent, rng)
+        if change is None:
+            return None
+        ops, train_update, why = change
+        return self._plan(base, name, why or d.why, ops, train_update)
 
     def _plan(self, base: Plan, direction: str, why: str, ops: list, train_update: dict) -> Plan:
         train = base.train.model_copy(update=train_update)

@@ -23,8 +23,9 @@ import threading
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from trex_ray import prompting
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from trex_ray import prompting
 
 EVALUATORS = ("auto", "vllm", "transformers")
 
@@ -45,6 +46,35 @@ def cuda_available() -> bool:
 
 
 LORA_RANKS = (8, 16, 32, 64, 128, 256, 512)  # the max_lora_rank values vLLM accepts
+
+
+class EngineOptions(BaseModel):
+    """Settings of the vLLM evaluation engines (`eval_options`); unset ones take vLLM's or our defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    replicas: int | None = Field(None, ge=1, description="Engines serving the base model (one GPU, or "
+                                 "tensor_parallel_size GPUs, each).")
+    max_engines: int | None = Field(None, ge=1, description="Full fine-tunes with an engine of their own at once "
+                                    "(least recently used stopped first).")
+    max_model_len: int | None = Field(None, ge=1, description="Prompt + answer token limit of an engine.")
+    tensor_parallel_size: int | None = Field(None, ge=1, description="GPUs per engine.")
+    max_loras: int | None = Field(None, ge=1, description="Adapters an engine holds at once.")
+    max_lora_rank: int | None = Field(None, description=f"Largest LoRA rank an engine accepts: one of {LORA_RANKS}.")
+    dtype: str | None = Field(None, description="Weights' dtype, e.g. bfloat16.")
+    kv_cache_gb: float | None = Field(None, gt=0, description="KV cache size on CPU engines, in GB.")
+    gpu_memory_utilization: float | None = Field(None, gt=0, le=1, description="Share of a GPU's memory an "
+                                                 "engine may take, e.g. 0.85.")
+
+    @field_validator("max_lora_rank")
+    @classmethod
+    def _rank(cls, v: int | None) -> int | None:
+        if v is not None and v not in LORA_RANKS:
+            raise ValueError(f"vLLM accepts no rank {v}; use one of {LORA_RANKS}")
+        return v
+
+    def as_kwargs(self) -> dict:
+        return self.model_dump(exclude_none=True)
 
 
 @dataclass
@@ -110,7 +140,7 @@ class HFEngine:
         from transformers import AutoModelForCausalLM
         from transformers.utils import logging as hf_logging
 
-        from trex_ray.executor import shipping
+        from trex_ray.modeling import shipping
         from trex_ray.models import local_model
 
         hf_logging.disable_progress_bar()
@@ -135,7 +165,7 @@ class HFEngine:
                     return engine.base
                 from peft import PeftModel
 
-                from trex_ray.executor import shipping
+                from trex_ray.modeling import shipping
 
                 engine.adapter_loads += 1
                 self.peft = PeftModel.from_pretrained(engine.base, shipping.local(adapter), is_trainable=False)
@@ -298,7 +328,7 @@ class VLLMEngine:
     def __init__(self, model_path: str, *, max_model_len: int | None = None, enable_lora: bool = True, max_loras: int = 4,
                  max_lora_rank: int = 64, dtype: str | None = None, tensor_parallel_size: int = 1,
                  kv_cache_gb: float = 2.0, gpu_memory_utilization: float = 0.85, seed: int = 0):
-        from trex_ray.executor import shipping
+        from trex_ray.modeling import shipping
         from trex_ray.models import local_model
 
         model_path = local_model(shipping.local(model_path))
@@ -336,7 +366,7 @@ class VLLMEngine:
             raise ValueError("this engine was started without LoRA; it cannot serve adapters")
         from vllm.lora.request import LoRARequest
 
-        from trex_ray.executor import shipping
+        from trex_ray.modeling import shipping
 
         path = os.path.abspath(shipping.local(adapter))
         with self._lora_lock:  # callers arrive on the actor's threads
