@@ -30,6 +30,9 @@ def _brief(n: Node, full: bool = False) -> dict:
     if n.status == "failed" and res.get("error"):
         err = res["error"]
         out["error"] = f"{err.get('type', 'error')} in {err.get('stage', '?')}: {err.get('message', '')}"[:300]
+        out["error_type"] = err.get("type")
+        train = (n.plan or {}).get("train") or {}
+        out["failed_train"] = {k: train[k] for k in FAILED_TRAIN if k in train}  # what the next plan must avoid
     if full:
         out["plan"] = n.plan
         out["train_stats"] = {k: v for k, v in res.get("train_stats", {}).items() if k != "loss_curve"}
@@ -38,8 +41,41 @@ def _brief(n: Node, full: bool = False) -> dict:
         out["loss_tail_drop"] = loss_tail_drop(curve)
         out["data_stats"] = res.get("data_stats", {})
         out["bad_cases"] = res.get("bad_cases", [])[:12]
-        out["categories"] = (res.get("diagnosis") or {}).get("categories")
+        out["categories"] = n.categories  # from the journalled diagnosis
     return out
+
+
+FAILED_TRAIN = ("learning_rate", "batch_size", "lora_r", "lora_alpha", "max_seq_len", "epochs")
+
+
+def direction_record(tree: Tree, under: int | None = None) -> dict[str, dict]:
+    """How each direction did where it was tried: per direction, the trials that beat their parent's val
+    (`helped`), fell below it (`hurt`), and the mean change. `under`: only the trials in that node's
+    subtree. A combined direction ("a + b") counts for both."""
+    inside = None
+    if under is not None:
+        inside, todo = set(), [under]
+        while todo:
+            nid = todo.pop()
+            inside.add(nid)
+            todo.extend(tree.nodes[nid].children)
+    rec: dict[str, dict] = {}
+    for n in tree.nodes.values():
+        if n.parent_id is None or n.status != "ok" or n.score is None:
+            continue
+        if inside is not None and (n.id not in inside or n.id == under):
+            continue
+        p = tree.nodes[n.parent_id]
+        if p.score is None:
+            continue
+        delta = n.score - p.score
+        for d in n.direction.split(" + "):
+            r = rec.setdefault(d, {"helped": 0, "hurt": 0, "deltas": []})
+            r["helped"] += delta > 0.005
+            r["hurt"] += delta < -0.005
+            r["deltas"].append(delta)
+    return {d: {"helped": r["helped"], "hurt": r["hurt"], "trials": len(r["deltas"]),
+                "mean": round(sum(r["deltas"]) / len(r["deltas"]), 4)} for d, r in rec.items()}
 
 
 def build_context(tree: Tree, parent_id: int, max_siblings: int = 8, max_key: int = 6, max_ancestors: int = 8) -> dict:
@@ -61,5 +97,8 @@ def build_context(tree: Tree, parent_id: int, max_siblings: int = 8, max_key: in
         "best_score": tree.best().score,
         "tried": sorted(tree.signatures()),
         "insights": list(tree.insights),
+        # the insights as numbers: how each direction did in the whole tree, and below this parent
+        "directions": direction_record(tree),
+        "directions_here": direction_record(tree, parent_id),
         "num_nodes": len(tree.nodes),
     }

@@ -334,7 +334,8 @@ class Search:
         self.record({"type": "node_finished", "id": nid, "result": result})
         parent = self.call(self.tree.node, parent_id)
         diagnosis = self.agent.diagnose(result, parent["result"])
-        self.record({"type": "diagnosis", "id": nid, "text": diagnosis["text"]})
+        self.record({"type": "diagnosis", "id": nid, "text": diagnosis["text"],
+                     "categories": diagnosis.get("categories") or {}})
         if (self.call(self.tree.state)["finished"] - 1) % 3 == 0:  # every third trial
             self.record({"type": "insights", "items": self.agent.distill(self.call(self.tree.summaries, True))})
         self.show.finished(self.call(self.tree.node, nid), self.call(self.tree.state), self.spent())

@@ -31,6 +31,7 @@ class Node:
     reward: float = 0.0
     result: dict | None = None
     diagnosis: str | None = None
+    categories: dict | None = None  # the diagnosis's counts of bad-case kinds (wrong format, wrong value, ...)
     visits: int = 0
     value: float = 0.0
     virtual: int = 0
@@ -76,6 +77,7 @@ class Tree:
                 self._walk_up(node.parent_id, virtual=+1)
         elif kind == "diagnosis":
             self.nodes[ev["id"]].diagnosis = ev["text"]
+            self.nodes[ev["id"]].categories = ev.get("categories")  # journals before 0.2 have the text only
         elif kind == "insights":
             self.insights = list(ev["items"])
         elif kind == "test_evaluated":

@@ -210,3 +210,27 @@ def test_the_report_in_a_real_browser_shows_a_node_and_runs_no_planted_script(fi
             assert all(u.startswith(("file://", "data:")) for u in requests)  # nothing from the network
         finally:
             browser.close()
+
+
+def test_a_planted_failure_changes_the_next_plan(tmp_path):
+    """The base model's logits are all non-finite, so the first trial diverges: the next plan from the same
+    parent (the root) trains at half that learning rate or less (today's default researcher did not look)."""
+    from tests.conftest import majority_rows, nan_model, write_jsonl
+    from trex_ray.models import resolve_model
+
+    paths = {s: write_jsonl(tmp_path / "data" / f"{s}.jsonl", majority_rows(n, i))
+             for i, (s, n) in enumerate([("train", 32), ("val", 8), ("test", 8)])}
+    task = trex_ray.Task.from_jsonl(name="nan", input_field="question", output_field="answer", metric="accuracy",
+                                    labels=["yes", "no"], **paths)
+    bad = nan_model(resolve_model("tiny-random"), tmp_path / "nan-model")
+    res = trex_ray.search(task, base_model=bad, budget=trex_ray.Budget(trials=2), max_concurrent=1,
+                          storage=str(tmp_path / "runs"), progress=False, evaluator="transformers")
+    nodes = {n.id: n for n in res.nodes}
+    first, second = nodes[1], nodes[2]
+    assert first.status == "failed" and first.result["error"]["type"] == "diverged", first.result["error"]
+    assert second.parent_id == first.parent_id == 0
+    lr1, lr2 = first.plan["train"]["learning_rate"], second.plan["train"]["learning_rate"]
+    assert lr2 <= lr1 / 2, (lr1, lr2, second.plan["direction"], second.plan["rationale"])
+    events = [json.loads(x) for x in open(os.path.join(res.run_dir, "journal.jsonl"))]
+    diag = [e for e in events if e["type"] == "diagnosis"]
+    assert all("categories" in e for e in diag)  # the diagnosis is journalled whole

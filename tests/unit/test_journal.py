@@ -30,7 +30,7 @@ def lines(path) -> list[str]:
 def full_result(score: float, reward: float, rng: random.Random) -> dict:
     return ok(score, reward, train_stats={"loss_curve": [2.0 + rng.random(), 0.4], "steps": 10},
               bad_cases=[{"input": "q" * 30, "got": "x" * 30, "expected": "12:00"} for _ in range(20)],
-              data_stats={"rows_in": 100, "rows_out": 90}, diagnosis={"categories": {"wrong value": 20}})
+              data_stats={"rows_in": 100, "rows_out": 90})
 
 
 def drive(core: TreeCore, n: int, seed: int) -> None:
@@ -47,7 +47,7 @@ def drive(core: TreeCore, n: int, seed: int) -> None:
             core.record({"type": "node_finished", "id": nid, "result": full_result(rng.random(), rng.random(), rng)})
         elif r < 0.9:
             core.record({"type": "node_finished", "id": nid, "result": failed("eval", "out of memory " * 40)})
-        core.record({"type": "diagnosis", "id": nid, "text": DIAG})
+        core.record({"type": "diagnosis", "id": nid, "text": DIAG, "categories": {"wrong value": 20}})
 
 
 @pytest.fixture

@@ -157,21 +157,32 @@ def test_underfitting_parent_favours_more_training(agent, brief):
         under["fewer epochs"] + under["lower learning rate"]
 
 
-def test_failed_parent_favours_lower_learning_rate(agent, brief):
-    c = _direction_counts(agent, brief, _parent_ctx(agent, brief, status="failed", score=None, loss=None), 400)
+def _with_failed_child(agent, brief, kind: str, message: str = "", **train) -> dict:
+    """A parent whose latest child failed (failed nodes are never parents: the failure steers the next
+    plan from the same parent), as `memory.build_context` describes it."""
+    ctx = _parent_ctx(agent, brief)
+    failed_train = {**{k: v for k, v in agent.initial_plan(brief).train.model_dump().items()
+                       if k in ("learning_rate", "batch_size", "lora_r", "lora_alpha", "max_seq_len", "epochs")},
+                    **train}
+    ctx["children"] = [{"id": 2, "parent_id": 1, "direction": "higher learning rate", "status": "failed",
+                        "score": None, "error": f"{kind} in train: {message}", "error_type": kind,
+                        "failed_train": failed_train}]
+    return ctx
+
+
+def test_a_failed_child_favours_lower_learning_rate(agent, brief):
+    c = _direction_counts(agent, brief, _with_failed_child(agent, brief, "ValueError"), 400)
     assert c.most_common(1)[0][0] == "lower learning rate"
     assert c["lower learning rate"] > 3 * c["more epochs"]
 
 
 def test_the_kind_of_failure_steers_the_next_direction(agent, brief):
-    def failed(error):
-        ctx = _parent_ctx(agent, brief, status="failed", score=None, loss=None)
-        ctx["parent"]["error"] = error
-        return _direction_counts(agent, brief, ctx, 400)
+    def failed(kind, message):
+        return _direction_counts(agent, brief, _with_failed_child(agent, brief, kind, message), 400)
 
-    diverged = failed("diverged in train: diverged: the training loss became nan at step 3")
-    oom = failed("out_of_memory in train: RuntimeError: DefaultCPUAllocator: can't allocate memory")
-    other = failed("ValueError in data: no rows")
+    diverged = failed("diverged", "diverged: the training loss became nan at step 3")
+    oom = failed("out_of_memory", "RuntimeError: DefaultCPUAllocator: can't allocate memory")
+    other = failed("ValueError", "no rows")
     assert diverged["lower learning rate"] > other["lower learning rate"] and diverged["higher learning rate"] == 0
     assert oom["fewer epochs"] + oom["less LoRA capacity"] > other["fewer epochs"] + other["less LoRA capacity"]
     assert oom["more epochs"] == oom["more LoRA capacity"] == 0
@@ -359,3 +370,61 @@ def test_warm_start_of_a_parent_still_learning_keeps_its_pace(agent, brief):
     assert warm.train.warm_start == "parent"
     assert (warm.train.learning_rate, warm.train.epochs) == (base.train.learning_rate, base.train.epochs)
     assert "still learning" in warm.rationale
+
+
+# -- what the search has seen reaches the next plan ----------------------------------------------------
+def _plans(agent, brief, ctx, n=60) -> list[Plan]:
+    return [agent.propose(brief, ctx, random.Random(s)) for s in range(n)]
+
+
+def test_a_child_that_diverged_keeps_every_next_plan_from_the_parent_below_its_learning_rate(agent, brief):
+    lr = agent.initial_plan(brief).train.learning_rate
+    ctx = _with_failed_child(agent, brief, "diverged", "the training loss became nan at step 3", learning_rate=lr)
+    plans = _plans(agent, brief, ctx)
+    assert all(p.train.learning_rate <= lr / 2 for p in plans), sorted({p.train.learning_rate for p in plans})
+    assert any("diverged at lr" in p.rationale for p in plans)
+
+
+def test_a_child_out_of_memory_shrinks_batch_and_rank_of_the_next_plans(agent, brief):
+    ctx = _with_failed_child(agent, brief, "out_of_memory", "can't allocate memory", batch_size=8, lora_r=8)
+    plans = _plans(agent, brief, ctx)
+    assert all(p.train.batch_size <= 4 and p.train.lora_r <= 4 for p in plans)
+    assert all(p.train.lora_alpha / p.train.lora_r == 2 for p in plans)  # the adapter's scaling is kept
+
+
+def test_a_child_out_of_time_halves_the_epochs_of_the_next_plans(agent, brief):
+    ctx = _with_failed_child(agent, brief, "timeout", "ran past trial_timeout_s", epochs=4.0)
+    assert all(p.train.epochs <= 2.0 for p in _plans(agent, brief, ctx))
+
+
+def test_insights_move_the_weights(agent, brief):
+    """A direction that helped in the tree is drawn more; one that hurt twice below this parent, never."""
+    base = _parent_ctx(agent, brief, loss=(2.0, 0.1))
+    helped = {**base, "directions": {"cleaner data": {"helped": 3, "hurt": 0, "trials": 3, "mean": 0.1}}}
+    hurt = {**base, "directions_here": {"more epochs": {"helped": 0, "hurt": 2, "trials": 2, "mean": -0.1}}}
+    before, after = _direction_counts(agent, brief, base, 400), _direction_counts(agent, brief, helped, 400)
+    assert after["cleaner data"] > 1.5 * before["cleaner data"]
+    assert before["more epochs"] > 0 and _direction_counts(agent, brief, hurt, 400)["more epochs"] == 0
+
+
+def test_the_journalled_diagnosis_and_direction_records_reach_the_context():
+    from trex_ray.memory import build_context
+
+    b = TreeBuilder(root_score=0.2)
+    a = b.child(0, 0.5, direction="more epochs")
+    worse = [b.child(a, s, direction="higher learning rate") for s in (0.3, 0.4)]
+    b.emit({"type": "diagnosis", "id": a, "text": "val 0.5", "categories": {"wrong format": 3, "wrong value": 1}})
+    fail = b.add(a, direction="lower learning rate")
+    b.emit({"type": "node_finished", "id": fail, "result": {"status": "failed", "metric": "exact_match",
+                                                           "error": {"type": "diverged", "stage": "train",
+                                                                     "message": "nan"}}})
+    ctx = build_context(b.tree, a)
+    assert ctx["parent"]["categories"] == {"wrong format": 3, "wrong value": 1}
+    assert ctx["directions"]["more epochs"] == {"helped": 1, "hurt": 0, "trials": 1, "mean": 0.3}
+    assert ctx["directions_here"]["higher learning rate"]["hurt"] == 2 and "more epochs" not in ctx["directions_here"]
+    failed = next(c for c in ctx["children"] if c["id"] == fail)
+    assert failed["error_type"] == "diverged" and failed["status"] == "failed"
+    # and a replayed journal gives the same
+    from trex_ray.tree import Tree
+
+    assert build_context(Tree.replay(b.events), a)["parent"]["categories"] == ctx["parent"]["categories"]

@@ -63,17 +63,21 @@ def shape(text: str) -> str:
     return re.sub(r"\s+", " ", s)
 
 
+def _failure_kind(node: dict) -> str:
+    kind = node.get("error_type") or str(node.get("error") or "").split(" ", 1)[0]
+    return "diverged" if kind == "diverged" else "resources" if kind in ("out_of_memory", "timeout") else "any"
+
+
 def signals(ctx: dict) -> dict:
-    """What the parent's result says, as the names `DIRECTIONS` react to: failed (with the kind:
-    diverged, resources or any), underfitting, memorised, format, wrong value, improved, regressed."""
+    """What is known where the next plan starts, as the names `DIRECTIONS` react to: failed (the parent's
+    latest finished child failed; with the kind: diverged, resources or any), underfitting, memorised,
+    format, wrong value (the parent's diagnosis), improved, regressed (the parent against its own)."""
     parent = ctx["parent"]
+    done = [c for c in ctx.get("children") or [] if c["status"] in ("ok", "failed")]
+    if done and done[-1]["status"] == "failed":  # the last try from here failed: that decides
+        return {"failed": _failure_kind(done[-1])}
     if parent["plan"] is None:
         return {}
-    if parent["status"] == "failed":
-        err = str(parent.get("error") or "")
-        kind = "diverged" if err.startswith("diverged") else (
-            "resources" if err.startswith(("out_of_memory", "timeout")) else "any")
-        return {"failed": kind}
     sig: dict = {}
     loss = parent.get("loss_first_last")
     cats = parent.get("categories") or {}
@@ -309,6 +313,7 @@ class HeuristicResearcher:
             pool.pop(pick)
         for name in order:
             plan = self._apply(name, base, brief, parent, rng)
+            plan = plan and self._guard(plan, context)
             if plan is not None and plan.signature(parent["id"]) not in tried:
                 return plan
         # every single step was tried: combine two directions
@@ -318,17 +323,20 @@ class HeuristicResearcher:
             plan = self._apply(b, first, brief, parent, rng) if first else None
             if plan is not None and "warm start from parent" in (a, b):
                 plan = plan.model_copy(update={"train": plan.train.model_copy(update={"warm_start": "parent"})})
+            plan = plan and self._guard(plan, context)
             if plan is not None and plan.signature(parent["id"]) not in tried:
                 return plan.model_copy(update={"direction": f"{a} + {b}"})
         # last resort: a random learning-rate jitter is always new
         lr = base.train.learning_rate * rng.uniform(0.5, 2.0)
-        return base.model_copy(update={
+        return self._guard(base.model_copy(update={
             "direction": "learning-rate jitter", "rationale": "Every structured refinement of this node was tried.",
             "train": base.train.model_copy(update={"learning_rate": lr}),
-        })
+        }), context)
 
     def _weights(self, brief: dict, ctx: dict) -> dict[str, float]:
-        """Each direction's prior, moved by what is known of the parent (`signals`), from `DIRECTIONS`."""
+        """Each direction's prior, moved by what is known of the parent (`signals`), from `DIRECTIONS`;
+        then by the insights: a direction that helped in this tree is likelier, one that hurt twice below
+        this parent is dropped here."""
         parent = ctx["parent"]
         sig = signals(ctx)
         if "failed" in sig:  # what failed decides: the failure table replaces the priors
@@ -337,7 +345,43 @@ class HeuristicResearcher:
             w = {d.name: d.prior + sum(v for k, v in d.boosts.items() if k in sig) for d in DIRECTIONS}
             if "improved" in sig and parent["direction"] in w:  # the last step helped: more of it
                 w[parent["direction"]] += 1.0
+        everywhere, here = ctx.get("directions") or {}, ctx.get("directions_here") or {}
+        for name in w:
+            helped = (everywhere.get(name) or {}).get("helped", 0)
+            w[name] *= 1.0 + 0.5 * min(helped, 3)
+            if (here.get(name) or {}).get("hurt", 0) >= 2:
+                w[name] = 0.0
         return {k: v for k, v in w.items() if v > 0}
+
+    @staticmethod
+    def _guard(plan: Plan, ctx: dict) -> Plan:
+        """Keep a plan clear of what failed from the same parent: below the learning rate that diverged,
+        a smaller batch and rank than ran out of memory, fewer epochs than ran out of time."""
+        t, notes = plan.train, []
+        for c in ctx.get("children") or []:
+            f = c.get("failed_train") or {}
+            kind = c.get("error_type")
+            if c["status"] != "failed" or not f:
+                continue
+            if kind == "diverged" and "learning_rate" in f and t.learning_rate > f["learning_rate"] / 2:
+                t = t.model_copy(update={"learning_rate": f["learning_rate"] / 2})
+                notes.append(f"node {c['id']} diverged at lr {f['learning_rate']:.1e}: lr halved below it")
+            elif kind == "out_of_memory":
+                upd = {}
+                if "batch_size" in f and t.batch_size >= f["batch_size"] > 1:
+                    upd["batch_size"] = f["batch_size"] // 2
+                if "lora_r" in f and t.lora_r >= f["lora_r"] > 1:
+                    upd.update(lora_r=f["lora_r"] // 2, lora_alpha=max(1, t.lora_alpha * (f["lora_r"] // 2) // t.lora_r))
+                if upd:
+                    t = t.model_copy(update=upd)
+                    notes.append(f"node {c['id']} ran out of memory: " + ", ".join(f"{k} {v}" for k, v in upd.items()))
+            elif kind == "timeout" and "epochs" in f and t.epochs > f["epochs"] / 2:
+                t = t.model_copy(update={"epochs": max(0.1, round(f["epochs"] / 2, 2))})
+                notes.append(f"node {c['id']} ran out of time at {f['epochs']} epochs: half as many")
+        if not notes:
+            return plan
+        return plan.model_copy(update={"train": TrainConfig.model_validate(t.model_dump()),
+                                       "rationale": (plan.rationale + " (" + "; ".join(notes) + ")").strip()})
 
     def _apply(self, name: str, base: Plan, brief: dict, parent: dict, rng: random.Random) -> Plan | None:
         """The plan `base` with direction `name` applied (None where it cannot go further)."""
