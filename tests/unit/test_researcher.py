@@ -412,7 +412,8 @@ def test_the_journalled_diagnosis_and_direction_records_reach_the_context():
 
     b = TreeBuilder(root_score=0.2)
     a = b.child(0, 0.5, direction="more epochs")
-    worse = [b.child(a, s, direction="higher learning rate") for s in (0.3, 0.4)]
+    for s in (0.3, 0.4):  # two children below the parent that did worse than it
+        b.child(a, s, direction="higher learning rate")
     b.emit({"type": "diagnosis", "id": a, "text": "val 0.5", "categories": {"wrong format": 3, "wrong value": 1}})
     fail = b.add(a, direction="lower learning rate")
     b.emit({"type": "node_finished", "id": fail, "result": {"status": "failed", "metric": "exact_match",
