@@ -48,11 +48,16 @@ class TrainConfig(Strict):
                                          "about a third more compute.")
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="Weights and compute dtype; auto is bf16 on "
                                                        "GPU and fp32 on CPU.")
+    patience: int = Field(2, ge=0, le=50, description="In-training val evaluations without improvement before the "
+                          "trial stops (the best checkpoint is kept); 0 trains every epoch of the plan, unchecked.")
+    eval_every: int | None = Field(None, ge=1, description="Optimizer steps between in-training val evaluations "
+                                   "(default: once an epoch, and at most 8 times in a run).")
 
 
 # settings added after plans were first journalled: left out of a plan's signature while at their default,
 # so the signatures of earlier runs' plans stay what they were
-_LATE_TRAIN_DEFAULTS = {"packing": False, "gradient_checkpointing": False, "precision": "auto"}
+_LATE_TRAIN_DEFAULTS = {"packing": False, "gradient_checkpointing": False, "precision": "auto", "patience": 2,
+                        "eval_every": None}
 
 
 class EvalConfig(Strict):

@@ -11,7 +11,8 @@ What the page shows:
 - the tree of each run as a graph: nodes coloured by val score, sized by accelerator time, failed nodes
   crossed out, the path from the root to the best node highlighted; a click opens a node's detail
   (direction and rationale, the plan with its differences from the parent's, per-op data stats, the loss
-  curve, val metrics, bad cases, the diagnosis, the error of a failed node);
+  curve, the in-training val curve with the kept checkpoint marked, val metrics, bad cases, the diagnosis,
+  the error of a failed node);
 - best val score so far over trials and over accelerator time, one line per run;
 - the insights and the final test result against the baseline.
 """
@@ -116,8 +117,10 @@ def run_data(run_dir: str) -> dict:
             "ops": (r.get("data_stats") or {}).get("ops", []), "rows": (r.get("data_stats") or {}).get("rows"),
             "cache_hit": (r.get("data_stats") or {}).get("cache_hit"),
             "loss_curve": ts.get("loss_curve", []),
+            "val_curve": ts.get("val_curve") or [], "kept_step": ts.get("kept_step"),
             "train": {k: ts[k] for k in ("steps", "epochs", "examples", "tokens", "seconds", "final_loss", "device",
-                                         "trainable_params", "warm_start", "oom_retry") if k in ts},
+                                         "trainable_params", "warm_start", "oom_retry", "stopped", "kept_step")
+                      if k in ts},
             "metrics": {k: val for k, val in (r.get("val") or {}).items() if not isinstance(val, (dict, list))},
             "bad_cases": (r.get("bad_cases") or [])[:BAD_CASES_SHOWN], "num_bad": len(r.get("bad_cases") or []),
             "diagnosis": node.diagnosis, "error": r.get("error"),

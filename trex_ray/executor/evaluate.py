@@ -19,6 +19,24 @@ EVAL_DEFAULTS = {"max_new_tokens": 32, "batch_size": 32, "num_bad_cases": 20}
 MAX_NEW_TOKENS = 1024  # long-form tasks (clinical notes) need this much; the plan's EvalConfig allows up to 4096
 
 
+class InProcess:
+    """An evaluation backend (the `Evaluation` interface `evaluate_rows` calls) over an engine in this
+    process: a training worker evaluating the model it is training."""
+
+    name = "transformers"
+
+    def __init__(self, engine):
+        self.engine = engine
+
+    def generate(self, model_path, adapter, conversations, *, max_new_tokens: int, batch_size: int = 16):
+        gen = self.engine.generate(conversations, None, max_new_tokens=max_new_tokens, batch_size=batch_size)
+        gen.backend = "transformers"
+        return gen
+
+    def loglik(self, model_path, adapter, conversations, options, *, batch_size: int = 16):
+        return self.engine.loglik(conversations, options, None, batch_size=batch_size), "transformers"
+
+
 def evaluate_rows(
     ev, model_path: str, adapter_path: str | None, rows: list[dict], *, template: str, system: str | None,
     metric: str, labels: list[str] | None, max_new_tokens: int, batch_size: int, num_bad_cases: int,

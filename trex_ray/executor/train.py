@@ -188,6 +188,16 @@ class _Run:
     t_loop: float = 0.0
     t_first: float = 0.0
     tokens_first: int = 0
+    # in-training val evaluation (config["early"]): every `every` steps; the best checkpoint is kept
+    every: int = 0
+    val_curve: list = field(default_factory=list)
+    best_score: float | None = None
+    best_step: int | None = None
+    since_best: int = 0
+    best_dir: str | None = None
+    stopped: str | None = None
+    eval_s: float = 0.0
+    live: Any = None
 
 
 def _setup(config: dict) -> _Run:
@@ -251,9 +261,14 @@ def _setup(config: dict) -> _Run:
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg["learning_rate"], weight_decay=cfg["weight_decay"])
     sched = get_linear_schedule_with_warmup(opt, int(cfg["warmup_ratio"] * total_steps), total_steps)
-    return _Run(cfg=cfg, model=model, tok=tok, examples=examples, n_examples=n_examples, cut=cut, warm=warm,
-                rank=rank, world=world, device=device, loader=loader, per_epoch=per_epoch, total_steps=total_steps,
-                params=params, opt=opt, sched=sched, micro=micro, t0=t0)
+    run = _Run(cfg=cfg, model=model, tok=tok, examples=examples, n_examples=n_examples, cut=cut, warm=warm,
+               rank=rank, world=world, device=device, loader=loader, per_epoch=per_epoch, total_steps=total_steps,
+               params=params, opt=opt, sched=sched, micro=micro, t0=t0)
+    if config.get("early"):
+        # once an epoch, or more often when the run is short of four epochs; at most eight times a run
+        run.every = cfg.get("eval_every") or max(math.ceil(total_steps / 8), min(per_epoch, math.ceil(total_steps / 4)))
+        run.stopped = "epoch cap"
+    return run
 
 
 def _loop(run: _Run, config: dict) -> None:
@@ -309,6 +324,8 @@ def _loop(run: _Run, config: dict) -> None:
                                                                       or r.step == r.total_steps):
                 config["reporter"]("train", step=r.step, steps=r.total_steps, loss=r.curve[-1])
                 reported = time.time()
+            if r.every and (r.step % r.every == 0 or r.step == r.total_steps) and _val_point(r, config):
+                r.total_steps = r.step  # stopped early: the loop ends here
             if r.step >= r.total_steps:
                 break
         r.epoch += 1
@@ -316,6 +333,63 @@ def _loop(run: _Run, config: dict) -> None:
             ray.train.report({"epoch": r.epoch, "step": r.step, "loss": r.curve[-1]})
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def _val_point(r: _Run, config: dict) -> bool:
+    """Rank 0 scores the model as it is now on the val rows (greedy, the node's metric); a better score
+    keeps this checkpoint. Whether to stop (patience spent, or a perfect score), agreed by every worker."""
+    early, stop = config["early"], 0
+    if r.rank == 0:
+        t = time.time()
+        score = _score_now(r, config)
+        r.eval_s += time.time() - t
+        r.val_curve.append([r.step, round(score, 4)])
+        if r.best_score is None or score > r.best_score:
+            r.best_score, r.best_step, r.since_best = score, r.step, 0
+            inner = getattr(r.model, "module", r.model)
+            r.best_dir = r.best_dir or tempfile.mkdtemp(prefix="trex-best-")
+            inner.save_pretrained(r.best_dir)
+        else:
+            r.since_best += 1
+        if score >= early.get("perfect", 1.0):
+            stop, r.stopped = 1, "perfect score"
+        elif r.since_best >= early["patience"]:
+            stop, r.stopped = 1, "patience"
+        if config.get("reporter") is not None:
+            config["reporter"]("train", step=r.step, steps=r.total_steps, val=round(score, 4))
+    if r.world > 1:
+        stop = _all_reduce([stop], r.device, "sum")[0]
+    return bool(stop)
+
+
+def _score_now(r: _Run, config: dict) -> float:
+    """The val score of the model being trained: in this process (transformers, the same rendering and
+    decoding as the run's engines), or, for a LoRA run evaluated by vLLM engines, the adapter as saved now
+    through those engines."""
+    from trex_ray.executor.evaluate import InProcess, evaluate_rows
+    from trex_ray.models import local_model
+
+    early = config["early"]
+    inner = getattr(r.model, "module", r.model)
+    inner.eval()
+    try:
+        if early.get("ev") is not None and r.cfg["method"] == "lora":
+            path = tempfile.mkdtemp(prefix="trex-eval-")
+            inner.save_pretrained(path)
+            ev, model, adapter = early["ev"], config["model_path"], shipping.ship(path)
+        else:
+            if r.live is None:
+                from trex_ray.modeling.engines import HFEngine
+
+                r.live = InProcess(HFEngine.around(inner, local_model(config["model_path"])))
+            ev, model, adapter = r.live, None, None
+        out = evaluate_rows(ev, model, adapter, early["rows"], template=early["template"], system=early["system"],
+                            metric=early["metric"], labels=early.get("labels"), max_new_tokens=early["max_new_tokens"],
+                            batch_size=early["batch_size"], num_bad_cases=0, scoring=early.get("scoring", "generate"),
+                            metric_options=early.get("metric_options"))
+    finally:
+        inner.train()
+    return float(out["score"])
 
 
 def _save(run: _Run, config: dict) -> None:
@@ -345,12 +419,20 @@ def _save(run: _Run, config: dict) -> None:
         "loss_curve": _downsample(r.curve, 100), "warm_start": bool(r.warm),
         "trainable_params": sum(p.numel() for p in r.params), "micro_batch_size": r.micro,
         "node": ray.get_runtime_context().get_node_id(),
+        # in-training val: (step, score) at each evaluation, why training stopped, the step of the kept checkpoint
+        "val_curve": r.val_curve, "stopped": r.stopped, "kept_step": r.best_step if r.best_dir else r.step,
+        "val_eval_seconds": round(r.eval_s, 2),
     }
     with tempfile.TemporaryDirectory() as d:
         checkpoint = None
         if r.rank == 0:
             inner = getattr(r.model, "module", r.model)
-            inner.save_pretrained(os.path.join(d, "adapter" if cfg["method"] == "lora" else "model"))
+            out = os.path.join(d, "adapter" if cfg["method"] == "lora" else "model")
+            if r.best_dir:  # the best checkpoint the in-training evaluations found, not the last
+                shutil.copytree(r.best_dir, out)
+                shutil.rmtree(r.best_dir, ignore_errors=True)
+            else:
+                inner.save_pretrained(out)
             if cfg["method"] == "full":
                 r.tok.save_pretrained(os.path.join(d, "model"))
             with open(os.path.join(d, "train_stats.json"), "w") as f:
@@ -476,14 +558,16 @@ def fit(
     *, data_dir: str, model_path: str, train_cfg: dict, init_adapter: str | None, node_dir: str,
     num_workers: int = 1, use_gpu: bool = False, threads: int | None = None, micro_batch_size: int | None = None,
     memory_limit_gb: float | None = None, resources: dict | None = None, retries: int = 1,
-    node_uri: str | None = None, reporter=None,
+    node_uri: str | None = None, reporter=None, early: dict | None = None,
 ) -> dict:
     """Run the training loop under Ray Train; copy the artifact into `node_dir`; return train stats.
 
     `resources`: what each training worker asks of the cluster beyond its CPU or GPU (a custom resource
     such as an accelerator type). `retries`: how many times a run whose workers died (a lost node) is
     started again before it counts as failed; a run that failed in its own code is not. `reporter(stage, **info)`
-    (picklable, see `progress.TrialReporter`) hears the step, steps and loss about once a second."""
+    (picklable, see `progress.TrialReporter`) hears the step, steps and loss about once a second. `early`:
+    in-training val evaluation and early stopping (`executor.trial.early_stopping`); None trains the plan's
+    epochs unchecked."""
     import pyarrow.dataset as pads
     import ray.data
     import ray.train
@@ -507,7 +591,7 @@ def fit(
             train_loop_config={"train": train_cfg, "model_path": model_path,
                                "init_adapter": shipping.ship(init_adapter, always=True),
                                "threads": threads, "micro_batch_size": micro_batch_size,
-                               "memory_limit_gb": memory_limit_gb, "reporter": reporter,
+                               "memory_limit_gb": memory_limit_gb, "reporter": reporter, "early": early,
                                "progress_path": os.path.join(node_dir, "logs", "train_progress.jsonl")},
             scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu,
                                          resources_per_worker=worker_resources(use_gpu, resources)),

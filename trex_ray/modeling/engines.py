@@ -155,6 +155,19 @@ class HFEngine:
         self.base = AutoModelForCausalLM.from_pretrained(model_path, dtype=self.dtype).to(self.device).eval()
         self.adapter_loads = 0
 
+    @classmethod
+    def around(cls, model, model_path: str, max_model_len: int | None = None) -> "HFEngine":
+        """An engine over a model already in memory (a training worker's, adapter attached): the same
+        rendering, tokenisation and greedy decoding as a loaded one, without a copy."""
+        engine = cls.__new__(cls)
+        engine.model_path = model_path
+        engine.device = str(next(model.parameters()).device)
+        engine.dtype = next(model.parameters()).dtype
+        engine.enc = _Encoder(model_path, max_model_len)
+        engine.base = model
+        engine.adapter_loads = 0
+        return engine
+
     def _with_adapter(self, adapter: str | None):
         """The model to run for a request: the base, or the base wrapped with the adapter (a context)."""
         engine = self

@@ -162,6 +162,26 @@
     return svg;
   }
 
+  function valCurve(curve, kept) {  // [[step, score], ...]: the in-training val evaluations
+    var w = 300, h = 110, P = 8;
+    var steps = curve.map(function (p) { return p[0]; }), scores = curve.map(function (p) { return p[1]; });
+    var lo = Math.min.apply(null, scores), hi = Math.max.apply(null, scores);
+    if (hi - lo < 1e-12) { lo = Math.max(0, lo - 0.5); hi = lo + 1; }
+    var last = Math.max.apply(null, steps) || 1;
+    var x = function (s) { return P + (w - 2 * P) * s / last; };
+    var y = function (v) { return P + (h - 2 * P) * (1 - (v - lo) / (hi - lo)); };
+    var svg = sv("svg", {width: w, height: h, class: "val"});
+    var d = curve.map(function (p, i) { return (i ? "L" : "M") + x(p[0]) + "," + y(p[1]); }).join(" ");
+    svg.appendChild(sv("path", {class: "line", d: d, stroke: "#2f855a"}));
+    curve.forEach(function (p) {
+      svg.appendChild(sv("circle", {cx: x(p[0]), cy: y(p[1]), r: p[0] === kept ? 5 : 2.5,
+                                    fill: p[0] === kept ? "#2f855a" : "#fff", stroke: "#2f855a"}));
+    });
+    svg.appendChild(sv("text", {x: w - P, y: P + 8, "text-anchor": "end"}, "val " + fmt(hi)));
+    svg.appendChild(sv("text", {x: w - P, y: h - P, "text-anchor": "end"}, fmt(lo) + " (step " + last + ")"));
+    return svg;
+  }
+
   function select(ri, nid) {
     var run = DATA.runs[ri], n = null;
     run.nodes.forEach(function (m) { if (m.id === nid) n = m; });
@@ -219,6 +239,10 @@
         ot.appendChild(tr);
       });
       panel.appendChild(ot);
+    }
+    if (n.val_curve && n.val_curve.length) {
+      section(panel, "Val during training (filled: the kept checkpoint)");
+      panel.appendChild(valCurve(n.val_curve, n.kept_step));
     }
     if (n.loss_curve.length) {
       section(panel, "Training loss");

@@ -45,7 +45,11 @@ def _memorised(parent: dict) -> bool:
 
 
 def _underfitting(parent: dict) -> bool:
-    """The parent had not finished learning (see `_still_learning`)."""
+    """The parent had not finished learning: its in-training val was still rising when it reached its
+    epoch cap; or, where val was not followed, its loss says so (see `_still_learning`)."""
+    ts = parent.get("train_stats") or {}
+    if ts.get("stopped"):  # val was followed: it decides
+        return ts["stopped"] == "epoch cap" and ts.get("kept_step") == ts.get("steps") and len(ts.get("val_curve") or []) > 1
     loss = parent.get("loss_first_last")
     return bool(loss) and _still_learning(loss[-1], parent.get("loss_tail_drop"))
 
@@ -430,11 +434,20 @@ class HeuristicResearcher:
             total = sum(cats.values())
             parts.append(f"{nbad} failures; of {total} sampled: " +
                          ", ".join(f"{v} {k}" for k, v in sorted(cats.items(), key=lambda kv: -kv[1])))
-        curve = result.get("train_stats", {}).get("loss_curve") or []
+        ts = result.get("train_stats", {})
+        curve = ts.get("loss_curve") or []
+        if ts.get("stopped"):
+            vals = ts.get("val_curve") or []
+            where = f"val at step {ts.get('kept_step')} of {ts.get('steps')} kept"
+            parts.append({"patience": f"stopped when val stopped improving ({where})",
+                          "perfect score": f"stopped at a perfect val score ({where})"}.get(
+                ts["stopped"], f"val still rising at the epoch cap: under-trained ({where})"
+                if ts.get("kept_step") == ts.get("steps") and len(vals) > 1 else f"trained to the epoch cap ({where})"))
         if curve:
             parts.append(f"train loss {curve[0]:.2f} -> {curve[-1]:.2f}")
             drop = loss_tail_drop(curve)
-            if _still_learning(curve[-1], drop):
+            # where val was followed, it (above), not the loss, says whether training was long enough
+            if not ts.get("stopped") and _still_learning(curve[-1], drop):
                 parts.append("under-fitting" + (f" (the loss still fell {drop:.0%} in the last quarter)"
                                                 if drop is not None and drop >= 0.1 else ""))
             elif curve[-1] < 0.02:
