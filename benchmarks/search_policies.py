@@ -26,6 +26,7 @@ task's runs come from more than one, since their seconds then do not compare.
     python benchmarks/search_policies.py --quick                        # checks the script works (mcts, tune+ASHA)
     python benchmarks/search_policies.py                                # demo, sst2 lite, econlogicqa lite; SmolLM2
     python benchmarks/search_policies.py --tasks demo --trials 6 --seeds 2 --methods mcts greedy tune-tpe
+    python benchmarks/search_policies.py --task-config my_task.yaml --trials 8 --seeds 3   # any task of yours
 """
 
 from __future__ import annotations
@@ -48,8 +49,28 @@ ASHA_SEGMENTS = 3
 
 
 # -- tasks ---------------------------------------------------------------------------------------------
+TASK_CONFIGS: dict[str, str] = {}  # task name -> a `trex-ray run` YAML (--task-config)
+
+
+def task_from_config(path: str):
+    """The task of a `trex-ray run` YAML (data paths relative to the file), as `trex-ray run` reads it; only
+    its task keys count here: every method runs with this benchmark's own model, budget and seeds."""
+    from trex_ray.config import build, load_yaml
+
+    data = load_yaml(path)
+    base = os.path.dirname(os.path.abspath(path))
+    for split in ("train", "val", "test"):
+        if isinstance(data.get(split), str) and not os.path.isabs(data[split]):
+            data[split] = os.path.join(base, data[split])
+    task = build(data).task
+    task.check()
+    return task
+
+
 def load_task(name: str, workdir: str, quick: bool):
-    """A trex_ray.Task: the built-in demo, or an FT-Bench task in its lite profile."""
+    """A trex_ray.Task: one from --task-config, the built-in demo, or an FT-Bench task in its lite profile."""
+    if name in TASK_CONFIGS:
+        return task_from_config(TASK_CONFIGS[name])
     if name == "demo":
         from trex_ray.demo import demo_task
 
@@ -198,6 +219,9 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="checks the script works: the demo task on the tiny model, "
                     "mcts and tune-tpe-asha (2 segments), 1 trial, 1 seed")
     ap.add_argument("--tasks", nargs="+", default=None, help=f"of {', '.join(TASKS)} (or any FT-Bench task id)")
+    ap.add_argument("--task-config", nargs="+", default=[], metavar="FILE.yaml",
+                    help="tasks written for `trex-ray run` (their task keys; the name is the config's `name`): "
+                    "measured beside --tasks, or alone when --tasks is not given")
     ap.add_argument("--methods", nargs="+", default=None, choices=list(TREX + TUNE),
                     help="default: all (mcts and tune-tpe-asha with --quick)")
     ap.add_argument("--model", default=None, help="default smollm2-135m (tiny-random with --quick)")
@@ -209,7 +233,9 @@ def main(argv=None) -> int:
                     "result is already in <out>.cells/ with the same model, trials and concurrency (--quick always does)")
     ap.add_argument("--summarize", action="store_true", help="run nothing: summarise the finished runs in <out>.cells/")
     args = ap.parse_args(argv)
-    tasks = args.tasks or (["demo"] if args.quick else list(TASKS))
+    for path in args.task_config:
+        TASK_CONFIGS[task_from_config(path).name] = os.path.abspath(path)
+    tasks = (args.tasks or ([] if TASK_CONFIGS else ["demo"] if args.quick else list(TASKS))) + list(TASK_CONFIGS)
     methods = args.methods or (["mcts", "tune-tpe-asha"] if args.quick else list(TREX + TUNE))
     model = args.model or ("tiny-random" if args.quick else "smollm2-135m")
     trials = args.trials or (1 if args.quick else 8)

@@ -213,3 +213,26 @@ def test_equal_compute_is_taken_on_each_machine_apart(sp, tmp_path, capsys):
     assert s["random"]["val_at_equal_accel_mean"] == pytest.approx(0.1)  # 3 s of the fast machine: one trial
     text = capsys.readouterr().out
     assert "seed 0 (Xeon, 100.0 GFLOP/s a thread) 9 s" in text and "seed 0 (Xeon, 180.0 GFLOP/s a thread) 3 s" in text
+
+
+def test_a_task_config_written_for_trex_ray_run_is_a_benchmark_task(sp, tmp_path, data_files, capsys):
+    """--task-config: any task a user wrote for `trex-ray run` (paths relative to the YAML) is measured
+    under its own name, beside or instead of the built-in ones."""
+    import yaml
+
+    cfg = tmp_path / "cfg" / "mine.yaml"
+    cfg.parent.mkdir()
+    rel = {s: os.path.relpath(data_files[s], cfg.parent) for s in ("train", "val", "test")}
+    cfg.write_text(yaml.safe_dump({"name": "mine", "input_field": "question", "output_field": "answer",
+                                   "metric": "exact_match", "trials": 3, "base_model": "tiny-random", **rel}))
+    task = sp.task_from_config(str(cfg))
+    assert task.name == "mine" and task.path("train") == os.path.abspath(data_files["train"])
+    out = tmp_path / "sp.json"
+    assert sp.main(["--task-config", str(cfg), "--summarize", "--out", str(out)]) == 1  # nothing measured yet
+    assert sp.TASK_CONFIGS == {"mine": str(cfg)}
+    cells = str(out)[:-5] + ".cells"
+    _write(cells, "mine", "baseline", {**SAME, "metric": "exact_match", "val": 0.0, "test": 0.0})
+    _write(cells, "mine", "mcts-0", {**_run("mcts", 0, [0.1, 0.2, 0.3], [0.1, 0.2, 0.2]), "task": "mine"})
+    assert sp.main(["--task-config", str(cfg), "--summarize", "--out", str(out), "--seeds", "1", "--trials", "3",
+                    "--methods", "mcts", "--model", "m", "--concurrency", "2"]) == 0
+    assert list(json.loads(out.read_text())["tasks"]) == ["mine"]
