@@ -15,8 +15,13 @@ over 200 calls.
 
     .venv/bin/python benchmarks/scheduling.py                   # 1000 trials at 1, 4 and 8 in flight
     .venv/bin/python benchmarks/scheduling.py --trials 200 --concurrency 8 --trial-seconds 0.5 1.5
+    .venv/bin/python benchmarks/scheduling.py --researcher-delay 10 --trials 64 --concurrency 8 --trial-seconds 20 40
 
-Targets (issue 7): busy >= 0.90 at 8 in flight; every tree operation under 5 ms at 1000 nodes.
+`--researcher-delay S`: the offline researcher, but every call (analyse, propose, diagnose, distil) takes
+S seconds more, as an LLM researcher's would: the researcher thinks beside the loop, in threads.
+
+Targets (issue 7): busy >= 0.90 at 8 in flight; every tree operation under 5 ms at 1000 nodes. (Issue 29:
+busy >= 0.90 at 8 in flight with a researcher taking 10 s a call.)
 """
 
 from __future__ import annotations
@@ -52,6 +57,37 @@ def sleepy_trial(lo: float, hi: float):
                           accelerator_s=round(seconds, 3)).model_dump()
 
     return trial
+
+
+class SlowResearcher:
+    """The offline researcher, each call S seconds slower (as an LLM's would be)."""
+
+    def __init__(self, inner, delay: float):
+        self.inner, self.delay, self.name = inner, delay, f"heuristic + {delay:g} s a call"
+
+    def _slow(self, method: str, *args):
+        time.sleep(self.delay)
+        return getattr(self.inner, method)(*args)
+
+    def analyze(self, *a):
+        return self._slow("analyze", *a)
+
+    def propose(self, *a):
+        return self._slow("propose", *a)
+
+    def diagnose(self, *a):
+        return self._slow("diagnose", *a)
+
+    def distill(self, *a):
+        return self._slow("distill", *a)
+
+
+def slow_researcher(delay: float) -> None:
+    """Every search in this process gets the offline researcher `delay` seconds slower a call."""
+    import trex_ray.researcher as researcher
+
+    make = researcher.make_researcher
+    researcher.make_researcher = lambda name, **kw: SlowResearcher(make(name, **kw), delay)
 
 
 def run_one(address: str, task, trials: int, concurrency: int, lo: float, hi: float, storage: str) -> dict:
@@ -113,7 +149,11 @@ def main() -> int:
     ap.add_argument("--trials", type=int, default=1000)
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 8])
     ap.add_argument("--trial-seconds", type=float, nargs=2, default=[0.5, 1.5], metavar=("LO", "HI"))
+    ap.add_argument("--researcher-delay", type=float, default=0.0, metavar="S",
+                    help="seconds every researcher call takes (default 0: the offline researcher as it is)")
     args = ap.parse_args()
+    if args.researcher_delay:
+        slow_researcher(args.researcher_delay)
 
     import ray
     from ray.cluster_utils import Cluster
@@ -136,7 +176,8 @@ def main() -> int:
     task = trex_ray.Task.from_jsonl(name="sched", input_field="question", output_field="answer", metric="accuracy",
                                     labels=["yes", "no"], goal="Answer yes or no.", **paths)
     lo, hi = args.trial_seconds
-    print(f"simulated cluster: {ACCELS} nodes x 1 accel; {args.trials} trials of U({lo}, {hi}) s each")
+    print(f"simulated cluster: {ACCELS} nodes x 1 accel; {args.trials} trials of U({lo}, {hi}) s each"
+          + (f"; researcher calls take {args.researcher_delay:g} s" if args.researcher_delay else ""))
     print(f"{'in flight':>9}  {'trials':>6}  {'wall s':>7}  {'busy':>6}  {'overhead/trial':>15}")
     rows = []
     for k in args.concurrency:

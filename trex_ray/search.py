@@ -17,6 +17,7 @@ view `progress`.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import random
 import time
@@ -29,6 +30,7 @@ from trex_ray.task import Task
 
 log = logging.getLogger(__name__)
 REFRESH_S = 1.0  # the live view's refresh, and the longest the driver sleeps between looks at the trials
+THINKING_S = 0.05  # how soon the driver looks again while a researcher call is under way
 
 
 def search(task: Task, base_model: str | None = None, budget: Budget | None = None, *,
@@ -52,26 +54,29 @@ def search(task: Task, base_model: str | None = None, budget: Budget | None = No
 
 def trex_loop(run: "Search") -> SearchResult:
     """Steps 2-5: the baseline, the brief, then select -> propose -> launch / wait -> finish until the budget
-    is spent, then the best node on test."""
+    is spent, then the best node on test. The researcher thinks beside the loop (`Search.think`): a free
+    slot's proposal and a finished trial's diagnosis are researcher calls in threads, so the trials in
+    flight never wait for them."""
     root = run.baseline()
     brief = run.brief(root)
     run.relaunch_interrupted()
     while True:
         run.refresh()
-        while run.stop_reason() is None and len(run.in_flight) < run.max_concurrent:
-            parent_id = run.call(run.tree.select)
-            plan = run.agent.propose(brief, run.call(run.tree.context, parent_id), run.rng)
-            run.launch(parent_id, plan)
-        if not run.in_flight:
+        for _ in range(run.proposals_wanted()):  # select a parent and ask for a plan refining it
+            run.think(run.propose, brief)
+        run.launch_ready()
+        run.record_diagnoses_ready()
+        if not run.in_flight and not run.thinking:
             break
         done = run.wait()
         if run.stop_overdue(done):
             continue
         if done:
-            run.finish(done[0])
+            run.finish(done[0])  # recorded now; diagnosed beside the loop
         elif run.out_of_wall_clock():
             run.cancel_in_flight("wall_clock_s")
             break
+    run.settle()
     return run.conclude(run.stop_reason())
 
 
@@ -81,6 +86,12 @@ class Search:
     def __init__(self, **kw):
         self.__dict__.update(kw)
         self.in_flight: dict = {}  # trial ref -> (node id, parent id, launch time)
+        self.thinking: dict = {}  # researcher call (a Future) -> what it is: "propose" or "diagnose"
+        self.ready: list = []  # (parent id, plan) proposed, waiting for a free slot
+        self.pool = None  # the researcher's threads
+        self.think_s = 0.0  # how long a proposal takes, and a trial (moving averages): how far to think ahead
+        self.trial_s = 0.0
+        self.launched: set = set()  # plan signatures launched in this session
         self.best_seen: dict = {}
         self.stopped: str | None = None
 
@@ -149,6 +160,9 @@ class Search:
         # the autoscaler sees what K trials in flight will need before their training asks for it
         request_capacity(train_bundle(self.use_gpu, s.train_resources), self.max_concurrent * s.train_workers)
         self.trial_fn = executor or _trial_beside_the_driver()
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.pool = ThreadPoolExecutor(max_workers=self.max_concurrent + 2, thread_name_prefix="trex-researcher")
 
     def close(self) -> None:
         """Whatever ended the search: the terminal back, the run folder synced, and nothing left holding a
@@ -157,6 +171,8 @@ class Search:
         from trex_ray.runtime import request_capacity
         from trex_ray.tree_actor import stop_tree
 
+        if self.pool is not None:  # a researcher call still running is not waited for
+            self.pool.shutdown(wait=False, cancel_futures=True)
         if self.show is not None:
             self.show.close()
         self.sync.final()
@@ -246,6 +262,74 @@ class Search:
             self.best_seen.update(id=b["id"], score=b["score"], direction=b["direction"])
         self.show.update(state, self.spent(state), dict(self.best_seen) if self.best_seen else None)
 
+    # -- the researcher, beside the loop ---------------------------------------------------------------
+    def think(self, fn, *args) -> None:
+        """A researcher call in one of its threads; the loop collects it when done."""
+        self.thinking[self.pool.submit(fn, *args)] = fn.__name__
+
+    def ahead(self) -> int:
+        """Plans to have ready beyond the free slots: none while the researcher answers quickly (a plan made
+        early has seen fewer results); as many as trials finish while it thinks, when it is slow."""
+        if self.think_s < 0.5 or not self.trial_s:
+            return 0
+        return min(self.max_concurrent, math.ceil(self.max_concurrent * self.think_s / self.trial_s))
+
+    def proposals_wanted(self) -> int:
+        """Proposals to start now: for the free slots and the plans to have ready, within what the budget
+        still allows to launch."""
+        if self.stop_reason() is not None:
+            return 0
+        proposing = sum(1 for what in self.thinking.values() if what == "propose")
+        want = self.max_concurrent + self.ahead() - len(self.in_flight) - len(self.ready) - proposing
+        if self.s.budget.trials is not None:
+            want = min(want, self.s.budget.trials - self.spent().trials - len(self.ready) - proposing)
+        return max(0, want)
+
+    def propose(self, brief: dict) -> tuple[int, object]:
+        t0 = time.time()
+        parent_id = self.call(self.tree.select)
+        plan = self.agent.propose(brief, self.call(self.tree.context, parent_id), self.rng)
+        self.think_s = 0.7 * self.think_s + 0.3 * (time.time() - t0) if self.think_s else time.time() - t0
+        return parent_id, plan
+
+    def _ready(self, what: str) -> list:
+        done = [f for f, w in self.thinking.items() if w == what and f.done()]
+        for f in done:
+            self.thinking.pop(f)
+        return [f.result() for f in done]  # a researcher's exception ends the search, as before
+
+    def launch_ready(self) -> None:
+        """Plans the researcher has finished go to the free slots while the budget allows (a plan that
+        another, made at the same time, already launched is dropped)."""
+        self.ready += self._ready("propose")
+        while self.ready and len(self.in_flight) < self.max_concurrent and self.stop_reason() is None:
+            parent_id, plan = self.ready.pop(0)
+            if plan.signature(parent_id) not in self.launched:
+                self.launch(parent_id, plan)
+
+    def diagnose(self, nid: int, parent_id: int, result: dict, distill: bool) -> tuple:
+        parent = self.call(self.tree.node, parent_id)
+        insights = self.agent.distill(self.call(self.tree.summaries, True)) if distill else None
+        return nid, self.agent.diagnose(result, parent["result"]), insights
+
+    def record_diagnoses_ready(self) -> None:
+        for nid, diagnosis, insights in self._ready("diagnose"):
+            self.record({"type": "diagnosis", "id": nid, "text": diagnosis["text"],
+                         "categories": diagnosis.get("categories") or {}})
+            if insights is not None:
+                self.record({"type": "insights", "items": insights})
+            self.show.finished(self.call(self.tree.node, nid), self.call(self.tree.state), self.spent())
+            self.sync.after_trial(nid)  # a URI storage gets the node folder and the journal
+
+    def settle(self) -> None:
+        """The loop is over: wait for the diagnoses under way (proposals are dropped)."""
+        self.ready.clear()
+        from concurrent.futures import wait
+
+        wait(list(self.thinking))
+        self.record_diagnoses_ready()
+        self.thinking.clear()
+
     def launch(self, parent_id: int, plan) -> None:
         """A new node under `parent_id` for `plan`, and its trial started."""
         if not self.s.warm_start and plan.train.warm_start == "parent":  # reuse off: train from the base
@@ -253,6 +337,7 @@ class Search:
                 "train": plan.train.model_copy(update={"warm_start": "base"}),
                 "rationale": (plan.rationale + " (warm start is off in this search: trained from the base "
                               "model)").strip()})
+        self.launched.add(plan.signature(parent_id))
         nid = self.call(self.tree.add_node, parent_id, plan.model_dump(), plan.signature(parent_id))
         self._run_trial(nid, parent_id, plan)
 
@@ -282,7 +367,12 @@ class Search:
         import ray
 
         budget, timeout_s = self.s.budget, self.s.trial_timeout_s
-        timeout = REFRESH_S  # wake at least once a second: the live view follows the trials' stages
+        # wake at least once a second (the live view follows the trials' stages), and soon while the
+        # researcher thinks: its results are collected at the top of the loop
+        timeout = THINKING_S if self.thinking else REFRESH_S
+        if not self.in_flight:
+            time.sleep(timeout)
+            return []
         if budget.wall_clock_s is not None:
             timeout = min(timeout, max(0.0, budget.wall_clock_s - self.spent().wall_clock_s))
         if timeout_s is not None:
@@ -326,20 +416,17 @@ class Search:
     def finish(self, ref) -> None:
         import ray
 
-        nid, parent_id, _ = self.in_flight.pop(ref)
+        nid, parent_id, started = self.in_flight.pop(ref)
+        took = time.time() - started
+        self.trial_s = 0.7 * self.trial_s + 0.3 * took if self.trial_s else took
         self._record_finished(nid, parent_id, ray.get(ref))
 
     def _record_finished(self, nid: int, parent_id: int, result: dict) -> None:
-        """A trial's result into the tree (backprop), then its diagnosis, and every third trial the insights."""
+        """A trial's result into the tree (backprop) now; its diagnosis, and every third trial the insights,
+        from the researcher beside the loop."""
         self.record({"type": "node_finished", "id": nid, "result": result})
-        parent = self.call(self.tree.node, parent_id)
-        diagnosis = self.agent.diagnose(result, parent["result"])
-        self.record({"type": "diagnosis", "id": nid, "text": diagnosis["text"],
-                     "categories": diagnosis.get("categories") or {}})
-        if (self.call(self.tree.state)["finished"] - 1) % 3 == 0:  # every third trial
-            self.record({"type": "insights", "items": self.agent.distill(self.call(self.tree.summaries, True))})
-        self.show.finished(self.call(self.tree.node, nid), self.call(self.tree.state), self.spent())
-        self.sync.after_trial(nid)  # a URI storage gets the node folder and the journal
+        every_third = (self.call(self.tree.state)["finished"] - 1) % 3 == 0
+        self.think(self.diagnose, nid, parent_id, result, every_third)
 
     def conclude(self, stop_reason: str | None) -> SearchResult:
         """Insights over the whole tree, the best node by val on test, the result and report written."""

@@ -234,3 +234,33 @@ def test_a_planted_failure_changes_the_next_plan(tmp_path):
     events = [json.loads(x) for x in open(os.path.join(res.run_dir, "journal.jsonl"))]
     diag = [e for e in events if e["type"] == "diagnosis"]
     assert all("categories" in e for e in diag)  # the diagnosis is journalled whole
+
+
+def test_the_researcher_thinks_beside_the_trials(majority_task, tmp_path, monkeypatch):
+    """A diagnosis that takes the researcher 4 s does not hold the next trial back: with one trial in
+    flight, trial 2 is launched before trial 1's diagnosis is in (and every diagnosis still arrives)."""
+    import time
+
+    import trex_ray.researcher as researcher
+
+    make = researcher.make_researcher
+
+    class SlowDiagnosis:
+        def __init__(self, inner):
+            self.inner, self.name = inner, inner.name
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def diagnose(self, result, parent):
+            time.sleep(4)
+            return self.inner.diagnose(result, parent)
+
+    monkeypatch.setattr(researcher, "make_researcher", lambda name, **kw: SlowDiagnosis(make(name, **kw)))
+    res = trex_ray.search(majority_task, base_model="tiny-random", budget=trex_ray.Budget(trials=2), max_concurrent=1,
+                          storage=str(tmp_path / "runs"), progress=False)
+    events = [json.loads(x) for x in open(os.path.join(res.run_dir, "journal.jsonl"))]
+    order = [(e["type"], e.get("id")) for e in events]
+    assert order.index(("node_added", 2)) < order.index(("diagnosis", 1)), order
+    assert {e["id"] for e in events if e["type"] == "diagnosis"} == {1, 2}
+    assert [n.status for n in res.nodes] == ["ok", "ok", "ok"]

@@ -14,6 +14,7 @@ a spec names the environment variable that holds the key.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, Sequence
 
@@ -97,12 +98,16 @@ def new_usage() -> dict:
             "usd": 0.0}
 
 
+_USAGE_LOCK = threading.Lock()  # a backend may be called from several threads (the search's researcher)
+
+
 def add_usage(total: dict, spec: LLMSpec, calls: int = 1, **tokens: int) -> dict:
     """Add one request's tokens (and their $) to a running total; returns the request's own usage."""
     one = {**new_usage(), "calls": calls, **tokens}
     one["usd"] = spec.cost(one)
-    for k, v in one.items():
-        total[k] = total.get(k, 0) + v
+    with _USAGE_LOCK:
+        for k, v in one.items():
+            total[k] = total.get(k, 0) + v
     return one
 
 

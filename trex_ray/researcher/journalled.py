@@ -6,12 +6,20 @@ from __future__ import annotations
 
 class Journalled:
     def __init__(self, agent, tree):
-        """`tree`: the run's tree actor (its `record` appends to the journal)."""
+        """`tree`: the run's tree actor (its `record` appends to the journal). Calls may come from several
+        threads at once (the search's researcher threads): the accounting takes a lock."""
+        import threading
+
         self.agent, self.tree, self.name = agent, tree, agent.name
         self._seen: dict = {}
         self._events = 0
+        self._lock = threading.Lock()
 
     def _account(self) -> None:
+        with self._lock:
+            self._account_unlocked()
+
+    def _account_unlocked(self) -> None:
         import ray
 
         usage = getattr(getattr(self.agent, "llm", None), "usage", None) or {}
