@@ -241,7 +241,10 @@ def test_the_researcher_thinks_beside_the_trials(majority_task, tmp_path, monkey
     flight, trial 2 is launched before trial 1's diagnosis is in (and every diagnosis still arrives)."""
     import time
 
+    import ray
+
     import trex_ray.researcher as researcher
+    from trex_ray.results import NodeResult
 
     make = researcher.make_researcher
 
@@ -257,8 +260,15 @@ def test_the_researcher_thinks_beside_the_trials(majority_task, tmp_path, monkey
             return self.inner.diagnose(result, parent)
 
     monkeypatch.setattr(researcher, "make_researcher", lambda name, **kw: SlowDiagnosis(make(name, **kw)))
+
+    @ray.remote(num_cpus=0, max_retries=0)
+    def trial(*, node_id, task, **_):  # the loop is under test here, not training: a trial of a second
+        time.sleep(1)
+        return NodeResult(status="ok", score=0.5, metric=task["metric"], reward=0.5, seconds=1.0,
+                          accelerator_s=1.0).model_dump()
+
     res = trex_ray.search(majority_task, base_model="tiny-random", budget=trex_ray.Budget(trials=2), max_concurrent=1,
-                          storage=str(tmp_path / "runs"), progress=False)
+                          storage=str(tmp_path / "runs"), progress=False, executor=trial)
     events = [json.loads(x) for x in open(os.path.join(res.run_dir, "journal.jsonl"))]
     order = [(e["type"], e.get("id")) for e in events]
     assert order.index(("node_added", 2)) < order.index(("diagnosis", 1)), order

@@ -26,7 +26,7 @@ MIN_TRAIN_ROWS = 8  # fewer prepared rows than this is a failed data stage, not 
 OOM_MICRO_BATCH_DIVISOR = 8  # after an out-of-memory error, a step's batch is run in 8 micro-batches
 
 
-EARLY_ROWS = 64  # in-training val evaluations score at most this many val rows (the first ones: a fixed subset)
+EARLY_ROWS = 48  # in-training val evaluations score at most this many val rows (the first ones: a fixed subset)
 
 
 def early_stopping(p: Plan, task: dict, ev: Evaluation) -> dict | None:
