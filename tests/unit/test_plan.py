@@ -128,12 +128,14 @@ def test_training_options_added_later_keep_old_signatures_and_count_when_set():
     import json
 
     base = Plan.model_validate(plan_dict())
-    # the signature as plans journalled before packing/checkpointing/precision existed computed it
+    # the signature as plans journalled before packing/checkpointing/precision and in-training val existed
+    # computed it
     train = {k: v for k, v in base.train.model_dump(exclude={"seed"}).items()
-             if k not in ("packing", "gradient_checkpointing", "precision")}
+             if k not in ("packing", "gradient_checkpointing", "precision", "patience", "eval_every")}
     body = {"from": None, "recipe": base.recipe.model_dump(), "train": train, "eval": base.eval.model_dump()}
     assert base.signature() == hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
-    for change in ({"packing": True}, {"gradient_checkpointing": True}, {"precision": "bf16"}):
+    for change in ({"packing": True}, {"gradient_checkpointing": True}, {"precision": "bf16"}, {"patience": 0},
+                   {"eval_every": 5}):
         assert Plan.model_validate(plan_dict(**change)).signature() != base.signature()
 
 
