@@ -12,7 +12,7 @@ from tests.conftest import majority_rows, write_jsonl
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def _trial(tmp, **train) -> dict:
+def _trial(tmp, baseline: float = 0.0, **train) -> dict:
     import ray
 
     from trex_ray.executor.eval_service import Evaluation
@@ -28,7 +28,7 @@ def _trial(tmp, **train) -> dict:
                                 "train": {"learning_rate": 1e-2, **train}, "eval": {"max_new_tokens": 4}})
     return ray.get(run_trial.remote(
         node_id=1, plan=plan.model_dump(), parent_adapter=None, task=task.info(), model_path=resolve_model("tiny-random"),
-        run_dir=str(tmp / "run"), cache_root=str(tmp / "cache"), baseline_score=0.0,
+        run_dir=str(tmp / "run"), cache_root=str(tmp / "cache"), baseline_score=baseline,
         ev=Evaluation("transformers", None, False, 1), threads=1))
 
 
@@ -47,6 +47,15 @@ def test_a_trial_stops_when_val_stops_improving_and_keeps_its_best_checkpoint(tm
     assert res["score"] == pytest.approx(best)
     # the evaluations are part of the trial's accelerator time
     assert ts["val_eval_seconds"] > 0 and res["accelerator_s"] >= ts["seconds"]
+
+
+def test_patience_waits_until_the_model_beats_its_baseline(tmp_path):
+    """A score still at or below where the search started is no reason to stop: a task scored zero until
+    the answer format is learnt must not lose its training to patience."""
+    res = _trial(tmp_path, baseline=0.99, epochs=3, patience=1)  # never beaten here
+    assert res["status"] == "ok", res["error"]
+    ts = res["train_stats"]
+    assert ts["stopped"] == "epoch cap" and ts["steps"] == 45 and len(ts["val_curve"]) >= 2
 
 
 def test_patience_zero_trains_every_planned_step_unchecked(tmp_path):

@@ -349,7 +349,9 @@ def _val_point(r: _Run, config: dict) -> bool:
             inner = getattr(r.model, "module", r.model)
             r.best_dir = r.best_dir or tempfile.mkdtemp(prefix="trex-best-")
             inner.save_pretrained(r.best_dir)
-        else:
+        elif r.best_score > early.get("floor", float("-inf")):
+            # patience runs only once the model has beaten where it started (the baseline): a task whose
+            # score stays at zero until the answer format is learnt is not stopped before it is
             r.since_best += 1
         if score >= early.get("perfect", 1.0):
             stop, r.stopped = 1, "perfect score"

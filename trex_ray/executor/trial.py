@@ -29,7 +29,7 @@ OOM_MICRO_BATCH_DIVISOR = 8  # after an out-of-memory error, a step's batch is r
 EARLY_ROWS = 48  # in-training val evaluations score at most this many val rows (the first ones: a fixed subset)
 
 
-def early_stopping(p: Plan, task: dict, ev: Evaluation) -> dict | None:
+def early_stopping(p: Plan, task: dict, ev: Evaluation, baseline_score: float) -> dict | None:
     """What a training worker needs to score its model on val as it trains (and stop when it no longer
     improves): the val rows, the plan's prompt and decoding, the task's metric. None where the plan's
     patience is 0 or the metric needs an LLM judge."""
@@ -40,6 +40,7 @@ def early_stopping(p: Plan, task: dict, ev: Evaluation) -> dict | None:
             "metric": task["metric"], "labels": task.get("labels"), "scoring": task.get("scoring", "generate"),
             "metric_options": task.get("metric_options"), "max_new_tokens": p.eval.max_new_tokens,
             "batch_size": p.eval.batch_size, "patience": p.train.patience, "perfect": get_metric(task["metric"]).best,
+            "floor": baseline_score,
             # vLLM engines score the saved adapter as they will score the node; else the worker itself does
             "ev": ev if ev.service is not None else None}
 
@@ -90,7 +91,7 @@ def run_trial(*, node_id: int, plan: dict, parent_adapter: str | None, task: dic
         if p.train.warm_start == "parent" and not parent_adapter:
             raise ValueError("warm_start=parent but the parent has no adapter (it is the base model or failed)")
         fit = dict(data_dir=data_dir, model_path=model_path, train_cfg=p.train.model_dump(), init_adapter=init,
-                   early=early_stopping(p, task, ev),
+                   early=early_stopping(p, task, ev, baseline_score),
                    node_dir=node_dir, num_workers=train_workers, use_gpu=use_gpu, memory_limit_gb=memory_limit_gb,
                    # the trial's share of cores, divided among its workers
                    threads=max(1, threads // train_workers) if threads else threads,
