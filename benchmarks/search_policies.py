@@ -55,14 +55,9 @@ TASK_CONFIGS: dict[str, str] = {}  # task name -> a `trex-ray run` YAML (--task-
 def task_from_config(path: str):
     """The task of a `trex-ray run` YAML (data paths relative to the file), as `trex-ray run` reads it; only
     its task keys count here: every method runs with this benchmark's own model, budget and seeds."""
-    from trex_ray.config import build, load_yaml
+    from trex_ray.config import build, load_config
 
-    data = load_yaml(path)
-    base = os.path.dirname(os.path.abspath(path))
-    for split in ("train", "val", "test"):
-        if isinstance(data.get(split), str) and not os.path.isabs(data[split]):
-            data[split] = os.path.join(base, data[split])
-    task = build(data).task
+    task = build(load_config(path)).task
     task.check()
     return task
 

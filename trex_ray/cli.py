@@ -72,13 +72,9 @@ def _run(cfg, resume: bool = False) -> int:
 
 
 def cmd_run(args) -> int:
-    from trex_ray.config import build, load_yaml
+    from trex_ray.config import build, load_config
 
-    data = load_yaml(args.config)
-    base = os.path.dirname(os.path.abspath(args.config))
-    for split in ("train", "val", "test"):  # relative data paths are relative to the config file
-        if isinstance(data.get(split), str) and not os.path.isabs(data[split]):
-            data[split] = os.path.join(base, data[split])
+    data = load_config(args.config)  # relative data paths are relative to the config file
     data.update(_overrides(args))
     return _run(build(data))
 

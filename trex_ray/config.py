@@ -59,6 +59,16 @@ def build(data: dict) -> RunConfig:
     return RunConfig(task, SearchSettings.of(rest, budget=budget))
 
 
+def load_config(path: str) -> dict:
+    """A `trex-ray run` YAML as a mapping, its relative data paths made relative to the file."""
+    data = load_yaml(path)
+    base = os.path.dirname(os.path.abspath(path))
+    for split in ("train", "val", "test"):
+        if isinstance(data.get(split), str) and not os.path.isabs(data[split]):
+            data[split] = os.path.join(base, data[split])
+    return data
+
+
 def load_yaml(path: str) -> dict:
     if not os.path.isfile(path):
         raise ConfigError("config", f"file not found: {path}", "give the path of a YAML config file")

@@ -375,10 +375,11 @@ def _score_now(r: _Run, config: dict) -> float:
     inner = getattr(r.model, "module", r.model)
     inner.eval()
     try:
+        path = None
         if early.get("ev") is not None and r.cfg["method"] == "lora":
             path = tempfile.mkdtemp(prefix="trex-eval-")
             inner.save_pretrained(path)
-            ev, model, adapter = early["ev"], config["model_path"], shipping.ship(path)
+            ev, model, adapter = early["ev"], config["model_path"], shipping.ship(path, always=True)
         else:
             if r.live is None:
                 from trex_ray.modeling.engines import HFEngine
@@ -391,6 +392,8 @@ def _score_now(r: _Run, config: dict) -> float:
                             metric_options=early.get("metric_options"))
     finally:
         inner.train()
+        if path:  # the adapter went with the request (by value): this step's copy is not kept
+            shutil.rmtree(path, ignore_errors=True)
     return float(out["score"])
 
 
