@@ -319,7 +319,7 @@ def _setup(name, work, quick, same, model_path, ev, threads, cells) -> dict:
     """A task's data, baseline (val and test, also written to the cells) and what Tune's trials need."""
     from trex_ray.executor.evaluate import baseline_eval_cfg, evaluate_task
     from trex_ray.executor.trial import run_baseline
-    from trex_ray.models import count_params
+    from trex_ray.models import model_profile
     from trex_ray.prompting import task_system
     from trex_ray.researcher.heuristic import HeuristicResearcher
 
@@ -329,7 +329,7 @@ def _setup(name, work, quick, same, model_path, ev, threads, cells) -> dict:
     base = run_baseline(task=info, model_path=model_path, run_dir=os.path.join(work, name, "baseline"), ev=ev,
                         eval_cfg=base_cfg, template="{input}", system=task_system(task.goal))
     agent = HeuristicResearcher()
-    brief = agent.analyze({**task.profile(), "base_model": same["model"], "model_params": count_params(model_path)}, base)
+    brief = agent.analyze({**task.profile(), "base_model": same["model"], **model_profile(model_path, task)}, base)
     tests: dict = {}
 
     def test_of(trial):

@@ -175,16 +175,68 @@ def _materialize_tiny(out: Path) -> None:
     tok.save_pretrained(str(out))
 
 
-def count_params(model_path: str) -> int:
-    """Parameter count from the safetensors headers (no weights are loaded)."""
+def model_facts(model_path: str) -> dict:
+    """What planning needs to know of a checkpoint, from its config and safetensors headers (no weights
+    are loaded): parameters, width (`hidden_size`), depth, family, context length, and the names of the
+    linear layers inside its blocks (what LoRA can wrap, whatever the family calls them)."""
+    import json
+
     from safetensors import safe_open
 
-    total = 0
+    cfg_file = Path(model_path) / "config.json"
+    cfg = json.loads(cfg_file.read_text()) if cfg_file.is_file() else {}
+    cfg = {**cfg.get("text_config", {}), **cfg}  # multimodal configs keep the language model's apart
+    total, linear = 0, set()
     for f in Path(model_path).glob("*.safetensors"):
         with safe_open(str(f), framework="np") as st:
             for k in st.keys():
+                shape = st.get_slice(k).get_shape()
                 n = 1
-                for d in st.get_slice(k).get_shape():
+                for d in shape:
                     n *= d
                 total += n
-    return total
+                parts = k.split(".")
+                # a block's 2-D weight: "...layers.<i>.<...>.<name>.weight" (also h.<i>, blocks.<i>)
+                if len(shape) == 2 and parts[-1] == "weight" and any(p.isdigit() for p in parts[:-2]):
+                    linear.add(parts[-2])
+    return {"params": total or None, "hidden_size": cfg.get("hidden_size") or cfg.get("n_embd") or cfg.get("d_model"),
+            "layers": cfg.get("num_hidden_layers") or cfg.get("n_layer"), "model_type": cfg.get("model_type"),
+            "max_positions": cfg.get("max_position_embeddings") or cfg.get("n_positions"),
+            "linear_modules": sorted(linear)}
+
+
+def token_profile(model_path: str, rows: list[dict], system: str, sample: int = 2000) -> dict:
+    """Token lengths of a task's rows under the model's own tokenizer and chat template: the prompt (the
+    system prompt and the input, templated) and the answer, as mean / p50 / p95 / p99 / max over up to
+    `sample` rows spread over the split."""
+    from transformers import AutoTokenizer
+
+    from trex_ray.prompting import render
+
+    tok = AutoTokenizer.from_pretrained(model_path)
+    step = max(1, len(rows) // sample)
+    picked = rows[::step][:sample]
+    prompts = [len(tok(render(tok, r["input"], system), add_special_tokens=False)["input_ids"]) for r in picked]
+    answers = [len(tok(r["output"], add_special_tokens=False)["input_ids"]) + 1 for r in picked]  # + end of turn
+
+    def dist(xs: list[int]) -> dict:
+        xs = sorted(xs)
+        at = lambda q: xs[min(len(xs) - 1, int(len(xs) * q))]  # noqa: E731
+        return {"mean": round(sum(xs) / len(xs), 1), "p50": at(0.5), "p95": at(0.95), "p99": at(0.99), "max": xs[-1]}
+
+    return {"rows": len(picked), "prompt": dist(prompts), "answer": dist(answers),
+            "total": dist([p + a for p, a in zip(prompts, answers)])}
+
+
+def model_profile(model_path: str, task) -> dict:
+    """The model half of requirement analysis, added to `Task.profile()`: the checkpoint's facts and
+    the task's token lengths under its tokenizer."""
+    from trex_ray.prompting import task_system
+
+    facts = model_facts(model_path)
+    out = {"model": facts, "model_params": facts["params"]}
+    try:
+        out["tokens"] = token_profile(model_path, task.rows("train"), task_system(task.goal))
+    except (OSError, ValueError) as e:  # no usable tokenizer: planning falls back to character counts
+        logging.getLogger(__name__).warning("token lengths not measured (%s); sizing from character counts", e)
+    return out

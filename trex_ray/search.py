@@ -227,10 +227,9 @@ class Search:
         """Requirement analysis, once per run (a resumed run keeps its brief)."""
         brief = runs.load_brief(self.run_dir)
         if brief is None:
-            from trex_ray.models import count_params
+            from trex_ray.models import model_profile
 
-            profile = {**self.task.profile(), "base_model": self.s.base_model,
-                       "model_params": count_params(self.model_path)}
+            profile = {**self.task.profile(), "base_model": self.s.base_model, **model_profile(self.model_path, self.task)}
             brief = self.agent.analyze(profile, root["result"])
             runs.save_brief(self.run_dir, brief)
             self.record({"type": "brief", "brief": brief})

@@ -221,7 +221,9 @@ def _setup(config: dict) -> _Run:
     _limit_memory(config.get("memory_limit_gb"))
     examples, cut = tokenize_rows(tok, rows, cfg["max_seq_len"])
     if not examples:
-        raise ValueError("no trainable examples after tokenisation")
+        raise ValueError(f"no trainable examples after tokenisation: none of the {len(rows)} rows keeps an answer token "
+                         f"within max_seq_len {cfg['max_seq_len']} (the prompt fills it); raise train.max_seq_len or "
+                         "shorten the prompt template")
     n_examples = len(examples)
     if cfg.get("packing"):
         import random

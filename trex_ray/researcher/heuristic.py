@@ -20,6 +20,7 @@ adds LLM-written examples (restricted to the label set on classification tasks).
 
 from __future__ import annotations
 
+import math
 import random
 import re
 from collections import Counter, defaultdict
@@ -30,6 +31,7 @@ from trex_ray.aidp.ops import catalogue
 from trex_ray.memory import loss_tail_drop
 from trex_ray.plan import EvalConfig, Plan, Recipe, TrainConfig
 from trex_ray.prompting import task_system
+from trex_ray.researcher.sizing import first_settings
 
 TEMPLATES = [
     "{input}",
@@ -74,15 +76,21 @@ def _failure_kind(node: dict) -> str:
 
 def signals(ctx: dict) -> dict:
     """What is known where the next plan starts, as the names `DIRECTIONS` react to: failed (the parent's
-    latest finished child failed; with the kind: diverged, resources or any), underfitting, memorised,
+    latest finished child failed in training; with the kind: diverged or resources), broke (the direction
+    of a latest child that failed otherwise), underfitting, memorised,
     format, wrong value (the parent's diagnosis), improved, regressed (the parent against its own)."""
     parent = ctx["parent"]
     done = [c for c in ctx.get("children") or [] if c["status"] in ("ok", "failed")]
-    if done and done[-1]["status"] == "failed":  # the last try from here failed: that decides
-        return {"failed": _failure_kind(done[-1])}
-    if parent["plan"] is None:
-        return {}
     sig: dict = {}
+    if done and done[-1]["status"] == "failed":
+        kind = _failure_kind(done[-1])
+        if kind != "any":  # the last try from here failed in training (diverged, out of resources): that decides
+            return {"failed": kind}
+        # any other failure (a recipe that left no rows, a prompt too long for the sequence limit) says
+        # nothing of how training went: the change that broke is avoided here, the parent's result decides
+        sig["broke"] = done[-1].get("direction")
+    if parent["plan"] is None:
+        return sig
     loss = parent.get("loss_first_last")
     cats = parent.get("categories") or {}
     bad = sum(cats.values()) or 1
@@ -112,12 +120,14 @@ def _train(update):
     return change
 
 
-def _more_capacity(t: TrainConfig) -> dict | None:
+def _more_capacity(agent, base: Plan, brief, parent, rng):
+    t = base.train
     if t.lora_r >= 64:
         return None
-    # the MLP projections first (a large gain for small models), then rank
-    mods = sorted(set(t.target_modules) | {"gate_proj", "up_proj", "down_proj"})
-    return {"lora_r": t.lora_r * 2, "lora_alpha": t.lora_alpha * 2, "target_modules": mods}
+    # every linear layer the first plan could wrap (the MLP's too: a large gain for small models), twice the rank
+    every = (brief.get("start") or {}).get("target_modules") or ["gate_proj", "up_proj", "down_proj"]
+    mods = sorted(set(t.target_modules) | set(every))
+    return base.recipe.to_yaml_list(), {"lora_r": t.lora_r * 2, "lora_alpha": t.lora_alpha * 2, "target_modules": mods}, ""
 
 
 def _cleaner_data(agent, base: Plan, brief, parent, rng):
@@ -159,8 +169,13 @@ def _prompt_format(agent, base: Plan, brief, parent, rng):
     cur = ops[i]["format"].get("template", "{input}")
     goal = brief.get("goal") or brief.get("objective", "")
     options = [x for x in (t.replace("{goal}", goal) for t in TEMPLATES) if x != cur]
-    ops[i] = {"format": {**ops[i]["format"], "template": rng.choice(options)}}
-    return ops, {}, ""
+    new = rng.choice(options)
+    ops[i] = {"format": {**ops[i]["format"], "template": new}}
+    # a longer template takes its room from the answer: the sequence limit grows with it (~3 characters
+    # a token, rounded up to 16), or rows sized to the old limit would lose their answers
+    extra = math.ceil(max(0, len(new) - len(cur)) / 3)
+    train = {"max_seq_len": base.train.max_seq_len + 16 * math.ceil(extra / 16)} if extra else {}
+    return ops, train, ""
 
 
 def _warm_start(agent, base: Plan, brief, parent, rng):
@@ -182,9 +197,9 @@ def _can(brief: dict, op: str) -> bool:
 @dataclass(frozen=True)
 class Direction:
     """One way to refine a plan. `prior`: its weight with nothing known; `boosts`: weight added for each
-    signal of the parent's result (`signals`); `failed`: its weight after a failed parent, by the kind
-    of failure ("any" for the rest); `change`: the plan with it applied (None at its limit); `why`: the
-    rationale written into the plan."""
+    signal of the parent's result (`signals`); `failed`: its weight after the parent's latest child failed
+    in training, by the kind of failure (diverged, resources; "any": the default for a kind not named);
+    `change`: the plan with it applied (None at its limit); `why`: the rationale written into the plan."""
 
     name: str
     prior: float
@@ -210,7 +225,7 @@ DIRECTIONS: tuple[Direction, ...] = (
               _train(lambda t: None if t.learning_rate <= 2e-5 else {"learning_rate": t.learning_rate / 2}),
               "steadier optimisation with a smaller step"),
     Direction("more LoRA capacity", 0.8, {"underfitting": 1.0, "wrong value": 0.5}, {"resources": 0.0},
-              _train(_more_capacity), "more adapter capacity (MLP projections too) for what the model gets wrong"),
+              _more_capacity, "more adapter capacity (MLP projections too) for what the model gets wrong"),
     Direction("less LoRA capacity", 0.4, {}, {"any": 1.0, "diverged": 1.0, "resources": 3.0},
               _train(lambda t: None if t.lora_r <= 2 else {"lora_r": t.lora_r // 2,
                                                            "lora_alpha": max(1, t.lora_alpha // 2)}),
@@ -221,7 +236,8 @@ DIRECTIONS: tuple[Direction, ...] = (
               "more training examples"),
     Direction("prompt format", 0.6, {"format": 1.5}, {}, _prompt_format,
               "the outputs miss the expected format; state the task and answer format in the prompt"),
-    Direction("warm start from parent", 0.0, {"improved": 2.0}, {}, _warm_start,
+    # a parent still learning at its cap: continuing its adapter is the cheapest way to train longer
+    Direction("warm start from parent", 0.0, {"improved": 2.0, "underfitting": 2.0}, {}, _warm_start,
               "the parent improved; continue training its adapter gently"),
 )
 BY_NAME = {d.name: d for d in DIRECTIONS}
@@ -234,9 +250,6 @@ class HeuristicResearcher:
     def analyze(self, profile: dict, baseline: dict) -> dict:
         train = profile["train"]
         n = train["rows"]
-        chars = train["input_chars"]["p95"] + train["output_chars"]["p95"]
-        # ~3.5 characters a token in English, plus the chat template's own tokens
-        seq = min(2048, max(64, 1 << (int(chars / 3.5 + 60) - 1).bit_length()))
         risks = []
         if n < 300:
             risks.append(f"small training set ({n} rows): over-fitting, keep epochs and capacity moderate")
@@ -249,13 +262,7 @@ class HeuristicResearcher:
         cats = self._categories(baseline.get("bad_cases", []))
         if cats.get("wrong format", 0) + cats.get("verbose", 0) > len(baseline.get("bad_cases", [])) / 2:
             risks.append("the base model mostly answers in the wrong format: training on the answer format matters")
-        out_len = train["output_chars"]["p95"]
-        params = profile.get("model_params") or 1e9
-        # LoRA learning rates shrink with model size (tiny test models need large steps)
-        lr = 1e-2 if params < 2e7 else 2e-3 if params < 5e8 else 1e-3 if params < 5e9 else 5e-4
-        steps_target = 40  # enough optimizer steps for LoRA to take hold, few enough for a quick first trial
-        batch = 8 if n >= 64 else 4
-        epochs = max(1.0, min(4.0, round(steps_target * batch / max(n, 1), 1)))
+        start = first_settings(profile)
         return {
             "objective": profile.get("goal") or f"improve {profile['metric']} on {profile['name']}",
             "metric": profile["metric"],
@@ -263,15 +270,9 @@ class HeuristicResearcher:
             "train_rows": n,
             "risks": risks,
             "baseline_failures": cats,
-            "start": {
-                "max_seq_len": seq,
-                "max_new_tokens": max(8, min(1024, int(out_len / 2.5) + 8)),
-                "epochs": epochs,
-                "batch_size": batch,
-                "learning_rate": lr,
-                "lora_r": 8,
-                "dedup": bool(profile.get("train_duplicates")),
-            },
+            "start": {**{k: v for k, v in start.items() if k != "why"},
+                      "dedup": bool(profile.get("train_duplicates"))},
+            "sizing": start["why"],
             "goal": profile.get("goal", ""),
             "labels": sorted(profile.get("label_balance") or {}) or None,
             "data_ops": [op["name"] for op in catalogue()],
@@ -286,10 +287,12 @@ class HeuristicResearcher:
         ops.append({"format": {"template": "{input}", "system": self._system(brief)}})
         return Plan(
             direction="standard LoRA SFT",
-            rationale="A first LoRA fine-tune on the task data with settings sized to the data profile.",
+            rationale="A first LoRA fine-tune on the task data with settings sized to the data profile"
+                      + (f" ({'; '.join(brief['sizing'])})." if brief.get("sizing") else "."),
             recipe=Recipe(ops=ops),
             train=TrainConfig(lora_r=s["lora_r"], lora_alpha=2 * s["lora_r"], learning_rate=s["learning_rate"],
-                              epochs=s["epochs"], batch_size=s["batch_size"], max_seq_len=s["max_seq_len"]),
+                              epochs=s["epochs"], batch_size=s["batch_size"], max_seq_len=s["max_seq_len"],
+                              **({"target_modules": s["target_modules"]} if s.get("target_modules") else {})),
             eval=EvalConfig(max_new_tokens=s["max_new_tokens"]),
         )
 
@@ -349,6 +352,8 @@ class HeuristicResearcher:
             w = {d.name: d.prior + sum(v for k, v in d.boosts.items() if k in sig) for d in DIRECTIONS}
             if "improved" in sig and parent["direction"] in w:  # the last step helped: more of it
                 w[parent["direction"]] += 1.0
+        if sig.get("broke") in w:  # it failed from this very parent last time
+            w[sig["broke"]] *= 0.25
         everywhere, here = ctx.get("directions") or {}, ctx.get("directions_here") or {}
         for name in w:
             helped = (everywhere.get(name) or {}).get("helped", 0)
