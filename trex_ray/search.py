@@ -268,10 +268,12 @@ class Search:
 
     def ahead(self) -> int:
         """Plans to have ready beyond the free slots: none while the researcher answers quickly (a plan made
-        early has seen fewer results); as many as trials finish while it thinks, when it is slow."""
+        early has seen fewer results); when it is slow, as many as trials finish while it thinks, plus one
+        standard deviation of that count (finishes are near Poisson: a burst must not find the queue empty)."""
         if self.think_s < 0.5 or not self.trial_s:
             return 0
-        return min(self.max_concurrent, math.ceil(self.max_concurrent * self.think_s / self.trial_s))
+        finishing = self.max_concurrent * self.think_s / self.trial_s
+        return min(self.max_concurrent, math.ceil(finishing + math.sqrt(finishing)))
 
     def proposals_wanted(self) -> int:
         """Proposals to start now: for the free slots and the plans to have ready, within what the budget

@@ -199,6 +199,16 @@ def test_the_kind_of_failure_steers_the_next_direction(agent, brief):
     assert oom["more epochs"] == oom["more LoRA capacity"] == 0
 
 
+def test_a_longer_prompt_template_raises_the_sequence_limit(agent, brief):
+    """A demo trial failed with no trainable examples: the new template filled the limit sized to the old."""
+    base = agent.initial_plan(brief)
+    for seed in range(6):
+        plan = agent._apply("prompt format", base, brief, {"plan": base.model_dump()}, random.Random(seed))
+        grown = len(plan.recipe.prompt.template) - len(base.recipe.prompt.template)
+        assert grown > 0 and plan.train.max_seq_len >= base.train.max_seq_len + grown / 3
+        assert (plan.train.max_seq_len - base.train.max_seq_len) % 16 == 0
+
+
 def test_format_failures_favour_prompt_format(agent, brief):
     fmt = _direction_counts(agent, brief, _parent_ctx(agent, brief, categories={"wrong format": 8, "wrong value": 2}), 400)
     val = _direction_counts(agent, brief, _parent_ctx(agent, brief, categories={"wrong value": 10}), 400)
