@@ -10,6 +10,7 @@
     trex-ray export runs/<run> OUT [--node N] [--no-merge]   the best (or any) node's model as an HF checkpoint
     trex-ray data run recipe.yaml --out DIR   run a data recipe by hand; per-op row counts
 
+Flags are the config keys, written with underscores or dashes alike (--max_concurrent, --max-concurrent).
 Mistakes in input exit with code 2 and one line naming the field and the fix.
 """
 
@@ -34,14 +35,19 @@ def _is_mapping(field) -> bool:
                for k in _kinds(field))
 
 
+def _flags(name: str) -> list[str]:
+    """A key's command-line flags: with underscores as in the YAML, and with dashes (--max-concurrent)."""
+    return [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
+
+
 def _add_overrides(p: argparse.ArgumentParser) -> None:
     from trex_ray.config import FIELDS
 
     for name, field in FIELDS.items():
         if typing.get_origin(_kinds(field)[0]) is list:
-            p.add_argument(f"--{name}", nargs="+", default=None, help=field.description)
+            p.add_argument(*_flags(name), dest=name, nargs="+", default=None, help=field.description)
         else:
-            p.add_argument(f"--{name}", type=str, default=None, help=field.description)
+            p.add_argument(*_flags(name), dest=name, type=str, default=None, help=field.description)
 
 
 def _overrides(args: argparse.Namespace) -> dict:
@@ -253,7 +259,10 @@ def _log_to_stderr() -> None:
     """trex-ray's own log (notices and warnings; TREX_RAY_VERBOSE=1: debug too) on stderr, one line each."""
     import logging
 
-    handler = logging.StreamHandler(sys.stderr)
+    class Stderr(logging.StreamHandler):  # whatever sys.stderr is when a line is written (main() may run again)
+        stream = property(lambda self: sys.stderr, lambda self, value: None)
+
+    handler = Stderr()
     handler.setFormatter(logging.Formatter("trex-ray: %(levelname)s: %(message)s"))
     log = logging.getLogger("trex_ray")
     if not log.handlers:
@@ -283,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="output folder (parquet, JSONL, stats.json)")
     p.add_argument("--hf", action="store_true", help="also write an HF datasets folder (prompt/completion chat)")
     for key in ("train", "val", "test", "input_field", "output_field"):
-        p.add_argument(f"--{key}", default=None)
+        p.add_argument(*_flags(key), dest=key, default=None)
     p.set_defaults(fn=cmd_data_run)
     p = sub.add_parser("show", help="print the tree of a run folder")
     p.add_argument("run")
@@ -296,7 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("run")
     p.add_argument("out", help="a new folder")
     p.add_argument("--node", type=int, default=None, help="node id (default: the best node)")
-    p.add_argument("--no-merge", action="store_true", help="write the LoRA adapter alone (a PEFT folder)")
+    p.add_argument("--no-merge", "--no_merge", dest="no_merge", action="store_true",
+                   help="write the LoRA adapter alone (a PEFT folder)")
     p.set_defaults(fn=cmd_export)
     p = sub.add_parser("status", help="what a search is doing: from its run folder, or live from the cluster")
     p.add_argument("run", nargs="?", help="run folder (or its name, with --address)")

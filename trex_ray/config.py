@@ -5,7 +5,7 @@ each declared (and documented) there; every key can be overridden on the command
     # trex-ray run examples/clock.yaml --storage runs/
     name: clock
     train: data/train.jsonl
-    trials: 6
+    trials: 6                 # or nested: budget: {trials: 6, wall_clock_s: 1800}
     ...
 """
 
@@ -34,8 +34,28 @@ class RunConfig:
     settings: SearchSettings
 
 
+def flatten_budget(data: dict) -> dict:
+    """A nested `budget: {trials: 4, wall_clock_s: 600}` as the flat keys; a flat key given as well (a
+    command-line override) wins."""
+    if "budget" not in data:
+        return data
+    data = dict(data)
+    nested = data.pop("budget")
+    if nested is None:
+        return data
+    if not isinstance(nested, dict):
+        raise ConfigError("budget", f"must be a mapping of limits, got {nested!r}",
+                          f"e.g. budget: {{trials: 4, wall_clock_s: 600}} (limits: {', '.join(Budget.model_fields)})")
+    for k, v in nested.items():
+        if k not in Budget.model_fields:
+            raise ConfigError(f"budget.{k}", "unknown budget limit", f"known: {', '.join(Budget.model_fields)}")
+        data.setdefault(k, v)
+    return data
+
+
 def build(data: dict) -> RunConfig:
     """A config mapping (YAML, with command-line overrides on top) as the task and the search's settings."""
+    data = flatten_budget(data)
     unknown = [k for k in data if k not in FIELDS]
     if unknown:
         raise ConfigError(unknown[0], "unknown config key", f"known keys: {', '.join(FIELDS)}")
@@ -63,6 +83,11 @@ def load_config(path: str) -> dict:
     """A `trex-ray run` YAML as a mapping, its relative data paths made relative to the file."""
     data = load_yaml(path)
     base = os.path.dirname(os.path.abspath(path))
+    if data.get("hf"):  # train/val/test name the dataset's splits; a local dataset folder is relative to the file
+        hf = str(data["hf"])
+        if not os.path.isabs(hf) and os.path.exists(os.path.join(base, hf)):
+            data["hf"] = os.path.join(base, hf)
+        return data
     for split in ("train", "val", "test"):
         if isinstance(data.get(split), str) and not os.path.isabs(data[split]):
             data[split] = os.path.join(base, data[split])

@@ -42,11 +42,14 @@ and its normalisation:
   a 1-10 grade (JUDGE_SYSTEM / JUDGE_USER), takes the first integer of the reply and, when it is
   1..10, maps it to (n - 1) / 9 (anything else: 0). Outputs are not normalised. Corpus score: the mean. Detail: the raw
   judge reply (with `make_llm_judge`).
+- `module:function`: your own, `function(prediction, reference, row) -> float` in [0, 1] per example (`row`:
+  the example's record as in the data); outputs are not normalised. Corpus score: the mean (`custom_metric`).
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -113,12 +116,14 @@ class Metric:
     `context_field`: what grading needs beyond the reference text, e.g. a benchmark's sub-task id or
     the constraints an open-ended answer must satisfy): `compute(preds, refs, labels, options, judge,
     contexts)`. Metrics outside this module are registered with `register_metric` or, so that Ray
-    workers find them too, as entry points of the `trex_ray.metrics` group (a `Metric` or a list)."""
+    workers find them too, as entry points of the `trex_ray.metrics` group (a `Metric` or a list). A
+    metric named `module:function` is your own function (`custom_metric`)."""
     name: str
     compute: Callable[..., Scored]
     best: float = 1.0
     options: Mapping[str, Any] = field(default_factory=dict)  # accepted options and their defaults
     context: bool = False
+    row: bool = False  # the context is each example's whole record (a task gives it; no context_field needed)
 
     def __call__(self, pred: str, ref: str, labels: Sequence[str] | None = None) -> float:
         return score(self.name, [pred], [ref], labels).per_example[0]
@@ -374,12 +379,83 @@ def load_plugins() -> None:
     _PLUGINS_LOADED = True
 
 
+def _import_ref(ref: str) -> Any:
+    """The object `module:qualname` names, imported as Ray's workers will (the working directory is on
+    their path: it is put on this process's too)."""
+    import importlib
+    import os
+    import sys
+
+    mod_name, _, qual = ref.partition(":")
+    if not mod_name or not qual or not all(p.isidentifier() for p in mod_name.split(".") + qual.split(".")):
+        raise ValueError(f"metric {ref!r} is not a name of the form module:function")
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.append(cwd)
+    try:
+        obj = importlib.import_module(mod_name)
+    except ImportError as e:
+        raise ValueError(f"metric {ref!r}: cannot import module {mod_name!r} ({e}); it must be importable from "
+                         f"the working directory ({cwd}) or PYTHONPATH") from None
+    for part in qual.split("."):
+        if not hasattr(obj, part):
+            raise ValueError(f"metric {ref!r}: module {mod_name!r} has no {qual!r}")
+        obj = getattr(obj, part)
+    return obj
+
+
+def custom_metric(ref: str) -> Metric:
+    """Your own metric, `module:function`: `function(prediction, reference, row) -> float` in [0, 1] grades
+    one example (`row`: the example's record as it is in the data, all its fields; None where a caller
+    has no record). The corpus score is the mean. Found by name, so Ray workers and a resumed run import
+    it too."""
+    fn = _import_ref(ref)
+    if not callable(fn):
+        raise ValueError(f"metric {ref!r} is a {type(fn).__name__}, not a function")
+
+    def compute(preds, refs, labels, options, judge, contexts) -> Scored:
+        per = []
+        for p, r, row in zip(preds, refs, contexts):
+            v = fn(p, r, row)
+            if isinstance(v, bool) or not isinstance(v, numbers.Real):
+                raise ValueError(f"metric {ref!r} returned {v!r} (a {type(v).__name__}); it must return a number "
+                                 "in [0, 1]")
+            v = float(v)
+            if not 0.0 <= v <= 1.0:  # also NaN
+                raise ValueError(f"metric {ref!r} returned {v!r}; it must return a number in [0, 1]")
+            per.append(v)
+        return Scored(_mean(per), per, [{} for _ in per])
+
+    return Metric(ref, compute, context=True, row=True)
+
+
+def metric_ref(fn: Any) -> str:
+    """The `module:qualname` a Python function is found by again (in Ray workers, in a resumed run);
+    ValueError for one that cannot be (a lambda, a nested function, one defined in the script run)."""
+    mod, qual = getattr(fn, "__module__", None), getattr(fn, "__qualname__", None)
+    if not mod or not qual or mod == "__main__" or "<" in qual:
+        where = "a lambda or nested function" if qual and "<" in qual else "defined in the script being run"
+        raise ValueError(f"{getattr(fn, '__name__', fn)!r} ({where}) cannot be found by name by Ray's workers or "
+                         "a resumed run")
+    ref = f"{mod}:{qual}"
+    try:
+        found = _import_ref(ref)
+    except ValueError as e:
+        raise ValueError(f"{qual!r} cannot be imported again as {ref!r} ({e})") from None
+    if found is not fn:
+        raise ValueError(f"{ref!r} names another object than the function given")
+    return ref
+
+
 def metric_names() -> list[str]:
     load_plugins()
     return list(METRICS)
 
 
 def get_metric(metric: str) -> Metric:
+    if metric not in METRICS and ":" in metric:  # your own function, module:function
+        METRICS[metric] = custom_metric(metric)
+        METRIC_BEST[metric] = 1.0
     if metric not in METRICS:
         load_plugins()
     if metric not in METRICS:
@@ -396,6 +472,8 @@ def score(metric: str, preds: Sequence[str], refs: Sequence[str], labels: Sequen
     preds, refs = list(preds), list(refs)
     if len(preds) != len(refs):
         raise ValueError(f"metric {metric!r}: {len(preds)} predictions but {len(refs)} references")
+    if m.row and contexts is None:
+        contexts = [None] * len(preds)
     if m.context and (contexts is None or len(contexts) != len(preds)):
         raise ValueError(f"metric {metric!r} grades with a per-example context: pass contexts= (one per example; "
                          "a task's context_field)")

@@ -37,11 +37,14 @@ def find_latest(storage: str, task_name: str) -> str | None:
 
 
 def open_run_dir(storage: str, task: Task, run_name: str | None, resume: bool, settings: dict) -> str:
+    """The run folder, new (its config.yaml written) or resumed; either way holding `splits.json` and, where
+    the task's own files are not what the data pipeline reads, the rows as read in `data/` (`Task.write_data`)."""
     if resume:
         run_dir = os.path.join(storage, run_name) if run_name else find_latest(storage, task.name)
         if not run_dir or not os.path.exists(os.path.join(run_dir, "journal.jsonl")):
             raise ConfigError("resume", f"no run to resume for task {task.name!r} in {storage!r}",
                               "give run_name of an existing run folder, or start a new run without resume")
+        task.write_data(os.path.abspath(run_dir))
         return os.path.abspath(run_dir)
     run_name = run_name or f"{task.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir = os.path.abspath(os.path.join(storage, run_name))
@@ -50,13 +53,11 @@ def open_run_dir(storage: str, task: Task, run_name: str | None, resume: bool, s
                           "resume it (trex-ray resume / resume=True) or choose another run_name")
     os.makedirs(run_dir, exist_ok=True)
     # the task with absolute paths, then the settings (`SearchSettings.persisted`): what resume reads back
-    config = {**task.model_dump(exclude_none=True), **settings, "storage": os.path.abspath(storage),
-              "run_name": run_name}
-    for split in ("train", "val", "test"):
-        config[split] = task.path(split)
+    config = {**task.to_config(), **settings, "storage": os.path.abspath(storage), "run_name": run_name}
     with open(os.path.join(run_dir, "config.yaml"), "w") as f:
         f.write(f"# resume with: trex-ray resume {run_dir}\n")
         yaml.safe_dump(config, f, sort_keys=False)
+    task.write_data(run_dir)
     return run_dir
 
 

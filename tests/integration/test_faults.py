@@ -21,8 +21,8 @@ def _task(tmp, *, long: bool = False):
     rows = majority_rows(200, 0)
     if long:  # 64 prompts of ~700 tokens: one full batch needs GBs of attention activations
         rows = [{**r, "question": (r["question"] + " ") * 70} for r in rows[:64]]
-    paths = {s: write_jsonl(tmp / "data" / f"{s}.jsonl", rows if s == "train" else majority_rows(8, 1))
-             for s in ("train", "val", "test")}
+    paths = {s: write_jsonl(tmp / "data" / f"{s}.jsonl", rows if s == "train" else majority_rows(8, i))
+             for i, s in enumerate(("train", "val", "test"))}  # val and test distinct: a search refuses a leak
     return trex_ray.Task.from_jsonl(name="majority", input_field="question", output_field="answer", metric="accuracy",
                                     labels=["yes", "no"], goal="Answer yes or no.", **paths)
 
