@@ -78,7 +78,8 @@ def read_file(path: str, split: str) -> tuple[list[tuple[str, Any]], bool]:
             raise ConfigError(split, f"{path} is not a readable parquet file ({e})", "give a parquet file") from None
         return [(f"row {i}", r) for i, r in enumerate(table.to_pylist(), 1)], False
     with open(path, "rb") as f:
-        text = _utf8(f.read(), path, split)
+        data = f.read()
+    text = _utf8(data, path, split)
     if ext in (".csv", ".tsv"):
         reader = csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if ext == ".tsv" else ",")
         out = []
@@ -102,7 +103,7 @@ def read_file(path: str, split: str) -> tuple[list[tuple[str, Any]], bool]:
             out.append((f"line {n}", json.loads(line)))
         except json.JSONDecodeError as e:
             raise ConfigError(split, f"{path} line {n} is not valid JSON ({e.msg})", "fix or remove that line") from None
-    return out, True
+    return out, not data.startswith(b"\xef\xbb\xbf")  # the pipeline reads JSON lines without a byte-order mark
 
 
 _SLICE = re.compile(r"^\s*([^\[\]]+?)\s*(?:\[\s*(-?\d*%?)\s*:\s*(-?\d*%?)\s*\])?\s*$")

@@ -506,3 +506,33 @@ def test_cli_metric_module_function_reaches_the_search_checks(tmp_path, metric_m
     assert main(["run", str(cfg)]) == 2
     err = capsys.readouterr().err.splitlines()[-1]
     assert err.startswith(f"trex-ray: error: metric: {metric_module}:out_of_range failed on the first val row")
+
+
+def test_the_readme_example_of_your_own_data_runs_as_written(tmp_path, monkeypatch):
+    """The README's my_metrics.py and task YAML, as written there, pass every check a search makes first."""
+    readme = open(os.path.join(os.path.dirname(__file__), "..", "..", "README.md"), encoding="utf-8").read()
+    code = readme.split("```python\n# my_metrics.py\n", 1)[1].split("```", 1)[0]
+    cfg = yaml.safe_load(readme.split("```yaml\n# trex-ray run task.yaml", 1)[1].split("\n", 1)[1].split("```", 1)[0])
+    name = f"readme_metrics_{os.getpid()}"
+    (tmp_path / f"{name}.py").write_text(code)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    rows = [{"question": f"my order {i} is late", "answer": f"sorry, order {i} ships today",
+             "keywords": ["sorry", "ships"]} for i in range(30)]
+    write_jsonl(tmp_path / cfg["train"], rows)
+    cfg["metric"] = cfg["metric"].replace("my_metrics", name)
+    run = build({**cfg, "base_model": "tiny-random"})
+    assert run.settings.budget.trials == 8 and run.settings.budget.wall_clock_s == 3600
+    run.task.check()
+    assert score(run.task.metric, ["Sorry! It ships today"], ["x"], contexts=[rows[0]]).score == 1.0
+    sys.modules.pop(name, None)
+
+
+def test_a_jsonl_file_with_a_byte_order_mark_is_read_and_given_to_the_pipeline_without_it(tmp_path):
+    p = tmp_path / "bom.jsonl"
+    p.write_bytes(b"\xef\xbb\xbf" + "".join(json.dumps(r) + "\n" for r in qa_rows(30)).encode())
+    paths = _disjoint(tmp_path, lambda n, s: qa_rows(n, s))
+    t = Task.from_jsonl("b", train=str(p), val=paths["val"], test=paths["test"], input_field="question",
+                        output_field="answer")
+    assert t.rows("train")[0] == {"input": "what is item number 0?", "output": "00:00"}
+    assert t.info()["train"] != str(p)  # rewritten: the pipeline's JSON lines reader would drop the first line
