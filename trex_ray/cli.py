@@ -44,10 +44,11 @@ def _add_overrides(p: argparse.ArgumentParser) -> None:
     from trex_ray.config import FIELDS
 
     for name, field in FIELDS.items():
+        text = (field.description or "").replace("%", "%%")  # argparse formats help with %
         if typing.get_origin(_kinds(field)[0]) is list:
-            p.add_argument(*_flags(name), dest=name, nargs="+", default=None, help=field.description)
+            p.add_argument(*_flags(name), dest=name, nargs="+", default=None, help=text)
         else:
-            p.add_argument(*_flags(name), dest=name, type=str, default=None, help=field.description)
+            p.add_argument(*_flags(name), dest=name, type=str, default=None, help=text)
 
 
 def _overrides(args: argparse.Namespace) -> dict:

@@ -417,6 +417,15 @@ def test_flags_take_dashes_or_underscores(data_files, tmp_path, capsys):
     assert build({**_cfg(data_files, trials=1), "allow_overlap": "true"}).task.allow_overlap is True
 
 
+@pytest.mark.parametrize("command", [["run", "x.yaml"], ["demo"], ["resume", "r"]])
+def test_help_lists_every_key_with_both_spellings(command, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([*command, "--help"])  # a description holding "%" (5%) broke argparse's help once
+    out = capsys.readouterr().out
+    assert e.value.code == 0 and "--max_concurrent MAX_CONCURRENT, --max-concurrent MAX_CONCURRENT" in out
+    assert "--allow_overlap" in out and "5%" in out
+
+
 # -- your own metric -------------------------------------------------------------------------------
 METRIC_SRC = '''
 def overlap(prediction, reference, row):
