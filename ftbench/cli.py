@@ -81,7 +81,8 @@ def cmd_run(args) -> int:
     rec = run(args.task, args.model, runs=args.runs, profile=args.profile, policy=args.policy,
               budget_trials=args.budget_trials, wall_clock_s=args.wall_clock_s, researcher=args.researcher,
               max_concurrent=args.max_concurrent, data_dir=args.data_dir, evaluator=args.evaluator, seed=args.seed,
-              run_name=args.run_name, resume=args.resume)
+              run_name=args.run_name, resume=args.resume,
+              **({"max_epochs": args.max_epochs} if args.max_epochs is not None else {}))
     gain = rec["relative_gain"]
     print(f"\n{rec['task']}: base {rec['base']:.3f} -> best {rec['best']:.3f} on test"
           + ("" if gain is None else f" ({100 * gain:+.1f}%)") + f", {rec['nodes']} nodes; {rec['run_dir']}")
@@ -116,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--wall-clock-s", type=float, default=None)
     p.add_argument("--researcher", default="heuristic", help="heuristic | anthropic | openai | vllm | local | auto")
     p.add_argument("--max-concurrent", type=int, default=2)
+    p.add_argument("--max-epochs", type=float, default=None, help="the most epochs any trial may train (a cost cap)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--run-name", default=None)
     p.add_argument("--resume", action="store_true", help="continue the run --run-name (same task and profile)")

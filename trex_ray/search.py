@@ -229,7 +229,8 @@ class Search:
         if brief is None:
             from trex_ray.models import model_profile
 
-            profile = {**self.task.profile(), "base_model": self.s.base_model, **model_profile(self.model_path, self.task)}
+            profile = {**self.task.profile(), "base_model": self.s.base_model, "max_epochs": self.s.max_epochs,
+                       **model_profile(self.model_path, self.task)}
             brief = self.agent.analyze(profile, root["result"])
             runs.save_brief(self.run_dir, brief)
             self.record({"type": "brief", "brief": brief})
@@ -338,6 +339,12 @@ class Search:
                 "train": plan.train.model_copy(update={"warm_start": "base"}),
                 "rationale": (plan.rationale + " (warm start is off in this search: trained from the base "
                               "model)").strip()})
+        cap = self.s.max_epochs
+        if cap is not None and plan.train.epochs > cap:  # the search's cost cap on every trial
+            plan = plan.model_copy(update={
+                "train": plan.train.model_copy(update={"epochs": cap}),
+                "rationale": (plan.rationale + f" (cut from {plan.train.epochs:g} to this search's max_epochs "
+                              f"{cap:g})").strip()})
         self.launched.add(plan.signature(parent_id))
         nid = self.call(self.tree.add_node, parent_id, plan.model_dump(), plan.signature(parent_id))
         self._run_trial(nid, parent_id, plan)

@@ -77,6 +77,9 @@ class SearchSettings(BaseModel):
                                      "smollm2-135m} (default: the base model, run locally).")
     trial_timeout_s: float | None = Field(None, gt=0, description="A trial running longer is stopped and recorded "
                                           "as failed (timeout); its resources are freed.")
+    max_epochs: float | None = Field(None, gt=0, le=100, description="The most epochs any trial may train: a cost "
+                                     "cap on every plan (the first plan is sized within it; a longer plan is cut to it)."
+                                     )
     trial_memory_gb: float | None = Field(None, gt=0, description="Memory a training worker may take on top of its "
                                           "model (Linux); past it the trial retries in micro-batches, then fails.")
     train_resources: dict[str, float] | None = Field(None, description="Resources each training worker asks for "

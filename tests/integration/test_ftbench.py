@@ -23,7 +23,9 @@ def test_ftbench_run_on_sst2_lite_beats_the_base_model_on_test(tmp_path):
     env.pop("RAY_ADDRESS", None)
     proc = subprocess.run(
         [sys.executable, "-m", "ftbench", "run", "--task", "sst2", "--profile", "lite", "--runs", str(runs),
-         "--budget-trials", "1", "--max-concurrent", "1", "--run-name", "sst2-lite"],
+         "--budget-trials", "1", "--max-concurrent", "1", "--run-name", "sst2-lite",
+         # a cost cap (the first plan would train 3 epochs, ~4x as long on 2 cores): one epoch already wins
+         "--max-epochs", "1"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     rec = json.loads((runs / "sst2-lite" / "ftbench.json").read_text())
@@ -36,6 +38,8 @@ def test_ftbench_run_on_sst2_lite_beats_the_base_model_on_test(tmp_path):
     trial = nodes[1]
     assert trial["status"] == "ok", trial.get("error")
     assert trial["train_stats"]["loss_curve"][-1] < trial["train_stats"]["loss_curve"][0]
+    plan = next(e["plan"] for e in events if e["type"] == "node_added" and e["id"] == 1)
+    assert plan["train"]["epochs"] == 1 and "caps epochs" in plan["rationale"]  # sized within the cap
     assert rec["best_node"] == 1 and trial["score"] > nodes[0]["score"]  # the gain on val too
     manifest = json.loads((runs / "data" / "sst2-lite" / "manifest.json").read_text())
     assert manifest["rows"]["test"] == 200

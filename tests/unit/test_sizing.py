@@ -81,3 +81,17 @@ def test_model_facts_and_token_profile_of_real_checkpoints(tmp_path):
     assert tok["prompt"]["p50"] > tok["answer"]["p50"] >= 2  # the system prompt and template are counted
     assert tok["total"]["max"] <= tok["prompt"]["max"] + tok["answer"]["max"]
     assert prof["model_params"] == facts["params"]
+
+
+def test_the_searchs_epoch_cap_bounds_the_first_plan_and_more_epochs():
+    from trex_ray.researcher.heuristic import HeuristicResearcher
+
+    prof = {**_profile(rows=176), "metric": "exact_match", "name": "t", "max_epochs": 1.5}
+    s = first_settings(prof)
+    assert s["epochs"] == 1.5 and "caps epochs" in s["why"][2]
+    assert first_settings({**prof, "max_epochs": 8})["epochs"] == 3.0
+    agent = HeuristicResearcher()
+    brief = agent.analyze(prof, {})
+    first = agent.initial_plan(brief)
+    assert first.train.epochs == 1.5
+    assert agent._apply("more epochs", first, brief, {"plan": first.model_dump()}, None) is None  # at the cap

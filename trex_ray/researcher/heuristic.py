@@ -120,6 +120,14 @@ def _train(update):
     return change
 
 
+def _more_epochs(agent, base: Plan, brief, parent, rng):
+    top = min(12.0, brief.get("max_epochs") or 12.0)  # the search's cost cap, when it has one
+    t = base.train
+    if t.epochs >= top:
+        return None
+    return base.recipe.to_yaml_list(), {"epochs": round(min(top, t.epochs * 1.5 + 0.5), 1)}, ""
+
+
 def _more_capacity(agent, base: Plan, brief, parent, rng):
     t = base.train
     if t.lora_r >= 64:
@@ -212,8 +220,7 @@ class Direction:
 DIRECTIONS: tuple[Direction, ...] = (
     Direction("more epochs", 1.0, {"underfitting": 2.0, "format": 0.5, "wrong value": 0.5},
               {"any": 0.2, "diverged": 0.2, "resources": 0.0},
-              _train(lambda t: None if t.epochs >= 12 else {"epochs": round(min(12.0, t.epochs * 1.5 + 0.5), 1)}),
-              "the parent's loss was still falling; train longer"),
+              _more_epochs, "the parent's loss was still falling; train longer"),
     Direction("fewer epochs", 0.5, {"memorised": 1.0}, {"any": 1.0, "diverged": 1.0, "resources": 4.0},
               _train(lambda t: None if t.epochs <= 0.5 else {"epochs": round(max(0.5, t.epochs * 0.6), 1)}),
               "limit over-fitting by training less"),
@@ -273,6 +280,7 @@ class HeuristicResearcher:
             "start": {**{k: v for k, v in start.items() if k != "why"},
                       "dedup": bool(profile.get("train_duplicates"))},
             "sizing": start["why"],
+            "max_epochs": profile.get("max_epochs"),
             "goal": profile.get("goal", ""),
             "labels": sorted(profile.get("label_balance") or {}) or None,
             "data_ops": [op["name"] for op in catalogue()],

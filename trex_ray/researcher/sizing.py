@@ -73,6 +73,9 @@ def first_settings(profile: dict) -> dict:
     seq = min(limit, max(64, 1 << (longest - 1).bit_length()))
     lr = learning_rate(model.get("hidden_size"), params)
     epochs, batch = epochs_for(n), batch_for(n)
+    cap = profile.get("max_epochs")
+    capped = cap is not None and epochs > cap
+    epochs = min(epochs, cap) if capped else epochs
     targets = lora_targets(model.get("linear_modules"))
     labels = len(profile.get("label_balance") or {}) or None
     # a labelled task's answers are its labels: a few tokens beyond the longest; free text may run longer
@@ -80,8 +83,8 @@ def first_settings(profile: dict) -> dict:
     why = [
         f"learning rate {lr:.2g}: 2e-4 x 4096 / width {model.get('hidden_size') or 'estimated'}",
         f"LoRA rank {RANK} on {len(targets)} linear layer kinds ({', '.join(targets)})",
-        f"{epochs} epochs of {n} rows, batch {batch}: about {math.ceil(epochs * n / batch)} steps; "
-        "in-training val keeps the best point",
+        f"{epochs} epochs of {n} rows{' (the search caps epochs there)' if capped else ''}, batch {batch}: about "
+        f"{math.ceil(epochs * n / batch)} steps; in-training val keeps the best point",
         f"max_seq_len {seq} and {new_tokens} new tokens: {lengths}" + (f", {labels} labels" if labels else ""),
     ]
     return {"max_seq_len": seq, "max_new_tokens": new_tokens, "epochs": epochs, "batch_size": batch,
