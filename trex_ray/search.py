@@ -20,7 +20,9 @@ import logging
 import math
 import os
 import random
+import threading
 import time
+from collections import Counter
 
 from trex_ray import runs
 from trex_ray.budget import Budget, Spend
@@ -92,6 +94,8 @@ class Search:
         self.think_s = 0.0  # how long a proposal takes, and a trial (moving averages): how far to think ahead
         self.trial_s = 0.0
         self.launched: set = set()  # plan signatures launched in this session
+        self.proposing_from: Counter = Counter()  # proposals under way, by parent
+        self.proposing_lock = threading.Lock()
         self.best_seen: dict = {}
         self.stopped: str | None = None
 
@@ -288,9 +292,20 @@ class Search:
         return max(0, want)
 
     def propose(self, brief: dict) -> tuple[int, object]:
+        """Select a parent and ask for a plan refining it (in a researcher thread). The context says how
+        many other proposals from the same parent are under way (`concurrent`), so that plans made at the
+        same time, which cannot see each other, do not all start the same way."""
         t0 = time.time()
         parent_id = self.call(self.tree.select)
-        plan = self.agent.propose(brief, self.call(self.tree.context, parent_id), self.rng)
+        with self.proposing_lock:
+            concurrent = self.proposing_from[parent_id]
+            self.proposing_from[parent_id] += 1
+        try:
+            ctx = {**self.call(self.tree.context, parent_id), "concurrent": concurrent, "seed": self.s.seed}
+            plan = self.agent.propose(brief, ctx, self.rng)
+        finally:
+            with self.proposing_lock:
+                self.proposing_from[parent_id] -= 1
         self.think_s = 0.7 * self.think_s + 0.3 * (time.time() - t0) if self.think_s else time.time() - t0
         return parent_id, plan
 

@@ -127,6 +127,21 @@ def _parent_ctx(agent, brief, loss=(2.0, 0.1), score=0.5, prev=0.5, status="ok",
     return {"parent": parent, "ancestors": [{"id": 0, "score": prev}], "tried": [plan.signature()]}
 
 
+def test_a_plan_made_beside_another_from_the_root_leaves_it_the_standard_plan(agent, brief):
+    """Proposals made at the same time cannot see each other: eight at once from the root all returned the
+    standard plan, seven were dropped as duplicates and the accelerators waited a researcher call more."""
+    root = {"parent": {"id": 0, "parent_id": None, "direction": None, "status": "ok", "score": 0.1, "plan": None},
+            "ancestors": [], "tried": []}
+    first = agent.propose(brief, {**root, "concurrent": 0}, random.Random(0))
+    assert first.signature() == agent.initial_plan(brief).signature()
+    beside = [agent.propose(brief, {**root, "concurrent": k}, random.Random(k)) for k in range(1, 8)]
+    assert all(p.signature() != first.signature() for p in beside)
+    # each its own place in one draw of the directions (one that cannot apply here passes to the next)
+    assert len({p.direction for p in beside}) >= 6
+    again = [agent.propose(brief, {**root, "concurrent": k, "seed": 1}, random.Random(k)) for k in range(1, 8)]
+    assert [p.direction for p in again] != [p.direction for p in beside]  # the search seed moves the draw
+
+
 def test_propose_from_a_node_never_repeats(agent, brief):
     ctx = _parent_ctx(agent, brief, score=0.6, prev=0.5)
     tried = set(ctx["tried"])

@@ -310,10 +310,19 @@ class HeuristicResearcher:
     def propose(self, brief: dict, context: dict, rng: random.Random) -> Plan:
         tried = set(context.get("tried", []))
         parent = context["parent"]
+        # plans made at the same time from one parent (the search says how many others are under way:
+        # `concurrent`) cannot see each other: they share one draw of the directions, seeded by the search
+        # seed and what the parent has tried, and each takes its own place in it
+        skip = context.get("concurrent")
+        if skip is not None:
+            rng = random.Random(f"{context.get('seed', 0)}:{parent['id']}:{len(tried)}")
+        skip = skip or 0
         if parent["plan"] is None:  # the root: start from the standard plan
             first = self.initial_plan(brief)
             if first.signature(parent["id"]) not in tried:
-                return first
+                if not skip:
+                    return first
+                skip -= 1  # the first place is the standard plan's
             base = first
         else:
             base = Plan.model_validate(parent["plan"])
@@ -326,6 +335,8 @@ class HeuristicResearcher:
             pick = rng.choices(list(pool), weights=list(pool.values()))[0]
             order.append(pick)
             pool.pop(pick)
+        if order and skip:
+            order = order[skip % len(order):] + order[:skip % len(order)]
         for name in order:
             plan = self._apply(name, base, brief, parent, rng)
             plan = plan and self._guard(plan, context)
