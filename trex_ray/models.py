@@ -212,6 +212,7 @@ def token_profile(model_path: str, rows: list[dict], system: str, sample: int = 
     from transformers import AutoTokenizer
 
     from trex_ray.prompting import render
+    from trex_ray.task import length_stats
 
     tok = AutoTokenizer.from_pretrained(model_path)
     step = max(1, len(rows) // sample)
@@ -219,13 +220,8 @@ def token_profile(model_path: str, rows: list[dict], system: str, sample: int = 
     prompts = [len(tok(render(tok, r["input"], system), add_special_tokens=False)["input_ids"]) for r in picked]
     answers = [len(tok(r["output"], add_special_tokens=False)["input_ids"]) + 1 for r in picked]  # + end of turn
 
-    def dist(xs: list[int]) -> dict:
-        xs = sorted(xs)
-        at = lambda q: xs[min(len(xs) - 1, int(len(xs) * q))]  # noqa: E731
-        return {"mean": round(sum(xs) / len(xs), 1), "p50": at(0.5), "p95": at(0.95), "p99": at(0.99), "max": xs[-1]}
-
-    return {"rows": len(picked), "prompt": dist(prompts), "answer": dist(answers),
-            "total": dist([p + a for p, a in zip(prompts, answers)])}
+    return {"rows": len(picked), "prompt": length_stats(prompts), "answer": length_stats(answers),
+            "total": length_stats([p + a for p, a in zip(prompts, answers)])}
 
 
 def model_profile(model_path: str, task) -> dict:

@@ -361,8 +361,8 @@ class Task(BaseModel):
             olen = [len(r["output"]) for r in rows]
             out[split] = {
                 "rows": len(rows),
-                "input_chars": _dist(ilen),
-                "output_chars": _dist(olen),
+                "input_chars": length_stats(ilen),
+                "output_chars": length_stats(olen),
                 "distinct_outputs": len({r["output"] for r in rows}),
             }
         out["splits"] = {s: data["splits"][s]["source"] for s in SPLITS}
@@ -401,11 +401,8 @@ def _reasons(c: Counter) -> str:
     return ", ".join(f"{r}: {n}" for r, n in c.most_common())
 
 
-def _dist(xs: list[int]) -> dict:
+def length_stats(xs: list[int]) -> dict:
+    """Mean, p50, p95, p99 and max of a list of lengths (characters here, tokens in `models.token_profile`)."""
     xs = sorted(xs)
-    return {
-        "mean": round(statistics.fmean(xs), 1),
-        "p50": xs[len(xs) // 2],
-        "p95": xs[min(len(xs) - 1, int(len(xs) * 0.95))],
-        "max": xs[-1],
-    }
+    at = lambda q: xs[min(len(xs) - 1, int(len(xs) * q))]  # noqa: E731
+    return {"mean": round(statistics.fmean(xs), 1), "p50": at(0.5), "p95": at(0.95), "p99": at(0.99), "max": xs[-1]}
