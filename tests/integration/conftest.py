@@ -5,6 +5,9 @@ process of their own and never touch this one."""
 
 from __future__ import annotations
 
+import time
+import warnings
+
 import pytest
 
 # trials in flight and training workers per trial of the largest in-process test (`init_ray` declares
@@ -22,3 +25,29 @@ def ray_session():
     init_ray(None, **LARGEST)
     yield
     ray.shutdown()
+
+
+def _held() -> float:
+    import ray
+
+    return ray.cluster_resources().get("CPU", 0) - ray.available_resources().get("CPU", 0)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_session_left_free(ray_session):
+    """After each module, the session cluster must be whole again: a module whose failure left trials, engines
+    or actors holding CPUs would make every later test wait on them. Such a cluster is started afresh, with
+    a warning that names the module."""
+    yield
+    import ray
+
+    from trex_ray.runtime import init_ray
+
+    deadline = time.time() + 30
+    while _held() > 0 and time.time() < deadline:
+        time.sleep(0.5)
+    if _held() > 0:
+        warnings.warn(f"{_held()} CPUs of the session cluster were still held 30 s after its tests; restarted it",
+                      stacklevel=1)
+        ray.shutdown()
+        init_ray(None, **LARGEST)

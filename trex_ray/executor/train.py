@@ -58,9 +58,13 @@ def classify(err: BaseException) -> TrainingFailed | None:
     return None
 
 
+_UNCAPPED: tuple[int, int] | None = None  # this worker's data limit before `_limit_memory`
+
+
 def _limit_memory(gb: float | None) -> None:
     """Cap this worker's data memory at what it holds now plus `gb` GiB (Linux RLIMIT_DATA), so that a
     trial that asks for too much fails with an allocation error instead of taking the machine down."""
+    global _UNCAPPED
     if not gb:
         return
     import resource
@@ -68,7 +72,19 @@ def _limit_memory(gb: float | None) -> None:
     with open("/proc/self/status") as f:
         held = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmData:"))
     limit = held + int(gb * 2**30)
-    resource.setrlimit(resource.RLIMIT_DATA, (limit, resource.getrlimit(resource.RLIMIT_DATA)[1]))
+    _UNCAPPED = resource.getrlimit(resource.RLIMIT_DATA)
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, _UNCAPPED[1]))
+
+
+def _lift_memory_limit() -> None:
+    """Undo `_limit_memory`: the failure report (a checkpoint, Ray's threads) must not be starved by the cap
+    that made the training fail."""
+    global _UNCAPPED
+    if _UNCAPPED is not None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_DATA, _UNCAPPED)
+        _UNCAPPED = None
 
 
 def tokenize_rows(tok, rows: list[dict], max_seq_len: int) -> tuple[list[dict], int]:
@@ -143,6 +159,7 @@ def train_loop(config: dict) -> None:
     try:
         _train(config)
     except Exception as e:  # noqa: BLE001 - reported to the driver, which raises it there
+        _lift_memory_limit()
         failure = {"failed": type(e).__name__, "message": str(e)[:2000], "known": getattr(classify(e), "kind", None)}
         # as a checkpoint: a Ray Train result keeps the metrics that came with its latest checkpoint only
         with tempfile.TemporaryDirectory() as d:
