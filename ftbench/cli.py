@@ -17,6 +17,7 @@ import argparse
 import json
 import sys
 
+from ftbench.prepare import PROFILES
 from trex_ray.errors import ConfigError
 
 
@@ -25,7 +26,7 @@ def _common(p: argparse.ArgumentParser, run_like: bool = True) -> None:
     if run_like:
         p.add_argument("--task", required=True)
         p.add_argument("--model", default="smollm2-135m", help="base model: a packaged name, HF id or local path")
-        p.add_argument("--profile", default="lite", choices=("lite", "full"))
+        p.add_argument("--profile", default="lite", choices=PROFILES)
         p.add_argument("--runs", default="runs", help="folder for prepared data and runs")
         p.add_argument("--evaluator", default="auto", help="auto | vllm | transformers")
 
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(fn=cmd_run)
     p = sub.add_parser("table", help="the Markdown results table of a folder of runs")
     p.add_argument("runs", nargs="?", default="runs")
-    p.add_argument("--profile", default=None, choices=("lite", "full"), help="only runs of this profile")
+    p.add_argument("--profile", default=None, choices=PROFILES, help="only runs of this profile")
     _common(p, run_like=False)
     p.set_defaults(fn=cmd_table)
     args = parser.parse_args(argv)

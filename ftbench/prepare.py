@@ -4,6 +4,8 @@
 - `lite`: for a 2-core CPU and SmolLM2-135M in minutes: rows whose input+output are longer than the
   task's `lite_max_chars` are dropped, then each split is cut to the task's `lite` sizes (a seeded
   sample). Lite scores are for development; they are not comparable with full runs.
+- `smoke`: lite cut further, to at most `SMOKE` rows per split: a check that a task runs end to end and
+  learns, in a few minutes on 2 cores (CI's FT-Bench run). Its scores say little.
 
 The prepared folder holds train/val/test.jsonl and manifest.json (source, policy, row counts, profile).
 """
@@ -17,7 +19,8 @@ import random
 
 from ftbench.tasks import SEED, Splits, TaskSpec, get_spec, load
 
-PROFILES = ("full", "lite")
+PROFILES = ("full", "lite", "smoke")
+SMOKE = (96, 32, 100)  # at most this many rows per split (train, val, test) in the smoke profile
 
 
 def apply_profile(spec: TaskSpec, splits: Splits, profile: str) -> Splits:
@@ -27,8 +30,9 @@ def apply_profile(spec: TaskSpec, splits: Splits, profile: str) -> Splits:
         raise ConfigError("profile", f"unknown profile {profile!r}", f"use one of: {', '.join(PROFILES)}")
     if profile == "full":
         return splits
+    caps = spec.lite if profile == "lite" else tuple(min(a, b) for a, b in zip(spec.lite, SMOKE))
     out = []
-    for name, rows, cap in zip(("train", "val", "test"), (splits.train, splits.val, splits.test), spec.lite):
+    for name, rows, cap in zip(("train", "val", "test"), (splits.train, splits.val, splits.test), caps):
         if spec.lite_max_chars:
             short = [r for r in rows if len(r["input"]) + len(r["output"]) <= spec.lite_max_chars]
             rows = short if len(short) >= min(cap, len(rows)) // 2 else rows  # never starve a split of long rows
@@ -36,7 +40,7 @@ def apply_profile(spec: TaskSpec, splits: Splits, profile: str) -> Splits:
             idx = sorted(random.Random(f"{SEED}:lite:{spec.id}:{name}").sample(range(len(rows)), cap))
             rows = [rows[i] for i in idx]
         out.append(rows)
-    return Splits(*out, source=splits.source, notes=[*splits.notes, f"lite profile: at most {spec.lite} rows "
+    return Splits(*out, source=splits.source, notes=[*splits.notes, f"{profile} profile: at most {caps} rows "
                   f"(train, val, test)" + (f", input+output <= {spec.lite_max_chars} chars" if spec.lite_max_chars else "")])
 
 
@@ -67,7 +71,7 @@ def prepare(task: str, out_dir: str, *, profile: str = "lite", data_dir: str | N
         with open(mpath, "w") as f:
             json.dump(manifest, f, indent=1, ensure_ascii=False)
     return Task.from_jsonl(
-        name=f"ftbench-{spec.id}" + ("-lite" if profile == "lite" else ""), goal=spec.goal,
+        name=f"ftbench-{spec.id}" + ("" if profile == "full" else f"-{profile}"), goal=spec.goal,
         train=os.path.join(out_dir, "train.jsonl"), val=os.path.join(out_dir, "val.jsonl"),
         test=os.path.join(out_dir, "test.jsonl"), metric=spec.metric, metric_options=dict(spec.metric_options),
         labels=list(spec.labels) if spec.labels else None,

@@ -272,7 +272,7 @@ def _log_to_stderr() -> None:
         log.propagate = False
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trex-ray", description="Automated LLM fine-tuning as a tree search on Ray.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run", help="run a search from a YAML config")
@@ -320,7 +320,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--address", default=None, help="a Ray cluster: follow the search's tree actor live")
     p.add_argument("--every", type=float, default=2.0, help="seconds between looks")
     p.set_defaults(fn=cmd_attach)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     _log_to_stderr()
     try:
         return args.fn(args)

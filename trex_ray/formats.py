@@ -1,16 +1,19 @@
 """Reading a task's data the way users have it: files (JSONL, a JSON array, CSV/TSV, parquet) or an HF
-`datasets` dataset, in one of the single-turn row formats, and splitting val/test off train.
+`datasets` dataset, in one of the row formats (conversations included), and splitting val/test off train.
 
 Formats (a task's `format`; `auto` detects it from the first rows of train):
 - `fields`: the task's `input_field` and `output_field` hold the input and the expected output.
 - `alpaca`: `instruction`, optional `input`, `output`; the model input is the instruction, then a blank
   line and the input when there is one.
 - `sharegpt`: `conversations`, a list of `{from, value}` turns (`human`/`user`, `gpt`/`assistant`,
-  `system`); one exchange (a human turn, then a gpt turn) becomes a row.
-- `chat`: OpenAI's `messages`, a list of `{role, content}`; one exchange (user, then assistant) is a row.
-A leading system turn is not kept (rows have no system prompt of their own yet): the row is used without
-it and counted under the task profile's `ignored`. Rows a format cannot read (a conversation of more than
-one exchange, a field that is a list, a null, ...) are dropped and counted by reason, never made into text.
+  `system`).
+- `chat`: OpenAI's `messages`, a list of `{role, content}`.
+A conversation (sharegpt, chat) is one row: its last user turn is the input, the assistant turn after it
+the output, and what came before is the row's `chat` (a leading system message, kept as the row's system
+prompt, and the earlier turns): training puts the loss on every assistant turn, evaluation asks for the
+last one given the turns before it. Rows a format cannot read (a turn that is not text, a conversation
+that does not alternate user and assistant, a field that is a list, a null, ...) are dropped and counted
+by reason, never made into text.
 """
 
 from __future__ import annotations
@@ -32,8 +35,6 @@ log = logging.getLogger(__name__)
 
 FORMATS = ("auto", "fields", "alpaca", "sharegpt", "chat")
 FILE_TYPES = (".jsonl", ".json", ".csv", ".tsv", ".parquet")
-MULTI_TURN = "multi-turn conversation (not supported yet)"
-SYSTEM_IGNORED = "system turn not kept (rows have no system prompt of their own yet; a shared one can be the goal)"
 
 # val and test split off train when not given: this share of train each, at least 1 row, at most CAP rows
 SPLIT_SHARE = 0.1
@@ -226,39 +227,41 @@ def _turns(items: Any, role_key: str, text_key: str, what: str) -> list[tuple[st
     return out
 
 
-def _exchange(turns: list[tuple[str, str]]) -> tuple[str, str, bool]:
-    """One exchange (optionally after one system turn) as (input, output, had a system turn)."""
-    system = bool(turns) and turns[0][0] == "system"
-    rest = turns[1:] if system else turns
+def _conversation(turns: list[tuple[str, str]]) -> tuple[str, str, dict | None]:
+    """A conversation as (input, output, chat): the last user turn, the assistant's answer to it, and the
+    context before them ({"system", "history"}; None when there is none)."""
+    system = turns[0][1] if turns and turns[0][0] == "system" else None
+    rest = turns[1:] if system is not None else turns
     if any(r == "system" for r, _ in rest):
         raise Drop("system turn after the first turn")
     if not rest:
         raise Drop("empty conversation")
     if rest[0][0] != "user":
         raise Drop("conversation does not start with a user turn")
-    if len(rest) == 1:
+    for (a, _), (b, _) in zip(rest, rest[1:]):
+        if a == b:
+            raise Drop(f"two {a} turns in a row")
+    if rest[-1][0] != "assistant":
         raise Drop("no assistant answer")
-    if rest[1][0] != "assistant":
-        raise Drop("two user turns in a row")
-    if len(rest) > 2:
-        raise Drop(MULTI_TURN)
-    return rest[0][1], rest[1][1], system
+    history = [{"role": r, "content": c} for r, c in rest[:-2]]
+    chat = {"system": system, "history": history} if system is not None or history else None
+    return rest[-2][1], rest[-1][1], chat
 
 
-def convert(obj: Any, fmt: str, input_field: str, output_field: str) -> tuple[str, str, bool]:
-    """A record as (input, output, a system turn was left out); a `Drop` when the format cannot read it."""
+def convert(obj: Any, fmt: str, input_field: str, output_field: str) -> tuple[str, str, dict | None]:
+    """A record as (input, output, its conversation context or None); a `Drop` when the format cannot read it."""
     if not isinstance(obj, dict):
         raise Drop(f"not an object (a {_kind(obj)})")
     if fmt == "fields":
-        return text(obj, input_field), text(obj, output_field), False
+        return text(obj, input_field), text(obj, output_field), None
     if fmt == "alpaca":
         instruction, output = text(obj, "instruction"), text(obj, "output")
         extra = "" if obj.get("input") in (None, "") else text(obj, "input")
-        return instruction + ("\n\n" + extra if extra.strip() else ""), output, False
+        return instruction + ("\n\n" + extra if extra.strip() else ""), output, None
     if fmt == "sharegpt":
-        return _exchange(_turns(obj.get("conversations"), "from", "value", "conversations"))
+        return _conversation(_turns(obj.get("conversations"), "from", "value", "conversations"))
     if fmt == "chat":
-        return _exchange(_turns(obj.get("messages"), "role", "content", "messages"))
+        return _conversation(_turns(obj.get("messages"), "role", "content", "messages"))
     raise ValueError(f"unknown format {fmt!r}")
 
 
@@ -268,6 +271,15 @@ def convert(obj: Any, fmt: str, input_field: str, output_field: str) -> tuple[st
 
 def norm_input(s: str) -> str:
     return " ".join(s.split()).casefold()
+
+
+def example_text(row: dict) -> str:
+    """What asks an example's question: its input, after the turns of its conversation (two conversations
+    that end on the same "Which one?" are different examples)."""
+    chat = row.get("chat")
+    if not chat:
+        return row["input"]
+    return "\n".join([*(t["content"] for t in json.loads(chat)["history"]), row["input"]])
 
 
 def classification_like(outputs: list[str]) -> bool:
@@ -287,7 +299,7 @@ def split_off(rows: list[dict], want: list[str], seed: int = SPLIT_SEED) -> tupl
     in every split. Deterministic for a seed and the rows' order."""
     groups: dict[str, list[int]] = {}
     for i, r in enumerate(rows):
-        groups.setdefault(norm_input(r["input"]), []).append(i)
+        groups.setdefault(norm_input(example_text(r)), []).append(i)
     if len(groups) < len(want) + 1:
         raise ConfigError(want[0], f"train has {len(rows)} rows ({len(groups)} distinct inputs): too few to split "
                           f"{' and '.join(want)} off it", f"give {' and '.join(want)} files, or more training rows")
@@ -318,8 +330,8 @@ def shared_inputs(a: list[dict], b: list[dict]) -> tuple[int, int]:
     """How many rows of the smaller of two splits have an input (normalised) that the other one has too,
     and the smaller one's size."""
     small, big = (a, b) if len(a) <= len(b) else (b, a)
-    inputs = {norm_input(r["input"]) for r in big}
-    return sum(norm_input(r["input"]) in inputs for r in small), len(small)
+    inputs = {norm_input(example_text(r)) for r in big}
+    return sum(norm_input(example_text(r)) in inputs for r in small), len(small)
 
 
 def too_much_overlap(shared: int, n: int) -> bool:
@@ -327,10 +339,12 @@ def too_much_overlap(shared: int, n: int) -> bool:
 
 
 def write_jsonl_if_changed(path: str, rows: list[dict]) -> bool:
-    """Write `rows` as {input, output} JSON lines unless the file already holds exactly that (so a
-    resumed run keeps its files' mtimes, which the dataset cache keys on). Whether it wrote."""
-    data = "".join(json.dumps({"input": r["input"], "output": r["output"]}, ensure_ascii=False) + "\n"
-                   for r in rows).encode("utf-8")
+    """Write `rows` as {input, output} JSON lines (and `chat`, the conversation before them, as a JSON
+    string, where any row has one) unless the file already holds exactly that (so a resumed run keeps its
+    files' mtimes, which the dataset cache keys on). Whether it wrote."""
+    chat = any(r.get("chat") for r in rows)
+    data = "".join(json.dumps({"input": r["input"], "output": r["output"], **({"chat": r.get("chat") or ""} if chat else {})},
+                              ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
     if os.path.isfile(path) and os.path.getsize(path) == len(data):
         with open(path, "rb") as f:
             if f.read() == data:

@@ -217,7 +217,9 @@ def token_profile(model_path: str, rows: list[dict], system: str, sample: int = 
     tok = AutoTokenizer.from_pretrained(model_path)
     step = max(1, len(rows) // sample)
     picked = rows[::step][:sample]
-    prompts = [len(tok(render(tok, r["input"], system), add_special_tokens=False)["input_ids"]) for r in picked]
+    # a conversation's prompt holds its earlier turns
+    prompts = [len(tok(render(tok, r["input"], system, r.get("chat")), add_special_tokens=False)["input_ids"])
+               for r in picked]
     answers = [len(tok(r["output"], add_special_tokens=False)["input_ids"]) + 1 for r in picked]  # + end of turn
 
     return {"rows": len(picked), "prompt": length_stats(prompts), "answer": length_stats(answers),

@@ -180,9 +180,10 @@ class Task(BaseModel):
             return formats.read_hf(self.hf, getattr(self, split), split), False
         return formats.read_file(getattr(self, split), split)
 
-    def read(self, split: str, fmt: str | None = None) -> tuple[list[dict], str, Counter, Counter, bool]:
+    def read(self, split: str, fmt: str | None = None) -> tuple[list[dict], str, Counter, bool]:
         """A given split's rows as {"input", "output"} dicts (with "options" and "context" where the task
-        asks for them), its format, the rows dropped and the parts ignored by reason, and whether its file
+        asks for them, "chat" where a conversation came before), its format, the rows dropped by reason,
+        and whether its file
         is already what the data pipeline reads; ConfigError naming the field on a problem with the data
         as a whole (no such file or field, not UTF-8 or JSON, an empty split)."""
         records, jsonl = self._records(split)
@@ -196,7 +197,7 @@ class Task(BaseModel):
                 log.info("%s: %s rows (format detected from the first rows of %s)", split, fmt, where)
         m = get_metric(self.metric)
         rows: list[dict] = []
-        dropped, ignored = Counter(), Counter()
+        dropped: Counter = Counter()
         for n, (at, obj) in enumerate(records):
             if not isinstance(obj, dict):
                 raise ConfigError(split, f"{where} {at} is not a JSON object", "one object per line")
@@ -209,13 +210,13 @@ class Task(BaseModel):
                             f"set {field} to one of those fields" + ("" if self.format != "auto" else
                                                                      ", or format to alpaca/sharegpt/chat"))
             try:
-                inp, out, system = formats.convert(obj, fmt, self.input_field, self.output_field)
+                inp, out, chat = formats.convert(obj, fmt, self.input_field, self.output_field)
             except Drop as e:
                 dropped[str(e)] += 1
                 continue
             row: dict[str, Any] = {"input": inp, "output": out}
-            if system:
-                ignored[formats.SYSTEM_IGNORED] += 1
+            if chat:
+                row["chat"] = json.dumps(chat, ensure_ascii=False)
             if self.options_field:
                 opts = obj.get(self.options_field)
                 if not isinstance(opts, list) or not opts or not all(isinstance(o, (str, int, float)) for o in opts):
@@ -236,19 +237,17 @@ class Task(BaseModel):
                               + (f" the {fmt} format reads" if dropped else ""))
         if dropped:
             log.warning("%s: %d of %d rows dropped (%s)", split, sum(dropped.values()), len(records), _reasons(dropped))
-        return rows, fmt, dropped, ignored, jsonl and fmt == "fields" and not dropped and not self.hf
+        return rows, fmt, dropped, jsonl and fmt == "fields" and not dropped and not self.hf
 
     @cached_property
     def _data(self) -> dict:
         """Every split read once: rows, formats, what was dropped, the splits made."""
-        rows, fmts, dropped, ignored, as_is = {}, {}, {}, {}, True
+        rows, fmts, dropped, as_is = {}, {}, {}, True
         for split in (s for s in SPLITS if getattr(self, s) is not None):
-            rows[split], fmts[split], drop, ign, plain = self.read(split)
+            rows[split], fmts[split], drop, plain = self.read(split)
             as_is = as_is and plain
             if drop:
                 dropped[split] = dict(drop)
-            if ign:
-                ignored[split] = dict(ign)
         missing = [s for s in ("val", "test") if s not in rows]
         splits: dict[str, Any] = {s: {"rows": len(rows[s]), "source": self.source(s), "format": fmts[s]} for s in rows}
         if missing:
@@ -268,7 +267,7 @@ class Task(BaseModel):
                      ", stratified by output" if stratified else "")
         if dropped:
             splits["dropped"] = dropped
-        return {"rows": rows, "formats": fmts, "dropped": dropped, "ignored": ignored, "splits": splits, "as_is": as_is}
+        return {"rows": rows, "formats": fmts, "dropped": dropped, "splits": splits, "as_is": as_is}
 
     @property
     def _rows(self) -> dict[str, list[dict]]:
@@ -367,8 +366,11 @@ class Task(BaseModel):
             }
         out["splits"] = {s: data["splits"][s]["source"] for s in SPLITS}
         out["dropped"] = data["dropped"]  # split -> reason -> rows
-        if data["ignored"]:
-            out["ignored"] = data["ignored"]
+        chats = [json.loads(r["chat"]) for r in self.rows("train") if r.get("chat")]
+        if chats:  # conversations: the turns before the answer, and the data's own system prompts
+            out["conversations"] = {"rows_with_earlier_turns": sum(bool(c["history"]) for c in chats),
+                                    "max_earlier_turns": max(len(c["history"]) for c in chats),
+                                    "rows_with_system_prompt": sum(c["system"] is not None for c in chats)}
         train = self.rows("train")
         counts = Counter(r["output"] for r in train)
         out["classification_like"] = classification_like([r["output"] for r in train])
@@ -376,7 +378,7 @@ class Task(BaseModel):
             top = counts.most_common()
             out["label_balance"] = {k: v / len(train) for k, v in top}
             out["majority_share"] = top[0][1] / len(train)
-        keys = Counter((r["input"].strip().lower(), r["output"].strip().lower()) for r in train)
+        keys = Counter((formats.example_text(r).strip().lower(), r["output"].strip().lower()) for r in train)
         out["train_duplicates"] = sum(v - 1 for v in keys.values())
         val_inputs = {r["input"].strip().lower() for r in self.rows("val")}
         out["train_val_overlap"] = sum(1 for r in train if r["input"].strip().lower() in val_inputs)

@@ -372,22 +372,22 @@ def test_training_runs_on_a_second_node_with_its_own_working_directory(tmp_path)
 
 
 def test_ray_job_submit_runs_a_search_on_a_ray_head(tmp_path):
-    job = tmp_path / "job"
-    for i, s in enumerate(("train", "val", "test")):
-        write_jsonl(job / "data" / f"{s}.jsonl", majority_rows(120 if s == "train" else 8, i))
-    (job / "config.yaml").write_text(
-        "name: majority\ninput_field: question\noutput_field: answer\nmetric: accuracy\nlabels: ['yes', 'no']\n"
-        "train: data/train.jsonl\nval: data/val.jsonl\ntest: data/test.jsonl\nbase_model: tiny-random\n"
-        f"trials: 1\nmax_concurrent: 1\nstorage: {tmp_path / 'runs'}\nrun_name: job\n")
+    """The README's command as written, from the repository root: `--working-dir .` uploads the repository
+    (what git does not ignore, the example's data with it) and the job runs `trex-ray run examples/clock.yaml`."""
     with ray_head("--num-cpus=4") as (_, dashboard):
         deadline = time.time() + 120
         while True:  # the head's job agent registers a little after the dashboard answers
             sub = subprocess.run([os.path.join(BIN, "ray"), "job", "submit", "--address", dashboard, "--working-dir",
-                                  str(job), "--", "trex-ray", "run", "config.yaml"],
-                                 env=_env(), capture_output=True, text=True, timeout=600)
+                                  ".", "--", "trex-ray", "run", "examples/clock.yaml", "--storage", str(tmp_path / "runs"),
+                                  "--run_name", "job", "--trials", "1", "--max_concurrent", "1",
+                                  "--base_model", "tiny-random"],
+                                 cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
             if "No available agent" not in sub.stderr + sub.stdout or time.time() > deadline:
                 break
             time.sleep(3)
     assert sub.returncode == 0, sub.stdout[-3000:] + sub.stderr[-2000:]
     assert "succeeded" in sub.stdout and "best node" in sub.stdout
-    assert json.load(open(tmp_path / "runs" / "job" / "result.json"))["spent"]["trials"] == 1
+    result = json.load(open(tmp_path / "runs" / "job" / "result.json"))
+    assert result["spent"]["trials"] == 1
+    splits = json.load(open(tmp_path / "runs" / "job" / "splits.json"))
+    assert splits["train"]["rows"] == 176 and splits["train"]["source"].endswith("examples/clock-data/train.jsonl")

@@ -131,7 +131,7 @@ def test_a_killed_tree_actor_is_restarted_from_its_journal_and_the_search_finish
                                         max_concurrent=1, storage=str(tmp_path / "runs"), run_name="r",
                                         progress=False)
 
-    t = threading.Thread(target=run)
+    t = threading.Thread(target=run, daemon=True)  # a search that hangs must not hold the test session open
     t.start()
     journal = tmp_path / "runs" / "r" / "journal.jsonl"
     deadline = time.time() + 300

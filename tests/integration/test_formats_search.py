@@ -46,3 +46,44 @@ def test_search_on_one_alpaca_file_with_a_module_function_metric(tmp_path):
     assert node.result["metric"] == METRIC and 0.5 <= node.val_score <= 1.0
     cfg = open(os.path.join(r.run_dir, "config.yaml")).read()
     assert f"metric: {METRIC}" in cfg and "format: alpaca" in cfg and "val:" not in cfg
+
+
+def test_search_on_multi_turn_chat_conversations(tmp_path):
+    """OpenAI chat files whose answer depends on an earlier turn: each conversation is one row, trained with
+    the loss on every assistant turn, evaluated on its last answer given the turns before it (the prompt
+    evaluation sent is exactly the conversation, with the data's own system prompt)."""
+    from transformers import AutoTokenizer
+
+    from trex_ray import prompting
+    from trex_ray.models import resolve_model
+
+    words = ["apple", "pear", "plum", "fig", "lime", "kiwi"]
+    convs = [{"messages": [
+        {"role": "system", "content": "You keep track of words."},
+        {"role": "user", "content": f"Remember the word {words[i % 6]} (#{i})."},
+        {"role": "assistant", "content": "Noted."},
+        {"role": "user", "content": "Which word?"},
+        {"role": "assistant", "content": words[i % 6]}]} for i in range(48)]
+    train = tmp_path / "chats.jsonl"
+    train.write_text("".join(json.dumps(c) + "\n" for c in convs))
+    task = trex_ray.Task.from_jsonl(name="recall", train=str(train), metric="exact_match")
+    assert task.profile()["format"] == "chat"
+    r = trex_ray.search(task, base_model="tiny-random", budget=trex_ray.Budget(trials=1), max_concurrent=1,
+                        storage=str(tmp_path / "runs"), progress=False)
+    node = r.node(1)
+    assert node.status == "ok", node.result
+    lines = [json.loads(x) for x in open(os.path.join(r.run_dir, "data", "train.jsonl"))]
+    assert all(x["input"] == "Which word?" and json.loads(x["chat"])["history"][1]["content"] == "Noted." for x in lines)
+    # the prepared dataset keeps each row's conversation for the trainer
+    import pyarrow.parquet as pq
+
+    prepared = pq.read_table(node.result["artifacts"]["dataset"]).to_pylist()
+    assert len(prepared) == len(lines) and all(json.loads(p["chat"])["system"] == "You keep track of words."
+                                               for p in prepared)
+    assert node.result["train_stats"]["examples"] == len(lines)  # one example per conversation
+    tok = AutoTokenizer.from_pretrained(resolve_model("tiny-random"))
+    val = task.rows("val")
+    sent = sum(len(tok(prompting.render(tok, v["input"], None, v["chat"]), add_special_tokens=False)["input_ids"])
+               for v in val)
+    assert r.baseline.result["val"]["input_tokens"] == sent
+    assert node.result["val"]["input_tokens"] == sent

@@ -1,4 +1,4 @@
-"""FT-Bench end to end: `python -m ftbench run` on sst2 in the lite profile (the packaged SmolLM2-135M,
+"""FT-Bench end to end: `python -m ftbench run` on sst2 in the smoke profile (the packaged SmolLM2-135M,
 materialised from its GGUF, local Ray, the offline researcher): one real LoRA trial through the whole
 executor must lower its loss and beat the base model on val and test, and the table must report it."""
 
@@ -17,20 +17,20 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow,
               pytest.mark.skipif(not (FTBENCH_DATA / "sst2").is_dir(), reason="no FT-Bench sst2 data")]
 
 
-def test_ftbench_run_on_sst2_lite_beats_the_base_model_on_test(tmp_path):
+def test_ftbench_run_on_sst2_smoke_beats_the_base_model_on_test(tmp_path):
     runs = tmp_path / "runs"
     env = {**os.environ, "FTBENCH_DATA": str(FTBENCH_DATA)}
     env.pop("RAY_ADDRESS", None)
     proc = subprocess.run(
-        [sys.executable, "-m", "ftbench", "run", "--task", "sst2", "--profile", "lite", "--runs", str(runs),
-         "--budget-trials", "1", "--max-concurrent", "1", "--run-name", "sst2-lite",
+        [sys.executable, "-m", "ftbench", "run", "--task", "sst2", "--profile", "smoke", "--runs", str(runs),
+         "--budget-trials", "1", "--max-concurrent", "1", "--run-name", "sst2-smoke",
          # a cost cap (the first plan would train 3 epochs, ~4x as long on 2 cores): one epoch already wins
          "--max-epochs", "1"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    rec = json.loads((runs / "sst2-lite" / "ftbench.json").read_text())
-    events = [json.loads(line) for line in open(runs / "sst2-lite" / "journal.jsonl")]
-    assert rec["task"] == "sst2" and rec["profile"] == "lite" and rec["nodes"] == 1
+    rec = json.loads((runs / "sst2-smoke" / "ftbench.json").read_text())
+    events = [json.loads(line) for line in open(runs / "sst2-smoke" / "journal.jsonl")]
+    assert rec["task"] == "sst2" and rec["profile"] == "smoke" and rec["nodes"] == 1
     assert rec["base"] is not None and rec["best"] is not None
     assert rec["best"] > rec["base"], rec  # the fine-tuned model beats the base model on the held-out test split
     assert rec["relative_gain"] == pytest.approx((rec["best"] - rec["base"]) / rec["base"])
@@ -41,11 +41,11 @@ def test_ftbench_run_on_sst2_lite_beats_the_base_model_on_test(tmp_path):
     plan = next(e["plan"] for e in events if e["type"] == "node_added" and e["id"] == 1)
     assert plan["train"]["epochs"] == 1 and "caps epochs" in plan["rationale"]  # sized within the cap
     assert rec["best_node"] == 1 and trial["score"] > nodes[0]["score"]  # the gain on val too
-    manifest = json.loads((runs / "data" / "sst2-lite" / "manifest.json").read_text())
-    assert manifest["rows"]["test"] == 200
+    manifest = json.loads((runs / "data" / "sst2-smoke" / "manifest.json").read_text())
+    assert manifest["rows"] == {"train": 96, "val": 32, "test": 100}
     # the test split was evaluated exactly twice: the baseline and the best node
     tested = [e for e in events if e["type"] == "test_evaluated"]
-    assert sorted(e["id"] for e in tested) == [0, rec["best_node"]] and all(e["result"]["n"] == 200 for e in tested)
+    assert sorted(e["id"] for e in tested) == [0, rec["best_node"]] and all(e["result"]["n"] == 100 for e in tested)
 
     table = subprocess.run([sys.executable, "-m", "ftbench", "table", str(runs)], cwd=REPO, env=env,
                            capture_output=True, text=True, timeout=300)

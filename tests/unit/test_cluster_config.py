@@ -56,7 +56,14 @@ def test_kuberay_rayjob_manifest_runs_trex_ray_on_gpu_workers():
         job = yaml.safe_load(f)
     assert job["apiVersion"] == "ray.io/v1" and job["kind"] == "RayJob"
     spec = job["spec"]
-    assert spec["entrypoint"].startswith("trex-ray run ")
+    assert spec["entrypoint"].startswith("trex-ray demo ")
+    # nothing to fill in: no placeholder, no working_dir to fetch, and the CLI takes the entrypoint's arguments
+    text = open(os.path.join(REPO, "examples", "kuberay_rayjob.yaml")).read()
+    assert "OWNER" not in text and "<" not in text and "working_dir" not in spec["runtimeEnvYAML"]
+    from trex_ray.cli import build_parser
+
+    args = build_parser().parse_args(spec["entrypoint"].split()[1:])
+    assert args.command == "demo" and args.storage == "/runs" and args.trials == "20"
     cluster = spec["rayClusterSpec"]
     assert cluster["rayVersion"] == RAY_VERSION
     (worker,) = cluster["workerGroupSpecs"]

@@ -15,7 +15,7 @@ import yaml
 
 from trex_ray.budget import Budget, Spend
 from trex_ray.cli import main
-from trex_ray.config import RunConfig, build, load_yaml
+from trex_ray.config import RunConfig, build, load_config, load_yaml
 from trex_ray.errors import ConfigError
 
 from .helpers import write_jsonl
@@ -351,3 +351,33 @@ def test_more_training_workers_than_this_machines_gpus_is_refused(data_files, tm
     with pytest.raises(ConfigError) as e:
         search(task, base_model="tiny-random", storage=str(tmp_path / "runs"), train_workers=4, evaluator="transformers")
     assert e.value.field == "train_workers" and "has 2" in str(e.value) and "train_workers <= 2" in e.value.fix
+
+
+def test_the_clock_example_runs_as_written_its_data_is_the_demo_task(tmp_path):
+    """`trex-ray run examples/clock.yaml` right after set-up: its data folder is in the repository (so `ray job
+    submit --working-dir .` uploads it too) and is exactly what the demo task writes; the config validates."""
+    import filecmp
+
+    from tests.conftest import REPO
+    from trex_ray.demo import write_demo_task
+
+    written = write_demo_task(str(tmp_path / "demo"))
+    for split, path in written.items():
+        assert filecmp.cmp(path, REPO / "examples" / "clock-data" / f"{split}.jsonl", shallow=False), split
+    cfg = build(load_config(str(REPO / "examples" / "clock.yaml")))
+    assert cfg.task.name == "clock" and len(cfg.task.rows("train")) == 176 and cfg.settings.budget.trials == 6
+    ignored = subprocess.run(["git", "check-ignore", "-q", "examples/clock-data/train.jsonl"], cwd=REPO)
+    assert ignored.returncode != 0  # not git-ignored (1; 128 outside a git checkout): Ray's upload takes it
+
+
+def test_the_readme_lists_every_researcher_and_built_in_metric():
+    from tests.conftest import REPO
+    from trex_ray.metrics import _BUILTIN
+    from trex_ray.researcher.base import RESEARCHERS
+
+    readme = (REPO / "README.md").read_text()
+    row = next(line for line in readme.splitlines() if line.startswith("| `researcher` |"))
+    assert all(f"`{r}`" in row for r in RESEARCHERS), row
+    metrics = readme[readme.index("Metrics (`trex_ray/metrics.py`"):][:1200]
+    missing = [m for m in _BUILTIN if f"`{m}`" not in metrics]
+    assert not missing, missing

@@ -69,23 +69,31 @@ def _sharegpt(n: int, start: int = 0, system: bool = False) -> list[dict]:
     return out
 
 
-def test_sharegpt_single_exchange_rows_multi_turn_dropped_system_turn_counted(tmp_path):
+def test_sharegpt_conversations_are_rows_with_their_earlier_turns_and_system_kept(tmp_path):
     multi = {"conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "hello"},
                                {"from": "human", "value": "and?"}, {"from": "gpt", "value": "bye"}]}
     no_answer = {"conversations": [{"from": "human", "value": "hi"}]}
+    ends_with_user = {"conversations": [*multi["conversations"], {"from": "human", "value": "well?"}]}
+    twice = {"conversations": [{"from": "human", "value": "a"}, {"from": "human", "value": "b"},
+                               {"from": "gpt", "value": "c"}]}
     odd_role = {"conversations": [{"from": "tool", "value": "x"}, {"from": "gpt", "value": "y"}]}
-    train = _sharegpt(20) + _sharegpt(5, 500, system=True) + [multi, multi, no_answer, odd_role]
+    train = _sharegpt(20) + _sharegpt(5, 500, system=True) + [multi, no_answer, ends_with_user, twice, odd_role]
     paths = _disjoint(tmp_path, _sharegpt)
     paths["train"] = write_jsonl(tmp_path / "train.jsonl", train)
     t = Task.from_jsonl("s", **paths)  # detected
     assert t.profile()["format"] == "sharegpt"
-    assert {r["input"]: r["output"] for r in t.rows("train")}["double 7"] == "14"
-    assert len(t.rows("train")) == 25
+    rows = {r["input"]: r for r in t.rows("train")}
+    assert rows["double 7"]["output"] == "14" and "chat" not in rows["double 7"]
+    assert len(t.rows("train")) == 26
     p = t.profile()
-    assert p["dropped"]["train"] == {formats.MULTI_TURN: 2, "no assistant answer": 1,
+    assert p["dropped"]["train"] == {"no assistant answer": 2, "two user turns in a row": 1,
                                      "turn role 'tool' (not supported)": 1}
-    assert p["ignored"] == {"train": {formats.SYSTEM_IGNORED: 5}}
-    assert {r["input"] for r in t.rows("train")} >= {"double 500"}  # kept, without its system turn
+    # the last exchange is the row; the turns before it and a system turn are its conversation
+    assert rows["and?"]["output"] == "bye"
+    assert json.loads(rows["and?"]["chat"]) == {"system": None, "history": [
+        {"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
+    assert json.loads(rows["double 500"]["chat"]) == {"system": "You double numbers.", "history": []}
+    assert p["conversations"] == {"rows_with_earlier_turns": 1, "max_earlier_turns": 2, "rows_with_system_prompt": 5}
 
 
 def _chat(n: int, start: int = 0) -> list[dict]:
@@ -93,7 +101,7 @@ def _chat(n: int, start: int = 0) -> list[dict]:
                           {"role": "assistant", "content": f"{i}"}]} for i in range(start, start + n)]
 
 
-def test_chat_messages_single_exchange_and_text_parts_multi_turn_dropped(tmp_path):
+def test_chat_messages_text_parts_and_multi_turn_kept_images_dropped(tmp_path):
     parts = {"messages": [{"role": "user", "content": [{"type": "text", "text": "echo "}, {"type": "text",
                                                                                            "text": "parts"}]},
                           {"role": "assistant", "content": "parts"}]}
@@ -106,9 +114,8 @@ def test_chat_messages_single_exchange_and_text_parts_multi_turn_dropped(tmp_pat
     t = Task.from_jsonl("c", **paths)
     assert t.profile()["format"] == "chat"
     got = {r["input"]: r["output"] for r in t.rows("train")}
-    assert got["echo 3"] == "3" and got["echo parts"] == "parts"
-    assert t.profile()["dropped"]["train"] == {formats.MULTI_TURN: 1, "message content that is not text (e.g. an "
-                                                                      "image)": 1}
+    assert got["echo 3"] == "3" and got["echo parts"] == "parts" and got["c"] == "d"
+    assert t.profile()["dropped"]["train"] == {"message content that is not text (e.g. an image)": 1}
 
 
 def test_fields_format_lists_dropped_numbers_written_missing_first_field_is_a_config_error(tmp_path):

@@ -25,7 +25,10 @@ def norm(s: str) -> str:
 
 
 def row_key(row: dict, fields: list[str]) -> str:
-    return hashlib.sha1("\x1f".join(norm(row[f]) for f in fields).encode()).hexdigest()
+    """The fields compared, normalised, and a conversation's earlier turns (the same last exchange after
+    another conversation is another example)."""
+    chat = row.get("chat") or ""
+    return hashlib.sha1("\x1f".join([*(norm(row[f]) for f in fields), *([chat] if chat else [])]).encode()).hexdigest()
 
 
 def shingles(text: str, n: int = 3) -> set[str]:
@@ -114,12 +117,15 @@ class DecontaminateArgs(OpArgs):
 
 
 def read_inputs(path: str, field: str) -> list[str]:
+    """The questions of an eval file: each row's input, after its conversation's turns where it has one."""
+    from trex_ray.formats import example_text
+
     out = []
     with open(path, encoding="utf-8", errors="replace") as f:
         for line in f:
             try:
                 obj = json.loads(line)
-                out.append(str(obj[field]))
+                out.append(example_text({"input": str(obj[field]), "chat": obj.get("chat")}))
             except (json.JSONDecodeError, KeyError, TypeError):
                 continue
     return out
@@ -128,6 +134,8 @@ def read_inputs(path: str, field: str) -> list[str]:
 def decontaminate(ds, a: DecontaminateArgs, ctx: OpContext):
     import ray
     from datasketch import MinHashLSH
+
+    from trex_ray.formats import example_text
 
     if not a.enabled or not ctx.eval_paths:
         return ds
@@ -141,9 +149,10 @@ def decontaminate(ds, a: DecontaminateArgs, ctx: OpContext):
 
     def reason(r: dict) -> str | None:
         ex, index = cached_get(index_ref)
-        if hashlib.sha1(norm(r["input"]).encode()).hexdigest() in ex:
+        text = example_text(r)
+        if hashlib.sha1(norm(text).encode()).hexdigest() in ex:
             return "exact duplicate of a val/test input"
-        if index.query(minhash(r["input"], a.num_perm)):
+        if index.query(minhash(text, a.num_perm)):
             return "near duplicate of a val/test input"
         return None
 

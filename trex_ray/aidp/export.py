@@ -19,8 +19,8 @@ FORMATS = ("parquet", "jsonl", "hf")
 def chat_columns(row: dict) -> dict:
     from trex_ray.prompting import messages
 
-    prompt = messages(row["user"], row["system"] or None)
-    completion = [{"role": "assistant", "content": row["output"]}]
+    prompt = messages(row["user"], row["system"] or None, row.get("chat"))
+    completion = [{"role": "assistant", "content": row["output"]}]  # the earlier answers are in the prompt
     return {"prompt": prompt, "completion": completion, "messages": prompt + completion}
 
 

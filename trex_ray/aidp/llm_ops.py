@@ -24,7 +24,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from trex_ray.aidp.base import OpArgs, OpContext
-from trex_ray.aidp.rows import filter_rows, record, rows_where
+from trex_ray.aidp.rows import COLUMNS, filter_rows, record, rows_where
 
 SYSTEM = "You write and check training data for fine-tuning a language model. Follow the requested format exactly."
 
@@ -154,11 +154,11 @@ def synthesize(ds, a: SynthesizeArgs, ctx: OpContext):
                 inputs.append(ex[0])
                 outputs.append(ex[1])
         record(stats, index, dropped=dropped, work={"synthesize:generated": len(inputs)})
-        return {"input": inputs, "output": outputs}
+        return {"input": inputs, "output": outputs, "chat": [""] * len(inputs)}
 
     new = generate(ray.data.from_items(requests), ctx, max_tokens=a.max_new_tokens, temperature=a.temperature,
                    seed=a.seed).map_batches(parse, batch_format="pandas")
-    return ds.select_columns(["input", "output"]).union(new) if a.keep_original else new
+    return ds.select_columns(COLUMNS).union(new) if a.keep_original else new
 
 
 # ---------------------------------------------------------------- rewrite
@@ -234,7 +234,7 @@ def rewrite(ds, a: RewriteArgs, ctx: OpContext):
 
         return pd.DataFrame(out, columns=list(batch.columns)).drop(columns=["_prompt", "_gen"])
 
-    ds = ds.select_columns(["input", "output"])
+    ds = ds.select_columns(COLUMNS)
     if a.mode == "augment":
         ds = ds.materialize()  # read twice (originals + rewrites): run the upstream ops once
         picked = ds.map_batches(chosen, batch_format="pandas")
@@ -297,6 +297,6 @@ def llm_judge(ds, a: LLMJudgeArgs, ctx: OpContext):
             return "judge gave no score" if a.unscored == "drop" else None
         return f"judge score below {a.min_score}" if r["_score"] < a.min_score else None
 
-    ds = generate(ds.select_columns(["input", "output"]).map_batches(prompts, batch_format="pandas"), ctx,
+    ds = generate(ds.select_columns(COLUMNS).map_batches(prompts, batch_format="pandas"), ctx,
                   max_tokens=a.max_new_tokens, temperature=0.0, seed=0).map_batches(scored, batch_format="pandas")
     return filter_rows(ds, ctx.stats, ctx.index, reason, "llm_judge").drop_columns(["_score"])

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Callable
 
+COLUMNS = ["input", "output", "chat"]  # what every source yields (`chat`: the conversation before the input)
+
 
 class OpStats:
     """Counts of one recipe run; lives in a Ray actor (`new_stats_actor`)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from trex_ray.aidp.base import OpArgs, OpContext, shuffle_partitions
+from trex_ray.aidp.rows import COLUMNS
 
 
 class SampleArgs(OpArgs):
@@ -97,6 +98,6 @@ def mix(ds, a: MixArgs, ctx: OpContext):
     out = None
     for i, (part, w) in enumerate(parts):
         k = max(1, int(round(a.total * w / total_w)))
-        part = part.select_columns(["input", "output"]).random_shuffle(seed=a.seed + i).limit(k)
+        part = part.select_columns(COLUMNS).random_shuffle(seed=a.seed + i).limit(k)
         out = part if out is None else out.union(part)
     return out

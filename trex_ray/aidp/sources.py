@@ -1,4 +1,6 @@
-"""Source ops: where rows come from. Every source yields rows with `input` and `output` strings.
+"""Source ops: where rows come from. Every source yields rows with `input` and `output` strings, and
+`chat`: the conversation before the input as JSON text (a `chat` field of the source, as the task's data
+files carry for conversations; empty when there is none).
 
 - the task's own train split (the default; val and test never feed training),
 - a local file: JSONL, CSV, TSV or parquet (by extension),
@@ -39,7 +41,7 @@ class LoadArgs(OpArgs):
 
 def _parse_jsonl(stats, index: int, infield: str, outfield: str):
     def parse(batch):
-        inputs, outputs, dropped = [], [], Counter()
+        inputs, outputs, chats, dropped = [], [], [], Counter()
         for raw in batch["bytes"]:
             for line in bytes(raw).split(b"\n"):
                 if not line.strip():
@@ -61,8 +63,9 @@ def _parse_jsonl(stats, index: int, infield: str, outfield: str):
                 else:
                     inputs.append(str(obj[infield]))
                     outputs.append(str(obj[outfield]))
+                    chats.append(obj["chat"] if isinstance(obj.get("chat"), str) else "")
         record(stats, index, dropped=dropped)
-        return {"input": inputs, "output": outputs}
+        return {"input": inputs, "output": outputs, "chat": chats}
 
     return parse
 
@@ -101,8 +104,11 @@ def _select(ds, infield: str, outfield: str, index: int, where: str):
             raise ConfigError(f"recipe.ops[{index}] (load)", f"field {f!r} is not in {where} (fields: {', '.join(cols)})",
                               "set input_field/output_field of the load op")
 
+    chat = "chat" in cols
+
     def select(b):
-        return {"input": [str(x) for x in b[infield]], "output": [str(x) for x in b[outfield]]}
+        return {"input": [str(x) for x in b[infield]], "output": [str(x) for x in b[outfield]],
+                "chat": [x if isinstance(x, str) else "" for x in b["chat"]] if chat else [""] * len(b)}
 
     return ds.map_batches(select, batch_format="pandas")
 

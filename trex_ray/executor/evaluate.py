@@ -42,9 +42,10 @@ def evaluate_rows(
     metric: str, labels: list[str] | None, max_new_tokens: int, batch_size: int, num_bad_cases: int,
     scoring: str = "generate", judge=None, metric_options: dict | None = None,
 ) -> dict:
-    """Score one model (+ adapter) on `rows` ({"input", "output", optional "options"})."""
+    """Score one model (+ adapter) on `rows` ({"input", "output", optional "options" and "chat"}): the
+    template applies to the input, the last user turn; a row's conversation comes before it."""
     t0 = time.time()
-    convs = [prompting.messages(template.replace("{input}", r["input"]), system) for r in rows]
+    convs = [prompting.messages(template.replace("{input}", r["input"]), system, r.get("chat")) for r in rows]
     refs = [r["output"] for r in rows]
     extra: dict = {}
     if scoring == "loglik":

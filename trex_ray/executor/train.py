@@ -88,15 +88,20 @@ def _lift_memory_limit() -> None:
 
 
 def tokenize_rows(tok, rows: list[dict], max_seq_len: int) -> tuple[list[dict], int]:
-    """Prompt and answer tokenised apart and joined, so generation sees exactly the prompt it trained on."""
+    """Prompt and answer tokenised apart and joined, so generation sees exactly the prompt it trained on;
+    a conversation's every assistant turn is an answer (the loss on it and its end-of-sequence token),
+    the rest of it a prompt (no loss)."""
     from trex_ray import prompting
 
     out, cut = [], 0
     eos = [tok.eos_token_id] if tok.eos_token_id is not None else []
     for r in rows:
-        p = tok(prompting.render(tok, r["user"], r["system"] or None), add_special_tokens=False)["input_ids"]
-        a = tok(r["output"], add_special_tokens=False)["input_ids"] + eos
-        ids, labels = p + a, [-100] * len(p) + a
+        ids, labels = [], []
+        for before, answer in prompting.training_turns(tok, r["user"], r["system"] or None, r["output"], r.get("chat")):
+            p = tok(before, add_special_tokens=False)["input_ids"]
+            a = tok(answer, add_special_tokens=False)["input_ids"] + eos
+            ids += p + a
+            labels += [-100] * len(p) + a
         if len(ids) > max_seq_len:
             cut += 1
             ids, labels = ids[:max_seq_len], labels[:max_seq_len]
