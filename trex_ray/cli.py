@@ -188,10 +188,13 @@ def cmd_export(args) -> int:
 
     res = load_result(local_run_dir(args.run))
     try:
-        path = res.export(args.out, node=args.node, merge=not args.no_merge)
+        path = res.export(args.out, node=args.node, merge=not args.no_merge, push_to_hub=args.push_to_hub,
+                          private=not args.public)
     except KeyError as e:
         raise ConfigError("node", str(e).strip("'\""), "give a node id that trex-ray show lists") from None
     except ValueError as e:
+        if str(e).startswith("push_to_hub"):
+            raise ConfigError("push_to_hub", str(e).split(": ", 1)[1], "give the repo as org/name") from None
         raise ConfigError("node", str(e), "give a node that finished ok (trex-ray show lists them)") from None
     except FileExistsError as e:
         raise ConfigError("out", str(e), "give a new or empty folder") from None
@@ -308,6 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--node", type=int, default=None, help="node id (default: the best node)")
     p.add_argument("--no-merge", "--no_merge", dest="no_merge", action="store_true",
                    help="write the LoRA adapter alone (a PEFT folder)")
+    p.add_argument("--push-to-hub", "--push_to_hub", dest="push_to_hub", default=None, metavar="ORG/NAME",
+                   help="then upload the folder to this Hugging Face Hub repo (token: HF_TOKEN)")
+    p.add_argument("--public", action="store_true", help="with --push-to-hub: a public repo (default private)")
     p.set_defaults(fn=cmd_export)
     p = sub.add_parser("status", help="what a search is doing: from its run folder, or live from the cluster")
     p.add_argument("run", nargs="?", help="run folder (or its name, with --address)")

@@ -202,11 +202,22 @@ class SearchResult:
                 model = model.merge_and_unload()
         return model.to(device).eval(), tok
 
-    def export(self, path: str, node: int | None = None, merge: bool = True) -> str:
+    def export(self, path: str, node: int | None = None, merge: bool = True, push_to_hub: str | None = None,
+               private: bool = True) -> str:
         """Write a node's model (the best by default) to `path` as a Hugging Face checkpoint: with `merge`, the
         adapter folded into the base weights (loads with `AutoModelForCausalLM.from_pretrained(path)`);
-        without, the PEFT adapter folder (loads with `peft.AutoPeftModelForCausalLM`). Beside it,
-        `trex_ray.json` records where it came from: run, node, direction, scores and the prompt."""
+        without, the PEFT adapter folder (loads with `peft.AutoPeftModelForCausalLM`). Beside it, a model
+        card (README.md: base model and license, task, scores against the baseline, plan, lineage, prompt,
+        how to load) and `trex_ray.json` (the same as data). `push_to_hub="org/name"` then uploads the folder
+        with `huggingface_hub` (a private repo unless `private=False`; the token from HF_TOKEN or the
+        `huggingface-cli login` cache)."""
+        if push_to_hub is not None:  # a bad repo id is refused before anything is written
+            from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+            try:
+                validate_repo_id(push_to_hub)
+            except HFValidationError as e:
+                raise ValueError(f"push_to_hub: {push_to_hub!r} is not a Hub repo id ({e}); give 'org/name'") from None
         if os.path.exists(path) and os.listdir(path):
             raise FileExistsError(f"{path} exists and is not empty: give a new folder")
         n, model_path, adapter = self._weights(node)
@@ -221,6 +232,18 @@ class SearchResult:
                   "prompt": n.prompt(cfg.get("goal", "")), "plan": n.plan}
         with open(os.path.join(path, "trex_ray.json"), "w") as f:
             json.dump(record, f, indent=1, default=str)
+        from trex_ray.card import model_card
+
+        method = ((n.plan or {}).get("train") or {}).get("method", "lora")
+        with open(os.path.join(path, "README.md"), "w") as f:
+            f.write(model_card(self, n, merged=record["merged"], method=method, model_path=model_path))
+        if push_to_hub is not None:
+            from huggingface_hub import HfApi
+
+            api = HfApi()
+            api.create_repo(push_to_hub, private=private, exist_ok=True)
+            api.upload_folder(repo_id=push_to_hub, folder_path=path,
+                              commit_message=f"trex-ray: node {n.id} of {os.path.basename(self.run_dir)}")
         return path
 
     def save(self) -> None:

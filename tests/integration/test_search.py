@@ -121,8 +121,21 @@ def test_load_model_generates_and_export_round_trips_through_from_pretrained(fin
     assert torch.allclose(got, want, atol=1e-4)  # the adapter really is folded into the weights
     record = json.load(open(os.path.join(path, "trex_ray.json")))
     assert record["node"] == res.best.id and record["merged"] and "{input}" in record["prompt"]["template"]
+    # the model card, as the Hub reads it: front matter, then the scores, plan, lineage, prompt and loading
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(os.path.join(path, "README.md"))
+    meta = card.data.to_dict()
+    assert meta["license"] == "apache-2.0" and meta["library_name"] == "transformers" and "trex-ray" in meta["tags"]
+    text = card.text
+    assert f"| this model (node {res.best.id}) | {res.best.val_score:.4f} | {res.best.test_score:.4f} |" in text
+    assert f"| base model | {res.baseline.val_score:.4f} |" in text and "Metric: `accuracy`" in text
+    assert "1. node 0: base model" in text and f"node {res.best.id}: {res.best.direction}" in text
+    assert "learning_rate:" in text and "template: '{input}'" in text and "AutoModelForCausalLM" in text
     adapter_only = res.export(str(tmp_path / "adapter"), merge=False)
     assert os.path.exists(os.path.join(adapter_only, "adapter_config.json"))
+    peft_card = ModelCard.load(os.path.join(adapter_only, "README.md"))
+    assert peft_card.data.to_dict()["library_name"] == "peft" and "AutoPeftModelForCausalLM" in peft_card.text
     with pytest.raises(FileExistsError):
         res.export(path)  # never writes over an export
     failed = [n for n in res.nodes if n.status == "failed"]
@@ -135,6 +148,9 @@ def test_export_and_report_from_the_command_line(finished_run, tmp_path):
     from trex_ray.cli import main
 
     assert main(["export", finished_run.run_dir, str(tmp_path / "m"), "--node", "999"]) == 2
+    # a repo id the Hub would refuse is refused before anything is written (no Hub is reached from here)
+    assert main(["export", finished_run.run_dir, str(tmp_path / "h"), "--push-to-hub", "not a repo!"]) == 2
+    assert not (tmp_path / "h").exists()
     out = tmp_path / "compare.html"
     assert main(["report", finished_run.run_dir, finished_run.run_dir, "--out", str(out)]) == 0
     page = out.read_text()

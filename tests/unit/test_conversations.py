@@ -78,3 +78,26 @@ def test_a_template_that_rewrites_earlier_turns_trains_the_last_answer_after_the
 def test_a_conversation_past_max_seq_len_is_cut_and_counted(tok):
     out, cut = tokenize_rows(tok, [_row(), _row(chat="")], 40)
     assert cut == 1 and len(out[0]["input_ids"]) == 40
+
+
+def test_lora_targets_of_another_family_fall_back_to_every_linear_layer():
+    """A plan with Llama's names on a GPT-2 (fused `c_attn`, `c_fc`, `c_proj`): LoRA wraps every linear layer
+    instead of failing; names the model has are kept as given."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+    from trex_ray.executor.train import lora_targets
+
+    llama_names = ["q_proj", "k_proj", "v_proj", "o_proj"]
+    llama = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=2))
+    assert lora_targets(llama, llama_names) == llama_names
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_embd=16, n_layer=1, n_head=2, n_positions=32))
+    assert lora_targets(gpt2, llama_names) == "all-linear" and lora_targets(gpt2, ["c_attn"]) == ["c_attn"]
+    peft = get_peft_model(gpt2, LoraConfig(r=4, target_modules=lora_targets(gpt2, llama_names), task_type="CAUSAL_LM"))
+    wrapped = sorted(peft.peft_config["default"].target_modules)
+    assert {w.rsplit(".", 1)[-1] for w in wrapped} == {"c_attn", "c_proj", "c_fc"}  # GPT-2's Conv1D layers
+    loss = peft(input_ids=torch.tensor([[1, 2, 3]]), labels=torch.tensor([[1, 2, 3]])).loss
+    loss.backward()  # the adapter trains
+    assert any(p.grad is not None for n, p in peft.named_parameters() if "lora_" in n)

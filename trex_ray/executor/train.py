@@ -87,6 +87,17 @@ def _lift_memory_limit() -> None:
         _UNCAPPED = None
 
 
+def lora_targets(model, wanted: list[str]) -> list[str] | str:
+    """The plan's LoRA target modules where the model has layers of those names, else PEFT's `all-linear`
+    (every linear layer of the blocks, whatever the family calls them): a plan written with one family's
+    names (Llama's `q_proj`...) still trains a GPT-2 or a Phi instead of failing."""
+    import torch
+    from transformers.pytorch_utils import Conv1D  # GPT-2's linear layers
+
+    names = {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, (torch.nn.Linear, Conv1D))}
+    return wanted if set(wanted) & names else "all-linear"
+
+
 def tokenize_rows(tok, rows: list[dict], max_seq_len: int) -> tuple[list[dict], int]:
     """Prompt and answer tokenised apart and joined, so generation sees exactly the prompt it trained on;
     a conversation's every assistant turn is an answer (the loss on it and its end-of-sequence token),
@@ -265,7 +276,7 @@ def _setup(config: dict) -> _Run:
         else:
             model = get_peft_model(model, LoraConfig(
                 r=cfg["lora_r"], lora_alpha=cfg["lora_alpha"], lora_dropout=cfg["lora_dropout"],
-                target_modules=cfg["target_modules"], task_type="CAUSAL_LM",
+                target_modules=lora_targets(model, cfg["target_modules"]), task_type="CAUSAL_LM",
             ))
     model.train()
     if world > 1:
@@ -452,6 +463,9 @@ def _save(run: _Run, config: dict) -> None:
         "val_curve": r.val_curve, "stopped": r.stopped, "kept_step": r.best_step if r.best_dir else r.step,
         "val_eval_seconds": round(r.eval_s, 2),
     }
+    peft_cfg = getattr(getattr(r.model, "module", r.model), "peft_config", None)
+    if peft_cfg:  # the layers LoRA wrapped (the plan's, or all-linear where the model has none of them)
+        stats["lora_targets"] = sorted(peft_cfg["default"].target_modules)
     with tempfile.TemporaryDirectory() as d:
         checkpoint = None
         if r.rank == 0:
