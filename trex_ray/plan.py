@@ -74,6 +74,22 @@ class Plan(Strict):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     author: str = Field("", description="Who wrote the plan and how; filled in by trex-ray, not by the researcher.")
 
+    def within(self, *, warm_start: bool = True, max_epochs: float | None = None) -> "Plan":
+        """This plan within a search's limits, whoever wrote it: no warm start where reuse is off, no more
+        epochs than the search's cap; each change said in the rationale."""
+        plan = self
+        if not warm_start and plan.train.warm_start == "parent":
+            plan = plan.model_copy(update={
+                "train": plan.train.model_copy(update={"warm_start": "base"}),
+                "rationale": (plan.rationale + " (warm start is off in this search: trained from the base "
+                              "model)").strip()})
+        if max_epochs is not None and plan.train.epochs > max_epochs:
+            plan = plan.model_copy(update={
+                "train": plan.train.model_copy(update={"epochs": max_epochs}),
+                "rationale": (plan.rationale + f" (cut from {plan.train.epochs:g} to this search's max_epochs "
+                              f"{max_epochs:g})").strip()})
+        return plan
+
     def signature(self, parent_id: int | None = None) -> str:
         """A hash of what the plan does (recipe, training and eval config; not its words or seed). A plan
         that warm-starts from its parent is a different experiment under each parent."""

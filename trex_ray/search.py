@@ -349,17 +349,7 @@ class Search:
 
     def launch(self, parent_id: int, plan) -> None:
         """A new node under `parent_id` for `plan`, and its trial started."""
-        if not self.s.warm_start and plan.train.warm_start == "parent":  # reuse off: train from the base
-            plan = plan.model_copy(update={
-                "train": plan.train.model_copy(update={"warm_start": "base"}),
-                "rationale": (plan.rationale + " (warm start is off in this search: trained from the base "
-                              "model)").strip()})
-        cap = self.s.max_epochs
-        if cap is not None and plan.train.epochs > cap:  # the search's cost cap on every trial
-            plan = plan.model_copy(update={
-                "train": plan.train.model_copy(update={"epochs": cap}),
-                "rationale": (plan.rationale + f" (cut from {plan.train.epochs:g} to this search's max_epochs "
-                              f"{cap:g})").strip()})
+        plan = plan.within(warm_start=self.s.warm_start, max_epochs=self.s.max_epochs)
         self.launched.add(plan.signature(parent_id))
         nid = self.call(self.tree.add_node, parent_id, plan.model_dump(), plan.signature(parent_id))
         self._run_trial(nid, parent_id, plan)

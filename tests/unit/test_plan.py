@@ -182,3 +182,15 @@ def test_warm_start_signature_depends_on_the_parent():
     cold = Plan.model_validate(plan_dict())
     assert warm.signature(1) != warm.signature(2)  # continuing different adapters: different experiments
     assert cold.signature(1) == cold.signature(2)  # from the base model the parent does not matter
+
+
+def test_a_plan_from_any_researcher_is_cut_to_the_search_limits_and_says_so():
+    """What `Search.launch` applies to every plan (an LLM's as much as the heuristic's): max_epochs cuts a
+    longer plan, reuse off trains from the base model; the rationale names each change, nothing else moves."""
+    plan = Plan.model_validate({**plan_dict(epochs=6, warm_start="parent"), "rationale": "the model said so"})
+    cut = plan.within(warm_start=False, max_epochs=1.5)
+    assert cut.train.epochs == 1.5 and cut.train.warm_start == "base"
+    assert "cut from 6 to this search's max_epochs 1.5" in cut.rationale and "warm start is off" in cut.rationale
+    assert cut.rationale.startswith("the model said so")
+    assert cut.train.model_dump(exclude={"epochs", "warm_start"}) == plan.train.model_dump(exclude={"epochs", "warm_start"})
+    assert plan.within(max_epochs=8) == plan and plan.within() == plan  # within the limits: untouched
