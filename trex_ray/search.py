@@ -91,6 +91,7 @@ class Search:
         self.thinking: dict = {}  # researcher call (a Future) -> what it is: "propose" or "diagnose"
         self.ready: list = []  # (parent id, plan) proposed, waiting for a free slot
         self.pool = None  # the researcher's threads
+        self.callbacks = None  # a Dispatcher of the search's events to its callbacks (trackers)
         self.think_s = 0.0  # how long a proposal takes, and a trial (moving averages): how far to think ahead
         self.trial_s = 0.0
         self.launched: set = set()  # plan signatures launched in this session
@@ -167,6 +168,12 @@ class Search:
         from concurrent.futures import ThreadPoolExecutor
 
         self.pool = ThreadPoolExecutor(max_workers=self.max_concurrent + 2, thread_name_prefix="trex-researcher")
+        if s.callbacks:  # trackers follow the journal from here on, each on a thread of its own
+            from trex_ray.callbacks import Dispatcher, RunInfo, make_callbacks
+
+            self.callbacks = Dispatcher(make_callbacks(s.callbacks), RunInfo(
+                run_dir=self.run_dir, name=os.path.basename(self.run_dir), task=self.task.model_dump(mode="json"),
+                settings=s.persisted()))
 
     def close(self) -> None:
         """Whatever ended the search: the terminal back, the run folder synced, and nothing left holding a
@@ -177,6 +184,8 @@ class Search:
 
         if self.pool is not None:  # a researcher call still running is not waited for
             self.pool.shutdown(wait=False, cancel_futures=True)
+        if self.callbacks is not None:  # the last events delivered, the trackers closed
+            self.callbacks.close()
         if self.show is not None:
             self.show.close()
         self.sync.final()

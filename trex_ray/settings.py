@@ -20,7 +20,7 @@ from trex_ray.llm.base import LLMSpec
 from trex_ray.modeling.engines import EngineOptions
 
 # settings about this session only, not the run: a resumed run takes them from its new command
-SESSION_ONLY = ("address", "progress")
+SESSION_ONLY = ("address", "progress", "callbacks")
 
 
 COUNTS = {"train_retries": (0, "e.g. 1 (start a training run once more after its node was lost), or 0"),
@@ -96,6 +96,29 @@ class SearchSettings(BaseModel):
     recipe_cache: bool = Field(True, description="Reuse a prepared dataset when a recipe was already run; false "
                                "prepares the data of every trial anew.")
     progress: bool = Field(True, description="Print the live view (a panel on a terminal, lines otherwise).")
+    callbacks: list[Any] = Field(default_factory=list, description="Receivers of the search's events: "
+                                 "trex_ray.callbacks.Callback objects, or the trackers mlflow, tensorboard, wandb "
+                                 "(pip install 'trex-ray[trackers]').")
+
+    @field_validator("callbacks", mode="before")
+    @classmethod
+    def _callbacks(cls, v: Any) -> list:
+        import importlib.util
+
+        from trex_ray.callbacks import TRACKERS, Callback
+
+        items = [v] if isinstance(v, (str, Callback)) else list(v or [])
+        for x in items:
+            if isinstance(x, Callback):
+                continue
+            if x not in TRACKERS:
+                raise ConfigError("callbacks", f"unknown callback {x!r}",
+                                  f"use {', '.join(TRACKERS)} or a trex_ray.callbacks.Callback object")
+            module = {"tensorboard": "tensorboardX"}.get(x, x)
+            if importlib.util.find_spec(module) is None:
+                raise ConfigError("callbacks", f"the {x} tracker needs the {module} package, which is not installed",
+                                  "pip install 'trex-ray[trackers]'")
+        return items
 
     @field_validator("researcher", "policy")
     @classmethod

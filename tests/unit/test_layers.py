@@ -16,7 +16,7 @@ PKG = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 LAYERS: list[tuple[str, ...]] = [
     # demo: the built-in clock task's data, generated here (the tiny test model's tokenizer learns its words)
     ("errors", "budget", "prompting", "journal", "metrics", "tree", "memory", "policies", "formats", "task", "demo"),
-    ("models", "card", "results", "storage", "runtime", "runs"),  # model files, model cards, run folders, Ray start-up
+    ("models", "card", "callbacks", "results", "storage", "runtime", "runs"),  # models, cards, trackers, runs, Ray
     ("modeling",),  # loading and running models: shared by evaluation, data ops and the local LLM
     ("llm",),
     ("aidp",),

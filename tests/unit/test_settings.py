@@ -136,3 +136,30 @@ def test_search_refuses_an_unknown_keyword_before_touching_anything(data_files, 
         search(task, base_model="tiny-random", storage=str(tmp_path / "runs"), trails=3)
     assert e.value.field == "trails" and "max_concurrent" in e.value.fix
     assert not (tmp_path / "runs").exists()
+
+
+def test_callbacks_are_checked_up_front_and_kept_out_of_the_run_config():
+    from trex_ray.callbacks import Callback, TensorBoardTracker, make_callbacks
+    from trex_ray.errors import ConfigError
+    from trex_ray.settings import SearchSettings
+
+    class Mine(Callback):
+        pass
+
+    with pytest.raises(ConfigError) as e:
+        SearchSettings.of(callbacks=["mlflow", "neptune"])
+    assert e.value.field == "callbacks" and "neptune" in str(e.value) and "wandb" in e.value.fix
+    s = SearchSettings(callbacks=["tensorboard", Mine()])
+    made = make_callbacks(s.callbacks)
+    assert isinstance(made[0], TensorBoardTracker) and isinstance(made[1], Mine)
+    assert "callbacks" not in s.persisted()  # a session's receivers, not the run's: a resume names its own
+    assert SearchSettings(callbacks="wandb").callbacks == ["wandb"]
+
+
+def test_a_plan_flattens_into_tracker_parameters():
+    from trex_ray.callbacks import flatten
+
+    flat = flatten({"direction": "d", "recipe": {"ops": [{"load": {}}, {"format": {"template": "Q: {input}"}}]},
+                    "train": {"lr": 0.1, "target_modules": ["q_proj", "v_proj"]}})
+    assert flat == {"direction": "d", "recipe.ops.0.load": "{}", "recipe.ops.1.format.template": "Q: {input}",
+                    "train.lr": 0.1, "train.target_modules": '["q_proj", "v_proj"]'}
