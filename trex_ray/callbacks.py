@@ -265,7 +265,18 @@ class MLflowTracker(Callback):
         self.client.set_terminated(self.parent, "FINISHED")
 
 
-class TensorBoardTracker(Callback):
+class _BestSoFar:
+    """Trials finished and the best val so far, as the curve trackers plot them."""
+
+    finished, best = 0, None
+
+    def tally(self, res: dict) -> None:
+        self.finished += 1
+        if res.get("score") is not None:
+            self.best = res["score"] if self.best is None else max(self.best, res["score"])
+
+
+class TensorBoardTracker(_BestSoFar, Callback):
     """Event files under `<run_dir>/tensorboard`: best val so far by trials finished, each node's val score,
     and each node's loss and val curves by step (`node_<id>/...`)."""
 
@@ -274,7 +285,7 @@ class TensorBoardTracker(Callback):
     def __init__(self, logdir: str | None = None):
         from tensorboardX import SummaryWriter  # noqa: F401
 
-        self.logdir, self.writer, self.finished, self.best = logdir, None, 0, None
+        self.logdir, self.writer = logdir, None
 
     def on_event(self, event: dict, run: RunInfo) -> None:
         from tensorboardX import SummaryWriter
@@ -283,10 +294,9 @@ class TensorBoardTracker(Callback):
             self.writer = SummaryWriter(self.logdir or os.path.join(run.run_dir, "tensorboard"))
         if event.get("type") == "node_finished" and event.get("id") != 0:
             res = event.get("result") or {}
-            self.finished += 1
-            metrics, loss, val = _node_metrics(res)
+            self.tally(res)
+            _, loss, val = _node_metrics(res)
             if res.get("score") is not None:
-                self.best = max(self.best if self.best is not None else res["score"], res["score"])
                 self.writer.add_scalar("search/val_score", res["score"], self.finished)
             if self.best is not None:
                 self.writer.add_scalar("search/best_val_so_far", self.best, self.finished)
@@ -304,7 +314,7 @@ class TensorBoardTracker(Callback):
             self.writer.close()
 
 
-class WandbTracker(Callback):
+class WandbTracker(_BestSoFar, Callback):
     """One Weights & Biases run per search (`WANDB_MODE=offline` works without a server; files under
     `<run_dir>/wandb`), the same content as TensorBoard's: per-node curves and scores, best so far."""
 
@@ -313,7 +323,7 @@ class WandbTracker(Callback):
     def __init__(self, project: str | None = None):
         import wandb  # noqa: F401
 
-        self.project, self.wb, self.finished, self.best = project, None, 0, None
+        self.project, self.wb = project, None
 
     def on_event(self, event: dict, run: RunInfo) -> None:
         import wandb
@@ -323,10 +333,8 @@ class WandbTracker(Callback):
                                  dir=run.run_dir, config=flatten(run.settings), reinit="create_new")
         if event.get("type") == "node_finished" and event.get("id") != 0:
             res = event.get("result") or {}
-            self.finished += 1
-            metrics, loss, val = _node_metrics(res)
-            if res.get("score") is not None:
-                self.best = max(self.best if self.best is not None else res["score"], res["score"])
+            self.tally(res)
+            metrics, loss, _ = _node_metrics(res)
             self.wb.log({"trials_finished": self.finished, "best_val_so_far": self.best,
                          **{f"node_{event['id']}/{k}": v for k, v in metrics.items()},
                          f"node_{event['id']}/train_loss_curve": loss})
