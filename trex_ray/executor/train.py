@@ -1,6 +1,7 @@
 """Fine-tuning: one trial = one Ray Train `TorchTrainer` run of the loop below (transformers + PEFT).
 
-The loop is written out in full: read the prepared rows from the Ray Data shard, tokenise with
+The loop is written out in full: read the worker's share of the prepared rows (the recipe's Ray Data
+output, one Arrow table in the object store), tokenise with
 answer-only labels (prompt tokens are -100), AdamW with linear warm-up/decay, gradient clipping, and
 at the end rank 0 saves the LoRA adapter (`save_pretrained`) or the full model plus `train_stats.json`
 into a checkpoint that Ray Train persists; the driver copies it into the node folder.
@@ -233,6 +234,23 @@ class _Run:
     live: Any = None
 
 
+def _shard(table_ref, rank: int, world: int) -> list[dict]:
+    """This worker's rows: every world-th row from its rank on, so every shard samples the whole file
+    (prepared data can be ordered, e.g. by label or length). The table is read from the object store,
+    which also serves workers on nodes that cannot see the driver's disk.
+
+    Not `TorchTrainer(datasets=...)`: Ray Train would start a split coordinator actor and a streaming
+    execution per run, about a second and a process per trial, for data already prepared and small
+    enough to hold; the recipe itself runs on Ray Data before this."""
+    import pyarrow as pa
+    import ray
+
+    table = ray.get(table_ref)
+    if world > 1:
+        table = table.take(pa.array(range(rank, table.num_rows, world), type=pa.int64()))
+    return table.to_pylist()
+
+
 def _setup(config: dict) -> _Run:
     """The worker's shard tokenised (and packed), the model with its LoRA adapter (new or the parent's),
     the loader, optimizer and schedule."""
@@ -249,7 +267,7 @@ def _setup(config: dict) -> _Run:
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     t0 = time.time()
 
-    rows = list(ray.train.get_dataset_shard("train").iter_rows())
+    rows = _shard(config["rows"], rank, world)
     model, tok = load_model(config["model_path"], cfg.get("precision", "auto"))
     _limit_memory(config.get("memory_limit_gb"))
     examples, cut = tokenize_rows(tok, rows, cfg["max_seq_len"])
@@ -612,7 +630,7 @@ def fit(
     in-training val evaluation and early stopping (`executor.trial.early_stopping`); None trains the plan's
     epochs unchecked."""
     import pyarrow.dataset as pads
-    import ray.data
+    import ray
     import ray.train
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -626,6 +644,10 @@ def fit(
     # them the restarts are made here, after a lost worker only
     ray_restarts = retries if num_workers == 1 else 0
 
+    # read here, into the object store: the workers may be on nodes that cannot see `data_dir`, and no
+    # read task has to wait for a CPU (a 1-CPU cluster, where the worker holds the only one)
+    rows = ray.put(pads.dataset(data_dir, format="parquet").to_table())
+
     def trainer() -> TorchTrainer:
         _remove(storage)
         return _trainer_class()(
@@ -635,14 +657,12 @@ def fit(
                                "init_adapter": shipping.ship(init_adapter, always=True),
                                "threads": threads, "micro_batch_size": micro_batch_size,
                                "memory_limit_gb": memory_limit_gb, "reporter": reporter, "early": early,
+                               "rows": rows,
                                "progress_path": os.path.join(node_dir, "logs", "train_progress.jsonl")},
             scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu,
                                          resources_per_worker=worker_resources(use_gpu, resources)),
             run_config=RunConfig(storage_path=storage, name="fit",
                                  failure_config=FailureConfig(max_failures=ray_restarts)),
-            # read here, into the object store: the workers may be on nodes that cannot see `data_dir`, and
-            # no read task has to wait for a CPU (a 1-CPU cluster, where the worker holds the only one)
-            datasets={"train": ray.data.from_arrow(pads.dataset(data_dir, format="parquet").to_table())},
         )
 
     attempt = 0
