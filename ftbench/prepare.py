@@ -20,7 +20,7 @@ import random
 from ftbench.tasks import SEED, Splits, TaskSpec, get_spec, load
 
 PROFILES = ("full", "lite", "smoke")
-SMOKE = (96, 32, 100)  # at most this many rows per split (train, val, test) in the smoke profile
+SMOKE = (96, 32, 64)  # at most this many rows per split (train, val, test) in the smoke profile
 
 
 def apply_profile(spec: TaskSpec, splits: Splits, profile: str) -> Splits:

@@ -3,7 +3,9 @@ experiment trackers (MLflow, TensorBoard, Weights & Biases).
 
 A callback sees the events of the run's journal as they are written (`run_started`, `node_added` with its
 plan, `node_finished` with its result: val score, loss curve, val curve, `insights`, `test_evaluated`,
-`run_finished` with the best node), through `on_event(event, run)`. The events come from a thread that
+`run_finished` with the best node), through `on_event(event, run)`, and, between them, each training
+trial's progress as the live view sees it (`training_progress`: node, step of steps, loss, and `val` with
+its `val_step` when an in-training val evaluation just came; not journalled). The events come from a thread that
 follows the journal, and each callback has a thread and a queue of its own: a tracker that is slow (a
 server retrying) or fails never holds the search up, and its failure is reported once and ends only that
 tracker. What the search records is the journal; a tracker is a copy.
@@ -21,7 +23,8 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+
+from trex_ray.results import flatten
 
 log = logging.getLogger(__name__)
 
@@ -48,20 +51,6 @@ class Callback:
 
     def close(self) -> None:
         pass
-
-
-def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-    """A plan as flat `recipe.ops.0.load...` keys, the way trackers take parameters."""
-    out: dict[str, Any] = {}
-    if isinstance(d, dict) and d:
-        for k, v in d.items():
-            out.update(flatten(v, f"{prefix}{k}."))
-    elif isinstance(d, list) and d and all(isinstance(x, (dict, list)) for x in d):
-        for i, v in enumerate(d):
-            out.update(flatten(v, f"{prefix}{i}."))
-    else:
-        out[prefix[:-1]] = d if isinstance(d, (int, float, str, bool)) or d is None else json.dumps(d)
-    return out
 
 
 # ------------------------------------------------------------------------------------------- dispatch
@@ -104,6 +93,7 @@ class Dispatcher:
         self.path = os.path.join(run.run_dir, "journal.jsonl")
         self.offset = os.path.getsize(self.path) if os.path.exists(self.path) else 0
         self.every, self.stop = every, threading.Event()
+        self.sent: dict = {}  # node -> (step, val step) of its last training_progress event
         self.thread = threading.Thread(target=self._follow, name="trex-callbacks", daemon=True)
         self.thread.start()
 
@@ -128,6 +118,24 @@ class Dispatcher:
     def _follow(self) -> None:
         while not self.stop.wait(self.every):
             self._read()
+
+    def progress(self, live: dict) -> None:
+        """The trials' live reports (the tree's state, as the driver's live view reads it) as
+        `training_progress` events: one per new step or new in-training val score of a training trial."""
+        for nid, info in live.items():
+            if (info or {}).get("stage") != "train" or "step" not in info:
+                continue
+            key = (info["step"], info.get("val_step"))
+            if self.sent.get(nid) == key:
+                continue
+            fresh_val = info.get("val_step") is not None and (self.sent.get(nid) or (None, None))[1] != info["val_step"]
+            self.sent[nid] = key
+            event = {"type": "training_progress", "id": int(nid), "step": info["step"], "steps": info.get("steps"),
+                     "loss": info.get("loss"), "ts": info.get("ts", time.time())}
+            if fresh_val:
+                event.update(val=info.get("val"), val_step=info["val_step"])
+            for w in self.workers:
+                w.q.put(event)
 
     def close(self, timeout: float = 60.0) -> None:
         """The last events delivered, every callback closed (each given up to `timeout` s in all)."""
@@ -163,17 +171,40 @@ def make_callbacks(specs: list) -> list[Callback]:
 # ------------------------------------------------------------------------------------------- trackers
 
 
-def _node_metrics(result: dict) -> tuple[dict[str, float], list[float], list]:
-    """(summary metrics, loss curve, val curve [(step, score)]) of a node's result."""
+def _node_metrics(result: dict) -> tuple[dict[str, float], list, list]:
+    """(summary metrics, loss curve [(step, loss)], val curve [(step, score)]) of a node's result. The loss
+    curve a trial keeps is one point a step, or for long runs the means of equal runs of steps, each placed
+    at its run's last step."""
     ts = result.get("train_stats") or {}
     metrics = {k: v for k, v in {"val_score": result.get("score"), "reward": result.get("reward"),
                                  "seconds": result.get("seconds"), "accelerator_s": result.get("accelerator_s"),
                                  "final_loss": ts.get("final_loss"), "tokens_per_s": ts.get("tokens_per_s")}.items()
                if isinstance(v, (int, float))}
-    return metrics, list(ts.get("loss_curve") or []), list(ts.get("val_curve") or [])
+    loss = list(ts.get("loss_curve") or [])
+    steps = ts.get("steps") or len(loss)
+    per = steps / len(loss) if loss and steps > len(loss) else 1
+    return metrics, [(int((i + 1) * per), v) for i, v in enumerate(loss)], [tuple(p) for p in ts.get("val_curve") or []]
 
 
-class MLflowTracker(Callback):
+class _Curves:
+    """The points of each node's loss and val curves a tracker has logged (live, from training_progress),
+    so a node's finished curves add only what the live reports missed."""
+
+    def new_points(self, nid: int, name: str, points: list) -> list:
+        seen = self.__dict__.setdefault("_seen", {}).setdefault((nid, name), set())
+        out = [(step, v) for step, v in points if step not in seen and v is not None]
+        seen.update(step for step, _ in out)
+        return out
+
+    def live_points(self, event: dict) -> tuple[list, list]:
+        """(loss points, val points) of a training_progress event not logged yet."""
+        nid = event["id"]
+        loss = self.new_points(nid, "loss", [(event["step"], event.get("loss"))])
+        val = self.new_points(nid, "val", [(event["val_step"], event.get("val"))]) if "val_step" in event else []
+        return loss, val
+
+
+class MLflowTracker(_Curves, Callback):
     """One MLflow run per search, a nested run per node (params: the flattened plan; metrics: val, test, the
     loss curve and val curve by step; tags: direction, parent, status); the best node's adapter logged as an
     artifact of the search's run. The tracking URI is MLflow's own (`MLFLOW_TRACKING_URI`)."""
@@ -227,13 +258,20 @@ class MLflowTracker(Callback):
         now = int(time.time() * 1000)
         if kind == "node_added":
             self._node(event["id"], run, event.get("plan") or {"direction": "base model"}, event.get("parent_id"))
+        elif kind == "training_progress":
+            loss, val = self.live_points(event)
+            batch = [Metric("train_loss", float(v), now, int(step)) for step, v in loss]
+            batch += [Metric("val_curve", float(v), now, int(step)) for step, v in val]
+            if batch:
+                self.client.log_batch(self._node(event["id"], run), metrics=batch)
         elif kind == "node_finished":
-            rid = self._node(event["id"], run)
+            nid = event["id"]
+            rid = self._node(nid, run)
             res = event.get("result") or {}
             metrics, loss, val = _node_metrics(res)
             batch = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
-            batch += [Metric("train_loss", float(v), now, i) for i, v in enumerate(loss)]
-            batch += [Metric("val_curve", float(s), now, int(step)) for step, s in val]
+            batch += [Metric("train_loss", float(v), now, step) for step, v in self.new_points(nid, "loss", loss)]
+            batch += [Metric("val_curve", float(v), now, int(step)) for step, v in self.new_points(nid, "val", val)]
             for i in range(0, len(batch), 500):
                 self.client.log_batch(rid, metrics=batch[i:i + 500])
             self.scores[event["id"]] = {"val": res.get("score"), "adapter": (res.get("artifacts") or {}).get("adapter")}
@@ -276,7 +314,7 @@ class _BestSoFar:
             self.best = res["score"] if self.best is None else max(self.best, res["score"])
 
 
-class TensorBoardTracker(_BestSoFar, Callback):
+class TensorBoardTracker(_BestSoFar, _Curves, Callback):
     """Event files under `<run_dir>/tensorboard`: best val so far by trials finished, each node's val score,
     and each node's loss and val curves by step (`node_<id>/...`)."""
 
@@ -292,7 +330,11 @@ class TensorBoardTracker(_BestSoFar, Callback):
 
         if self.writer is None:
             self.writer = SummaryWriter(self.logdir or os.path.join(run.run_dir, "tensorboard"))
-        if event.get("type") == "node_finished" and event.get("id") != 0:
+        if event.get("type") == "training_progress":
+            loss, val = self.live_points(event)
+            self._curves(event["id"], loss, val)
+        elif event.get("type") == "node_finished" and event.get("id") != 0:
+            nid = event["id"]
             res = event.get("result") or {}
             self.tally(res)
             _, loss, val = _node_metrics(res)
@@ -300,23 +342,27 @@ class TensorBoardTracker(_BestSoFar, Callback):
                 self.writer.add_scalar("search/val_score", res["score"], self.finished)
             if self.best is not None:
                 self.writer.add_scalar("search/best_val_so_far", self.best, self.finished)
-            for i, v in enumerate(loss):
-                self.writer.add_scalar(f"node_{event['id']}/train_loss", v, i)
-            for step, s in val:
-                self.writer.add_scalar(f"node_{event['id']}/val_curve", s, step)
-            self.writer.flush()
+            self._curves(nid, self.new_points(nid, "loss", loss), self.new_points(nid, "val", val))
         elif event.get("type") == "test_evaluated" and (event.get("result") or {}).get("score") is not None:
             self.writer.add_scalar(f"node_{event['id']}/test_score", event["result"]["score"], 0)
             self.writer.flush()
+
+    def _curves(self, nid: int, loss: list, val: list) -> None:
+        for step, v in loss:
+            self.writer.add_scalar(f"node_{nid}/train_loss", v, step)
+        for step, v in val:
+            self.writer.add_scalar(f"node_{nid}/val_curve", v, step)
+        self.writer.flush()
 
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
 
 
-class WandbTracker(_BestSoFar, Callback):
+class WandbTracker(_BestSoFar, _Curves, Callback):
     """One Weights & Biases run per search (`WANDB_MODE=offline` works without a server; files under
-    `<run_dir>/wandb`), the same content as TensorBoard's: per-node curves and scores, best so far."""
+    `<run_dir>/wandb`), the same content as TensorBoard's: per-node loss and val curves against the node's
+    own step (`node_<id>/step`), scores, best so far by trials finished."""
 
     name = "wandb"
 
@@ -331,17 +377,36 @@ class WandbTracker(_BestSoFar, Callback):
         if self.wb is None:
             self.wb = wandb.init(project=self.project or f"trex-ray-{run.task.get('name', 'task')}", name=run.name,
                                  dir=run.run_dir, config=flatten(run.settings), reinit="create_new")
-        if event.get("type") == "node_finished" and event.get("id") != 0:
+        if event.get("type") == "training_progress":
+            self._curves(event["id"], *self.live_points(event))
+        elif event.get("type") == "node_finished" and event.get("id") != 0:
+            nid = event["id"]
             res = event.get("result") or {}
             self.tally(res)
-            metrics, loss, _ = _node_metrics(res)
+            metrics, loss, val = _node_metrics(res)
+            self._curves(nid, self.new_points(nid, "loss", loss), self.new_points(nid, "val", val))
             self.wb.log({"trials_finished": self.finished, "best_val_so_far": self.best,
-                         **{f"node_{event['id']}/{k}": v for k, v in metrics.items()},
-                         f"node_{event['id']}/train_loss_curve": loss})
+                         **{f"node_{nid}/{k}": v for k, v in metrics.items()}})
         elif event.get("type") == "test_evaluated" and (event.get("result") or {}).get("score") is not None:
             self.wb.summary[f"node_{event['id']}/test_score"] = event["result"]["score"]
         elif event.get("type") == "run_finished":
             self.wb.summary["stop_reason"] = event.get("stop_reason")
+
+    def _curves(self, nid: int, loss: list, val: list) -> None:
+        if not loss and not val:
+            return
+        if nid not in self.__dict__.setdefault("_defined", set()):  # a node's curves against its own steps
+            self.wb.define_metric(f"node_{nid}/step")
+            for name in ("train_loss", "val_curve"):
+                self.wb.define_metric(f"node_{nid}/{name}", step_metric=f"node_{nid}/step")
+            self._defined.add(nid)
+        points: dict[int, dict] = {}
+        for step, v in loss:
+            points.setdefault(step, {})[f"node_{nid}/train_loss"] = v
+        for step, v in val:
+            points.setdefault(step, {})[f"node_{nid}/val_curve"] = v
+        for step in sorted(points):
+            self.wb.log({f"node_{nid}/step": step, **points[step]})
 
     def close(self) -> None:
         if self.wb is not None:

@@ -100,5 +100,7 @@ def build_context(tree: Tree, parent_id: int, max_siblings: int = 8, max_key: in
         # the insights as numbers: how each direction did in the whole tree, and below this parent
         "directions": direction_record(tree),
         "directions_here": direction_record(tree, parent_id),
+        # every direction a node of the tree took, running and failed ones too
+        "directions_taken": sorted({d for n in tree.nodes.values() if n.plan for d in n.direction.split(" + ")}),
         "num_nodes": len(tree.nodes),
     }

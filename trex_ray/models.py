@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
 import shutil
@@ -57,6 +58,38 @@ def check_model(name: str) -> None:
         f"unknown model {name!r}",
         f"use one of {', '.join(PACKAGED)}, an HF hub id like org/name, or a local checkpoint directory",
     )
+
+
+# set (to "1") by a search whose trust_remote_code setting is on, in its driver and, through the Ray
+# runtime_env of what it starts (`runtime.carried_env`), in every task and actor that loads the model
+TRUST_ENV = "TREX_RAY_TRUST_REMOTE_CODE"
+
+
+def remote_code() -> dict:
+    """The keyword for transformers' `from_pretrained` calls: `trust_remote_code=True` only where the search
+    said so; nothing otherwise (transformers' own default, off)."""
+    return {"trust_remote_code": True} if os.environ.get(TRUST_ENV) == "1" else {}
+
+
+def check_remote_code(name: str, model_path: str, trusted: bool) -> None:
+    """A checkpoint whose family transformers does not include ships Python code to build it (its
+    config.json `auto_map`); it is run only with `trust_remote_code`, else refused here, before any trial."""
+    cfg_file = Path(model_path) / "config.json"
+    try:
+        cfg = json.loads(cfg_file.read_text())
+    except (OSError, ValueError):
+        return  # no local config to read: transformers answers when it loads the model
+    if trusted or not cfg.get("auto_map"):
+        return
+    from transformers import CONFIG_MAPPING
+
+    if cfg.get("model_type") in CONFIG_MAPPING:
+        return  # a family transformers has: its own code is used, the repository's is not needed
+    files = sorted({str(v).split(".")[0] + ".py" for v in cfg["auto_map"].values() if isinstance(v, str)})
+    raise ConfigError("trust_remote_code", f"{name} (model_type {cfg.get('model_type')!r}) is built by code it ships "
+                      f"({', '.join(files)}), which trex-ray runs only when told to",
+                      "read that code, then set trust_remote_code: true (Python: trust_remote_code=True), or use a "
+                      "model whose family transformers includes")
 
 
 def local_model(path: str) -> str:
@@ -214,7 +247,7 @@ def token_profile(model_path: str, rows: list[dict], system: str, sample: int = 
     from trex_ray.prompting import render
     from trex_ray.task import length_stats
 
-    tok = AutoTokenizer.from_pretrained(model_path)
+    tok = AutoTokenizer.from_pretrained(model_path, **remote_code())
     step = max(1, len(rows) // sample)
     picked = rows[::step][:sample]
     # a conversation's prompt holds its earlier turns

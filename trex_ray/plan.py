@@ -16,7 +16,7 @@ import hashlib
 import json
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from trex_ray.aidp.recipe import OpCall, Recipe, Strict, _validation_message
 from trex_ray.errors import ConfigError
@@ -52,12 +52,22 @@ class TrainConfig(Strict):
                           "trial stops (the best checkpoint is kept); 0 trains every epoch of the plan, unchecked.")
     eval_every: int | None = Field(None, ge=1, description="Optimizer steps between in-training val evaluations "
                                    "(default: once an epoch, and at most 8 times in a run).")
+    quantization: Literal["none", "4bit"] = Field("none", description="4bit: the frozen base weights in 4-bit NF4 "
+                                                  "(bitsandbytes) under the LoRA adapter, QLoRA: about a quarter of "
+                                                  "the base model's memory. LoRA only, on CUDA GPUs only.")
+
+    @model_validator(mode="after")
+    def _quantized_lora(self) -> "TrainConfig":
+        if self.quantization != "none" and self.method != "lora":
+            raise ValueError(f"quantization {self.quantization} needs method lora: a quantized base is frozen, "
+                             "only an adapter on it trains")
+        return self
 
 
 # settings added after plans were first journalled: left out of a plan's signature while at their default,
 # so the signatures of earlier runs' plans stay what they were
 _LATE_TRAIN_DEFAULTS = {"packing": False, "gradient_checkpointing": False, "precision": "auto", "patience": 2,
-                        "eval_every": None}
+                        "eval_every": None, "quantization": "none"}
 
 
 class EvalConfig(Strict):
@@ -74,10 +84,22 @@ class Plan(Strict):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     author: str = Field("", description="Who wrote the plan and how; filled in by trex-ray, not by the researcher.")
 
-    def within(self, *, warm_start: bool = True, max_epochs: float | None = None) -> "Plan":
+    def within(self, *, warm_start: bool = True, max_epochs: float | None = None, quantization: str | None = None,
+               gpu: bool = True) -> "Plan":
         """This plan within a search's limits, whoever wrote it: no warm start where reuse is off, no more
-        epochs than the search's cap; each change said in the rationale."""
+        epochs than the search's cap, the search's quantization (QLoRA) on every plan and none without a
+        GPU; each change said in the rationale."""
         plan = self
+        want = quantization or plan.train.quantization
+        if want != "none" and not gpu:
+            want = "none"
+        if want != plan.train.quantization:
+            note = (f"(quantization {want}: this search trains a LoRA adapter on a {want} base)" if want != "none"
+                    else f"(quantization {plan.train.quantization} needs a CUDA GPU: trained on the full-precision base)")
+            update = {"quantization": want, **({"method": "lora"} if want != "none" else {})}
+            plan = plan.model_copy(update={
+                "train": TrainConfig.model_validate({**plan.train.model_dump(), **update}),
+                "rationale": (plan.rationale + " " + note).strip()})
         if not warm_start and plan.train.warm_start == "parent":
             plan = plan.model_copy(update={
                 "train": plan.train.model_copy(update={"warm_start": "base"}),

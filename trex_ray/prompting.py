@@ -63,8 +63,14 @@ def training_turns(tokenizer, user: str, system: str | None, output: str,
 
 
 def render_messages(tokenizer, msgs: list[dict]) -> str:
-    """Any conversation, up to where the model's next turn starts."""
+    """Any conversation, up to where the model's next turn starts. A tokenizer without a chat template gets
+    plain `Role:` blocks; an answer starts on a line of its own (no trailing space for it to merge with, so
+    the earlier answers of a conversation tokenise as training tokenised them) and is closed by the
+    end-of-sequence token as training closes it: a conversation's evaluation prompt is what training saw
+    before its last answer."""
     if getattr(tokenizer, "chat_template", None):
         return tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
-    lines = [f"{m['role'].capitalize()}: {m['content']}" for m in msgs]
-    return "\n".join(lines) + "\nAssistant: "
+    eos = getattr(tokenizer, "eos_token", None) or ""
+    lines = [f"Assistant:\n{m['content']}{eos}" if m["role"] == "assistant" else f"{m['role'].capitalize()}: {m['content']}"
+             for m in msgs]
+    return "\n".join(lines) + "\nAssistant:\n"

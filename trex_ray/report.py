@@ -141,10 +141,25 @@ def run_data(run_dir: str) -> dict:
         "task": cfg.get("name"), "base_model": cfg.get("base_model"), "metric": res.baseline.result.get("metric")
         if res.baseline.result else None,
         "nodes": nodes, "curve": curve, "insights": res.insights, "spent": res.spent, "stop_reason": res.stop_reason,
+        "research": _research(runs.load_brief(run_dir) or {}),
         "final": {"best": res.best.id, "direction": res.best.direction, "val": res.best.val_score, "test": best_test,
                   "baseline_val": res.baseline.val_score, "baseline_test": base_test, "gain": gain,
                   "relative_gain": gain / abs(base_test) if gain is not None and base_test else None},
     }
+
+
+def _research(brief: dict) -> dict:
+    """What the brief records of the research: related datasets found, searches made, where it looked."""
+    notes = brief.get("research") or {}
+    said = []
+    if notes.get("local_roots") is not None:
+        said.append(f"{notes.get('local_found', 0)} local dataset(s) in {len(notes['local_roots'])} folder(s)")
+    if notes.get("hub"):
+        said.append(f"hub: {notes['hub']}")
+    related = [{"name": c.get("name"), "origin": c.get("origin"), "license": c.get("license"),
+                "score": c.get("score") or 0.0, "where": c.get("path") or (f"hf:{c['hf']}" if c.get("hf") else "")}
+               for c in brief.get("related_data") or []]
+    return {"related": related, "read": brief.get("read") or [], "notes": "; ".join(said)}
 
 
 def _json_for_html(obj) -> str:

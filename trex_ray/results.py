@@ -97,17 +97,24 @@ class NodeView:
         return out
 
 
-def _flat(d: dict, prefix: str) -> dict:
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}.{k}"
-        if isinstance(v, dict):
-            out.update(_flat(v, key))
-        elif isinstance(v, (list, tuple)):
-            out[key] = json.dumps(v, default=str)
-        else:
-            out[key] = v
+def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested settings as one level of dotted keys (`recipe.0.load`, `train.learning_rate`), the way a table
+    row or an experiment tracker's parameters take them: lists of mappings by position, other lists (and
+    empty mappings) as JSON text, scalars as they are."""
+    out: dict[str, Any] = {}
+    if isinstance(d, dict) and d:
+        for k, v in d.items():
+            out.update(flatten(v, f"{prefix}{k}."))
+    elif isinstance(d, (list, tuple)) and d and all(isinstance(x, dict) for x in d):
+        for i, v in enumerate(d):
+            out.update(flatten(v, f"{prefix}{i}."))
+    else:
+        out[prefix[:-1]] = d if isinstance(d, (int, float, str, bool)) or d is None else json.dumps(d, default=str)
     return out
+
+
+def _flat(d: dict, prefix: str) -> dict:
+    return flatten(d, f"{prefix}.") if d else {}
 
 
 @dataclass
@@ -190,10 +197,11 @@ class SearchResult:
         _, model_path, adapter = self._weights(node)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-        tok = AutoTokenizer.from_pretrained(model_path)
+        code = {"trust_remote_code": True} if self.config().get("trust_remote_code") else {}  # as the run said
+        tok = AutoTokenizer.from_pretrained(model_path, **code)
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
-        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype, **code)
         if adapter:
             from peft import PeftModel
 

@@ -14,6 +14,15 @@ import os
 _OWNS_CLUSTER = False  # True when this process started its own local Ray
 
 
+def carried_env() -> dict | None:
+    """The Ray `runtime_env` that carries this process's trust_remote_code decision (`modeling.TRUST_ENV`) to
+    a task or actor it starts, and so to theirs (Ray's children inherit it): on any cluster, also one joined
+    by address or started before the search. None when there is nothing to carry."""
+    from trex_ray.models import TRUST_ENV
+
+    return {"env_vars": {TRUST_ENV: "1"}} if os.environ.get(TRUST_ENV) == "1" else None
+
+
 def release_orphan_placement_groups() -> int:
     """Remove the placement groups left behind by trials that were killed; returns how many.
 

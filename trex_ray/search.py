@@ -99,6 +99,7 @@ class Search:
         self.proposing_lock = threading.Lock()
         self.best_seen: dict = {}
         self.stopped: str | None = None
+        self.trusted = False  # this search put trust_remote_code into the environment (close() takes it out)
 
     # -- set-up and tear-down --------------------------------------------------------------------------
     @classmethod
@@ -108,7 +109,7 @@ class Search:
 
         data_dirs = tuple(d for d in os.environ.get("TREX_RAY_DATA_DIRS", "").split(os.pathsep) if d)
         agent = make_researcher(s.researcher, llm=s.researcher_llm, task=task, notes_dir=s.notes_dir,
-                                data_dirs=data_dirs)
+                                data_dirs=data_dirs, hub=s.research.hub, papers=s.research.papers)
         storage, run_name, mirror = prepare(s.storage, s.run_name, resume, task.name)
         run_dir = runs.open_run_dir(storage, task, run_name, resume, s.persisted())
         sync = RunSync(mirror, run_dir)
@@ -129,13 +130,25 @@ class Search:
 
         from trex_ray.executor.eval_service import engine_gpus, start_evaluation
         from trex_ray.executor.train import train_bundle
-        from trex_ray.models import resolve_model
+        from trex_ray.modeling import TRUST_ENV, check_quantization
+        from trex_ray.models import check_remote_code, resolve_model
         from trex_ray.progress import Progress
         from trex_ray.researcher.journalled import Journalled
-        from trex_ray.runtime import auto_concurrency, init_ray, physical_cores, request_capacity, threads_per_trial
+        from trex_ray.runtime import (
+            auto_concurrency,
+            carried_env,
+            init_ray,
+            physical_cores,
+            request_capacity,
+            threads_per_trial,
+        )
         from trex_ray.tree_actor import start_tree, take_over
 
         s = self.s
+        if s.trust_remote_code and os.environ.get(TRUST_ENV) != "1":
+            # this process's loads, and (runtime.carried_env) every task and actor it starts; until close()
+            os.environ[TRUST_ENV] = "1"
+            self.trusted = True
         init_ray(s.address, max(1, physical_cores() // (s.train_workers + 1)) if s.max_concurrent == "auto"
                  else s.max_concurrent, s.train_workers)
         self.use_gpu = bool(ray.cluster_resources().get("GPU")) if s.use_gpu is None else s.use_gpu
@@ -145,6 +158,9 @@ class Search:
         take_over(self.run_dir)
         self.threads = threads_per_trial(self.max_concurrent)
         self.model_path = resolve_model(s.base_model)
+        check_remote_code(s.base_model, self.model_path, s.trust_remote_code)
+        if s.quantization != "none":
+            check_quantization(s.quantization, self.use_gpu)
         self.ev = start_evaluation(s.evaluator, self.model_path, use_gpu=self.use_gpu, threads=self.threads,
                                    options=s.eval_options.as_kwargs())
         self.show = Progress(enabled=s.progress, budget=s.budget, run_dir=self.run_dir)
@@ -164,7 +180,9 @@ class Search:
         self.task_info = self.task.info()
         # the autoscaler sees what K trials in flight will need before their training asks for it
         request_capacity(train_bundle(self.use_gpu, s.train_resources), self.max_concurrent * s.train_workers)
-        self.trial_fn = executor or _trial_beside_the_driver()
+        env = carried_env()  # trust_remote_code, to the trial and what it starts
+        self.trial_fn = (executor.options(runtime_env=env) if executor is not None and env else executor) or \
+            _trial_beside_the_driver(env)
         from concurrent.futures import ThreadPoolExecutor
 
         self.pool = ThreadPoolExecutor(max_workers=self.max_concurrent + 2, thread_name_prefix="trex-researcher")
@@ -196,6 +214,10 @@ class Search:
         close = getattr(self.agent, "close", None) or getattr(getattr(self.agent, "llm", None), "close", None)
         if close is not None:
             close()
+        if self.trusted:
+            from trex_ray.modeling import TRUST_ENV
+
+            os.environ.pop(TRUST_ENV, None)
 
     # -- steps of the loop -----------------------------------------------------------------------------
     @staticmethod
@@ -243,11 +265,27 @@ class Search:
             from trex_ray.models import model_profile
 
             profile = {**self.task.profile(), "base_model": self.s.base_model, "max_epochs": self.s.max_epochs,
-                       **model_profile(self.model_path, self.task)}
+                       **model_profile(self.model_path, self.task), **self.research()}
             brief = self.agent.analyze(profile, root["result"])
             runs.save_brief(self.run_dir, brief)
             self.record({"type": "brief", "brief": brief})
         return brief
+
+    def research(self) -> dict:
+        """Data research for requirement analysis: related datasets on this machine (TREX_RAY_DATA_DIRS, the
+        FT-Bench data) and on the Hub (`research.hub`), ranked against the task; what was searched is said."""
+        from trex_ray.researcher.catalogue import related_data
+
+        try:
+            found, notes = related_data(self.task, hub=self.s.research.hub)
+        except Exception as e:  # noqa: BLE001 - research is an aid: a failure is said, the search goes on
+            log.warning("data research failed: %s: %s", type(e).__name__, e)
+            return {"research": {"error": f"{type(e).__name__}: {str(e)[:200]}"}}
+        best = next((c for c in found if c["mixable"]), None)
+        related = f"; most related: {best['name']} (relevance {best['score']:.2f})" if best else ""
+        self.show.line(f"data research: {notes['local_found']} local dataset(s) in {len(notes['local_roots'])} "
+                       f"folder(s); hub ({notes['hub_endpoint']}): {notes['hub']}{related}")
+        return {"related_data": found, "research": notes}
 
     def relaunch_interrupted(self) -> None:
         """Trials that were in flight when a previous driver died run again."""
@@ -274,6 +312,8 @@ class Search:
             b = self.call(self.tree.node, state["best"])
             self.best_seen.update(id=b["id"], score=b["score"], direction=b["direction"])
         self.show.update(state, self.spent(state), dict(self.best_seen) if self.best_seen else None)
+        if self.callbacks is not None:  # the trackers see training as the live view does
+            self.callbacks.progress(state.get("live") or {})
 
     # -- the researcher, beside the loop ---------------------------------------------------------------
     def think(self, fn, *args) -> None:
@@ -358,7 +398,8 @@ class Search:
 
     def launch(self, parent_id: int, plan) -> None:
         """A new node under `parent_id` for `plan`, and its trial started."""
-        plan = plan.within(warm_start=self.s.warm_start, max_epochs=self.s.max_epochs)
+        plan = plan.within(warm_start=self.s.warm_start, max_epochs=self.s.max_epochs,
+                           quantization=self.s.quantization, gpu=self.use_gpu)
         self.launched.add(plan.signature(parent_id))
         nid = self.call(self.tree.add_node, parent_id, plan.model_dump(), plan.signature(parent_id))
         self._run_trial(nid, parent_id, plan)
@@ -474,7 +515,7 @@ class Search:
         return result
 
 
-def _trial_beside_the_driver():
+def _trial_beside_the_driver(runtime_env: dict | None = None):
     """A trial's own task waits on its stages: it stays beside the driver (a node that is not preempted)
     where it can, so losing a worker node costs a training run (retried), not the trial."""
     import ray
@@ -483,7 +524,7 @@ def _trial_beside_the_driver():
     from trex_ray.executor.trial import run_trial
 
     return run_trial.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
-        ray.get_runtime_context().get_node_id(), soft=True))
+        ray.get_runtime_context().get_node_id(), soft=True), **({"runtime_env": runtime_env} if runtime_env else {}))
 
 
 def _write_report(run_dir: str) -> None:

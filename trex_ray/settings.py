@@ -10,6 +10,7 @@ anywhere is the same `ConfigError`, naming the setting and the fix.
 
 from __future__ import annotations
 
+import os
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -46,6 +47,18 @@ def _flag(name: str, v: Any) -> bool:
     if isinstance(v, str) and v.strip().lower() in ("true", "false"):  # from the command line
         return v.strip().lower() == "true"
     raise ConfigError(name, f"must be true or false, got {v!r}", f"e.g. {name}: false")
+
+
+class ResearchSettings(BaseModel):
+    """Where the researcher looks beyond the task: the Hugging Face Hub for related datasets, arXiv for
+    papers. `auto` probes once whether it is reachable and says what it found; `off` never connects."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    hub: Literal["auto", "on", "off"] = Field("auto", description="Search the HF Hub (HF_ENDPOINT) for related "
+                                              "datasets.")
+    papers: Literal["auto", "on", "off"] = Field("auto", description="Search arXiv's query API for papers (the LLM "
+                                                 "researcher's search_papers tool; notes_dir is searched always).")
 
 
 class SearchSettings(BaseModel):
@@ -95,6 +108,16 @@ class SearchSettings(BaseModel):
                              "trains every node from the base model.")
     recipe_cache: bool = Field(True, description="Reuse a prepared dataset when a recipe was already run; false "
                                "prepares the data of every trial anew.")
+    research: ResearchSettings = Field(default_factory=ResearchSettings, description="Online research switches: "
+                                       "{hub: auto|on|off, papers: auto|on|off} (local data folders, "
+                                       "TREX_RAY_DATA_DIRS, are always searched).")
+    quantization: Literal["none", "4bit"] = Field("none", description="4bit: every trial trains a LoRA adapter on "
+                                                  "the base model's weights in 4-bit NF4 (QLoRA, bitsandbytes): about "
+                                                  "a quarter of the memory. CUDA GPUs only (pip install "
+                                                  "'trex-ray[qlora]').")
+    trust_remote_code: bool = Field(False, description="Run the Python code a model repository ships (its config's "
+                                    "auto_map) to load it: for families transformers does not include, and only "
+                                    "for code you trust. Off: such a model is refused before anything runs.")
     progress: bool = Field(True, description="Print the live view (a panel on a terminal, lines otherwise).")
     callbacks: list[Any] = Field(default_factory=list, description="Receivers of the search's events: "
                                  "trex_ray.callbacks.Callback objects, or the trackers mlflow, tensorboard, wandb "
@@ -161,12 +184,12 @@ class SearchSettings(BaseModel):
     def _counts(cls, v: Any, info) -> int:
         return _whole(info.field_name, v)
 
-    @field_validator("detach", "warm_start", "recipe_cache", "progress", mode="before")
+    @field_validator("detach", "warm_start", "recipe_cache", "progress", "trust_remote_code", mode="before")
     @classmethod
     def _flags(cls, v: Any, info) -> bool:
         return _flag(info.field_name, v)
 
-    @field_validator("eval_options", mode="before")
+    @field_validator("eval_options", "research", mode="before")
     @classmethod
     def _engine(cls, v: Any) -> Any:
         return {} if v is None else v
@@ -194,6 +217,14 @@ class SearchSettings(BaseModel):
         return v
 
     @model_validator(mode="after")
+    def _remote_code(self) -> "SearchSettings":
+        if os.path.isdir(self.base_model):  # a hub id is checked once downloaded, at the search's start
+            from trex_ray.models import check_remote_code
+
+            check_remote_code(self.base_model, self.base_model, self.trust_remote_code)
+        return self
+
+    @model_validator(mode="after")
     def _defaults(self) -> "SearchSettings":
         if self.data_llm is None:  # data ops that generate or judge use the base model, run locally
             object.__setattr__(self, "data_llm", LLMSpec(model=self.base_model))
@@ -209,7 +240,7 @@ class SearchSettings(BaseModel):
             return cls.model_validate(data)
         except ValidationError as e:
             raise config_error(e, known=cls.model_fields, parts={"budget": Budget, "eval_options": EngineOptions,
-                                                                  "data_llm": LLMSpec}) from None
+                                                                  "data_llm": LLMSpec, "research": ResearchSettings}) from None
 
     def persisted(self) -> dict:
         """What a run folder's config.yaml keeps: every setting but the session-only ones, the budget flat."""

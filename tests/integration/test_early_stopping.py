@@ -12,7 +12,7 @@ from tests.conftest import majority_rows, write_jsonl
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def _trial(tmp, baseline: float = 0.0, **train) -> dict:
+def _trial(tmp, baseline: float = 0.0, val_rows: int = 16, **train) -> dict:
     import ray
 
     from trex_ray.executor.eval_service import Evaluation
@@ -20,7 +20,7 @@ def _trial(tmp, baseline: float = 0.0, **train) -> dict:
     from trex_ray.models import resolve_model
     from trex_ray.plan import Plan
 
-    paths = {s: write_jsonl(tmp / "data" / f"{s}.jsonl", majority_rows(120 if s == "train" else 16, i))
+    paths = {s: write_jsonl(tmp / "data" / f"{s}.jsonl", majority_rows({"train": 120, "val": val_rows}.get(s, 16), i))
              for i, s in enumerate(("train", "val", "test"))}
     task = trex_ray.Task.from_jsonl(name="majority", input_field="question", output_field="answer",
                                     metric="accuracy", labels=["yes", "no"], **paths)
@@ -43,10 +43,22 @@ def test_a_trial_stops_when_val_stops_improving_and_keeps_its_best_checkpoint(tm
     best = max(score for _, score in curve)
     assert ts["kept_step"] == next(s for s, score in curve if score == best)  # the first best is kept
     assert ts["kept_step"] < ts["steps"]  # the last evaluations did not beat it
-    # the node's adapter is that checkpoint: its val score (all 16 rows, the run's engine) is the best seen
+    # the node's adapter is that checkpoint: its val score (all 16 rows, the run's engine) is the best seen;
+    # that evaluation, of every val row, is the node's val: predictions' bad cases and all, not run again
     assert res["score"] == pytest.approx(best)
-    # the evaluations are part of the trial's accelerator time
-    assert ts["val_eval_seconds"] > 0 and res["accelerator_s"] >= ts["seconds"]
+    assert res["val"]["in_training"] is True and res["val"]["n"] == 16 and "kept_val" not in ts
+    assert len(res["bad_cases"]) == res["val"]["num_bad"] == round(16 * (1 - best))
+    # the evaluations are part of the trial's accelerator time, counted once
+    assert ts["val_eval_seconds"] > 0 and res["accelerator_s"] == pytest.approx(ts["seconds"], abs=0.011)
+
+
+def test_a_val_larger_than_the_in_training_subset_is_evaluated_whole_at_the_end(tmp_path):
+    from trex_ray.executor.trial import EARLY_ROWS
+
+    res = _trial(tmp_path, val_rows=EARLY_ROWS + 8, epochs=2, patience=5)
+    assert res["status"] == "ok", res["error"]
+    assert res["val"]["n"] == EARLY_ROWS + 8 and "in_training" not in res["val"]
+    assert res["accelerator_s"] > res["train_stats"]["seconds"]  # the final evaluation's time on top
 
 
 def test_patience_waits_until_the_model_beats_its_baseline(tmp_path):

@@ -42,10 +42,10 @@ def test_ftbench_run_on_sst2_smoke_beats_the_base_model_on_test(tmp_path):
     assert plan["train"]["epochs"] == 1 and "caps epochs" in plan["rationale"]  # sized within the cap
     assert rec["best_node"] == 1 and trial["score"] > nodes[0]["score"]  # the gain on val too
     manifest = json.loads((runs / "data" / "sst2-smoke" / "manifest.json").read_text())
-    assert manifest["rows"] == {"train": 96, "val": 32, "test": 100}
+    assert manifest["rows"] == {"train": 96, "val": 32, "test": 64}
     # the test split was evaluated exactly twice: the baseline and the best node
     tested = [e for e in events if e["type"] == "test_evaluated"]
-    assert sorted(e["id"] for e in tested) == [0, rec["best_node"]] and all(e["result"]["n"] == 100 for e in tested)
+    assert sorted(e["id"] for e in tested) == [0, rec["best_node"]] and all(e["result"]["n"] == 64 for e in tested)
 
     table = subprocess.run([sys.executable, "-m", "ftbench", "table", str(runs)], cwd=REPO, env=env,
                            capture_output=True, text=True, timeout=300)

@@ -59,10 +59,19 @@ def test_a_search_in_mlflow_tensorboard_and_wandb(majority_task, tmp_path, monke
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
+    from tests.unit.test_callbacks import Recorder
+
+    seen = Recorder()
     try:
         res = trex_ray.search(majority_task, base_model="tiny-random", budget=trex_ray.Budget(trials=2), max_concurrent=1,
                               storage=str(tmp_path / "runs"), run_name="tracked", progress=False,
-                              callbacks=["mlflow", "tensorboard", "wandb"])
+                              callbacks=["mlflow", "tensorboard", "wandb", seen])
+        # a trial's live training reports reach the callbacks while it trains: before its node_finished
+        order = [(e["type"], e.get("id")) for e in seen.events]
+        for i, e in enumerate(seen.events):
+            if e["type"] == "training_progress":
+                assert ("node_finished", e["id"]) in order[i + 1:], order
+                assert 1 <= e["step"] <= res.node(e["id"]).result["train_stats"]["steps"]
         client = MlflowClient(uri)
         exp = client.get_experiment_by_name("trex-ray/majority")
         runs = client.search_runs([exp.experiment_id])
@@ -75,8 +84,13 @@ def test_a_search_in_mlflow_tensorboard_and_wandb(majority_task, tmp_path, monke
         assert one.data.params["train.learning_rate"] == str(plan["train"]["learning_rate"])
         assert one.data.tags["direction"] == plan["direction"] and one.data.tags["parent"] == "0"
         assert one.data.tags["status"] == "ok" and one.data.metrics["val_score"] == pytest.approx(res.node(1).val_score)
+        # the loss by optimizer step (some points logged live as it trained, the rest when it finished: once each)
         loss = client.get_metric_history(one.info.run_id, "train_loss")
-        assert len(loss) == len(res.node(1).result["train_stats"]["loss_curve"]) and loss[0].step == 0
+        ts = res.node(1).result["train_stats"]
+        assert sorted(m.step for m in loss) == list(range(1, ts["steps"] + 1)) == list(range(1, len(ts["loss_curve"]) + 1))
+        assert {m.step: m.value for m in loss}[ts["steps"]] == pytest.approx(ts["loss_curve"][-1])
+        val = client.get_metric_history(one.info.run_id, "val_curve")
+        assert sorted((m.step, m.value) for m in val) == [tuple(p) for p in ts["val_curve"]] and val
         best = res.best
         assert parent.data.tags["best_node"] == str(best.id)
         assert parent.data.metrics["best_test"] == pytest.approx(best.test_score)

@@ -54,6 +54,23 @@ def test_evaluation_prompt_is_what_training_saw_before_the_last_answer(tok):
     assert ex["labels"][len(prompt) - 1] == -100 and tok.decode(ex["input_ids"][len(prompt):]) == "apple" + tok.eos_token
 
 
+def test_without_a_chat_template_evaluation_still_sees_what_training_saw(tok):
+    """Plain `Role: text` lines: each earlier answer is closed by the end token in the evaluation prompt,
+    as training closes it."""
+    import copy
+
+    plain = copy.deepcopy(tok)
+    plain.chat_template = None
+    (ex,), _ = tokenize_rows(plain, [_row()], 1024)
+    text = prompting.render(plain, "Which word came first?", "The recipe's system prompt.", CHAT)
+    assert "Assistant:\nNoted: apple." + plain.eos_token + "\nUser: And pear?" in text
+    prompt = plain(text, add_special_tokens=False)["input_ids"]
+    assert ex["input_ids"][:len(prompt)] == prompt
+    assert plain.decode(ex["input_ids"][len(prompt):]) == "apple" + plain.eos_token
+    trained = plain.decode([i for i, lab in zip(ex["input_ids"], ex["labels"]) if lab != -100])
+    assert trained.split(plain.eos_token) == ["Noted: apple.", "Noted too.", "apple", ""]
+
+
 def test_a_single_turn_row_and_the_data_system_prompt(tok):
     (one,), _ = tokenize_rows(tok, [_row(chat="")], 1024)
     assert tok.decode([i for i, lab in zip(one["input_ids"], one["labels"]) if lab != -100]) == "apple" + tok.eos_token
@@ -85,7 +102,7 @@ def test_lora_targets_of_another_family_fall_back_to_every_linear_layer():
     instead of failing; names the model has are kept as given."""
     import torch
     from peft import LoraConfig, get_peft_model
-    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, Phi3Config, Phi3ForCausalLM
 
     from trex_ray.executor.train import lora_targets
 
@@ -95,6 +112,9 @@ def test_lora_targets_of_another_family_fall_back_to_every_linear_layer():
     assert lora_targets(llama, llama_names) == llama_names
     gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_embd=16, n_layer=1, n_head=2, n_positions=32))
     assert lora_targets(gpt2, llama_names) == "all-linear" and lora_targets(gpt2, ["c_attn"]) == ["c_attn"]
+    phi3 = Phi3ForCausalLM(Phi3Config(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                      num_attention_heads=2, num_key_value_heads=2, pad_token_id=0))
+    assert lora_targets(phi3, llama_names) == "all-linear"  # only o_proj of the four: not a partial adapter
     peft = get_peft_model(gpt2, LoraConfig(r=4, target_modules=lora_targets(gpt2, llama_names), task_type="CAUSAL_LM"))
     wrapped = sorted(peft.peft_config["default"].target_modules)
     assert {w.rsplit(".", 1)[-1] for w in wrapped} == {"c_attn", "c_proj", "c_fc"}  # GPT-2's Conv1D layers

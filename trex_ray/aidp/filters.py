@@ -49,7 +49,9 @@ class LengthFilterArgs(OpArgs):
 def _tokenizer(path: str):
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(path)
+    from trex_ray.modeling import remote_code
+
+    return AutoTokenizer.from_pretrained(path, **remote_code())
 
 
 def length_filter(ds, a: LengthFilterArgs, ctx: OpContext):

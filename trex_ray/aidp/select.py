@@ -77,6 +77,10 @@ class MixSource(BaseModel):
     input_field: str | None = None
     output_field: str | None = None
     weight: float = Field(1.0, gt=0, description="Relative share of the mixture.")
+    name: str | None = Field(None, description="Where the source was found (e.g. a catalogue entry), recorded with "
+                             "the plan.")
+    license: str | None = Field(None, description="The source's license as its card or README states it, recorded "
+                                "with the plan.")
 
 
 class MixArgs(OpArgs):

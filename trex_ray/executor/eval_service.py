@@ -197,7 +197,9 @@ class Evaluation:
     base_model: str | None = None  # other model paths are checkpoints of trials, shipped with each request
 
     def _task(self):
-        return _hf_call.options(num_gpus=1 if self.use_gpu else 0, num_cpus=1)
+        from trex_ray.runtime import carried_env
+
+        return _hf_call.options(num_gpus=1 if self.use_gpu else 0, num_cpus=1, runtime_env=carried_env())
 
     def _ship(self, model_path: str, adapter: str | None) -> tuple:
         """A full checkpoint and an adapter travel with the request: the engine may sit on a node that
@@ -252,7 +254,9 @@ def start_evaluation(evaluator: str, base_model_path: str, *, use_gpu: bool, thr
     if backend == "transformers":
         return Evaluation("transformers", None, use_gpu, threads, base_model_path)
     opts = dict(options or {})
-    service = EvalService.options(name=name).remote(
+    from trex_ray.runtime import carried_env
+
+    service = EvalService.options(name=name, runtime_env=carried_env()).remote(
         base_model_path, "vllm" if vllm_available() else "transformers", use_gpu=use_gpu,
         replicas=int(opts.pop("replicas", 1)), max_engines=int(opts.pop("max_engines", 2)), engine_kwargs=opts)
     return Evaluation("vllm", service, use_gpu, threads, base_model_path)

@@ -89,14 +89,16 @@ def _lift_memory_limit() -> None:
 
 
 def lora_targets(model, wanted: list[str]) -> list[str] | str:
-    """The plan's LoRA target modules where the model has layers of those names, else PEFT's `all-linear`
-    (every linear layer of the blocks, whatever the family calls them): a plan written with one family's
-    names (Llama's `q_proj`...) still trains a GPT-2 or a Phi instead of failing."""
+    """The plan's LoRA target modules where the model has layers of every one of those names, else PEFT's
+    `all-linear` (every linear layer of the blocks, whatever the family calls them): a plan written with one
+    family's names (Llama's `q_proj`...) still trains a GPT-2 (fused `c_attn`) or a Phi-3 (fused `qkv_proj`,
+    where only `o_proj` would match and the adapter would miss the rest of attention) instead of failing or
+    training a sliver."""
     import torch
     from transformers.pytorch_utils import Conv1D  # GPT-2's linear layers
 
     names = {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, (torch.nn.Linear, Conv1D))}
-    return wanted if set(wanted) & names else "all-linear"
+    return wanted if set(wanted) <= names else "all-linear"
 
 
 def tokenize_rows(tok, rows: list[dict], max_seq_len: int) -> tuple[list[dict], int]:
@@ -229,6 +231,7 @@ class _Run:
     best_step: int | None = None
     since_best: int = 0
     best_dir: str | None = None
+    best_val: dict | None = None  # the kept checkpoint's evaluation, when it covered every val row
     stopped: str | None = None
     eval_s: float = 0.0
     live: Any = None
@@ -268,7 +271,8 @@ def _setup(config: dict) -> _Run:
     t0 = time.time()
 
     rows = _shard(config["rows"], rank, world)
-    model, tok = load_model(config["model_path"], cfg.get("precision", "auto"))
+    model, tok = load_model(config["model_path"], cfg.get("precision", "auto"), cfg.get("quantization", "none"),
+                            bool(cfg.get("gradient_checkpointing")))
     _limit_memory(config.get("memory_limit_gb"))
     examples, cut = tokenize_rows(tok, rows, cfg["max_seq_len"])
     if not examples:
@@ -394,11 +398,14 @@ def _val_point(r: _Run, config: dict) -> bool:
     early, stop = config["early"], 0
     if r.rank == 0:
         t = time.time()
-        score = _score_now(r, config)
+        out = _score_now(r, config)
+        score = float(out["score"])
         r.eval_s += time.time() - t
         r.val_curve.append([r.step, round(score, 4)])
         if r.best_score is None or score > r.best_score:
             r.best_score, r.best_step, r.since_best = score, r.step, 0
+            # every val row, the run's engine, metric and decoding: this is the node's val evaluation
+            r.best_val = out if early.get("whole") else None
             inner = getattr(r.model, "module", r.model)
             r.best_dir = r.best_dir or tempfile.mkdtemp(prefix="trex-best-")
             inner.save_pretrained(r.best_dir)
@@ -411,16 +418,17 @@ def _val_point(r: _Run, config: dict) -> bool:
         elif r.since_best >= early["patience"]:
             stop, r.stopped = 1, "patience"
         if config.get("reporter") is not None:
-            config["reporter"]("train", step=r.step, steps=r.total_steps, val=round(score, 4))
+            config["reporter"]("train", step=r.step, steps=r.total_steps, loss=r.curve[-1], val=round(score, 4),
+                               val_step=r.step)
     if r.world > 1:
         stop = _all_reduce([stop], r.device, "sum")[0]
     return bool(stop)
 
 
-def _score_now(r: _Run, config: dict) -> float:
-    """The val score of the model being trained: in this process (transformers, the same rendering and
-    decoding as the run's engines), or, for a LoRA run evaluated by vLLM engines, the adapter as saved now
-    through those engines."""
+def _score_now(r: _Run, config: dict) -> dict:
+    """The val evaluation of the model being trained (`evaluate_rows`' result): in this process
+    (transformers, the same rendering and decoding as the run's engines), or, for a LoRA run evaluated by
+    vLLM engines, the adapter as saved now through those engines."""
     from trex_ray.executor.evaluate import InProcess, evaluate_rows
     from trex_ray.models import local_model
 
@@ -441,13 +449,13 @@ def _score_now(r: _Run, config: dict) -> float:
             ev, model, adapter = r.live, None, None
         out = evaluate_rows(ev, model, adapter, early["rows"], template=early["template"], system=early["system"],
                             metric=early["metric"], labels=early.get("labels"), max_new_tokens=early["max_new_tokens"],
-                            batch_size=early["batch_size"], num_bad_cases=0, scoring=early.get("scoring", "generate"),
-                            metric_options=early.get("metric_options"))
+                            batch_size=early["batch_size"], num_bad_cases=early.get("num_bad_cases", 0),
+                            scoring=early.get("scoring", "generate"), metric_options=early.get("metric_options"))
     finally:
         inner.train()
         if path:  # the adapter went with the request (by value): this step's copy is not kept
             shutil.rmtree(path, ignore_errors=True)
-    return float(out["score"])
+    return out
 
 
 def _save(run: _Run, config: dict) -> None:
@@ -480,10 +488,12 @@ def _save(run: _Run, config: dict) -> None:
         # in-training val: (step, score) at each evaluation, why training stopped, the step of the kept checkpoint
         "val_curve": r.val_curve, "stopped": r.stopped, "kept_step": r.best_step if r.best_dir else r.step,
         "val_eval_seconds": round(r.eval_s, 2),
+        # the kept checkpoint's evaluation over every val row: the trial takes it as the node's val
+        "kept_val": r.best_val,
     }
     peft_cfg = getattr(getattr(r.model, "module", r.model), "peft_config", None)
     if peft_cfg:  # the layers LoRA wrapped (the plan's, or all-linear where the model has none of them)
-        stats["lora_targets"] = sorted(peft_cfg["default"].target_modules)
+        stats["lora_targets"] = sorted({str(t).rsplit(".", 1)[-1] for t in peft_cfg["default"].target_modules})
     with tempfile.TemporaryDirectory() as d:
         checkpoint = None
         if r.rank == 0:

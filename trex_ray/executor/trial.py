@@ -37,6 +37,8 @@ def early_stopping(p: Plan, task: dict, ev: Evaluation, baseline_score: float) -
         return None
     prompt = p.recipe.prompt
     return {"rows": task["val_rows"][:EARLY_ROWS], "template": prompt.template, "system": prompt.system,
+            # every val row scored: the kept checkpoint's evaluation is the node's val (not run again)
+            "whole": len(task["val_rows"]) <= EARLY_ROWS, "num_bad_cases": p.eval.num_bad_cases,
             "metric": task["metric"], "labels": task.get("labels"), "scoring": task.get("scoring", "generate"),
             "metric_options": task.get("metric_options"), "max_new_tokens": p.eval.max_new_tokens,
             "batch_size": p.eval.batch_size, "patience": p.train.patience, "perfect": get_metric(task["metric"]).best,
@@ -107,13 +109,19 @@ def run_trial(*, node_id: int, plan: dict, parent_adapter: str | None, task: dic
         _log(node_dir, f"train: {train_stats['steps']} steps, final loss {train_stats['final_loss']:.4f}")
 
         stage = "eval"
-        report("eval", rows=len(task["val_rows"]), loss=train_stats["final_loss"])
         prompt = p.recipe.prompt
         adapter = train_stats["artifact"] if p.train.method == "lora" else None
         eval_model = model_path if p.train.method == "lora" else train_stats["artifact"]
-        val = evaluate_split(ev, eval_model, adapter, task["val_rows"], task, prompt.template, prompt.system,
-                             p.eval.model_dump(), data_llm)
-        _log(node_dir, f"eval: val {val['metric']} = {val['score']:.4f} ({val['backend']}, {val['seconds']} s)")
+        val = train_stats.pop("kept_val", None)
+        if val is not None:  # evaluated in training, on every val row, by the same engine: not run twice
+            val = {**val, "in_training": True}  # its seconds are inside the training's
+            _log(node_dir, f"eval: val {val['metric']} = {val['score']:.4f} (the kept checkpoint's in-training "
+                           f"evaluation at step {train_stats['kept_step']}, every val row, {val['backend']})")
+        else:
+            report("eval", rows=len(task["val_rows"]), loss=train_stats["final_loss"])
+            val = evaluate_split(ev, eval_model, adapter, task["val_rows"], task, prompt.template, prompt.system,
+                                 p.eval.model_dump(), data_llm)
+            _log(node_dir, f"eval: val {val['metric']} = {val['score']:.4f} ({val['backend']}, {val['seconds']} s)")
         result = NodeResult(
             status="ok", score=val["score"], metric=val["metric"],
             reward=normalized_reward(val["score"], baseline_score, get_metric(task["metric"]).best),
@@ -121,7 +129,8 @@ def run_trial(*, node_id: int, plan: dict, parent_adapter: str | None, task: dic
             bad_cases=val["bad_cases"], data_stats=data_stats, train_stats=train_stats,
             artifacts={"adapter" if adapter else "model": train_stats["artifact"], "dataset": data_dir},
             seconds=round(time.time() - t0, 2),
-            accelerator_s=round(train_stats["seconds"] * train_stats["workers"] + val["seconds"], 2),
+            accelerator_s=round(train_stats["seconds"] * train_stats["workers"]
+                                + (0.0 if val.get("in_training") else val["seconds"]), 2),
         )
     except Exception as e:  # noqa: BLE001 - any failure of a trial is data for the search
         _log(node_dir, f"{stage} failed:\n{traceback.format_exc()}")

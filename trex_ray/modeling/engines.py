@@ -26,6 +26,7 @@ from typing import Sequence
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from trex_ray import prompting
+from trex_ray.modeling import remote_code
 
 EVALUATORS = ("auto", "vllm", "transformers")
 
@@ -109,7 +110,7 @@ class _Encoder:
     def __init__(self, model_path: str, max_len: int | None):
         from transformers import AutoTokenizer
 
-        self.tok = AutoTokenizer.from_pretrained(model_path)
+        self.tok = AutoTokenizer.from_pretrained(model_path, **remote_code())
         if self.tok.pad_token is None:
             self.tok.pad_token = self.tok.eos_token
         self.max_len = context_limit(model_path, max_len)
@@ -153,7 +154,8 @@ class HFEngine:
         default = torch.bfloat16 if self.device == "cuda" else torch.float32
         self.dtype = getattr(torch, dtype) if dtype else default
         self.enc = _Encoder(model_path, max_model_len)
-        self.base = AutoModelForCausalLM.from_pretrained(model_path, dtype=self.dtype).to(self.device).eval()
+        self.base = AutoModelForCausalLM.from_pretrained(model_path, dtype=self.dtype, **remote_code()).to(
+            self.device).eval()
         self.adapter_loads = 0
 
     @classmethod
@@ -365,6 +367,7 @@ class VLLMEngine:
         self.enc = _Encoder(model_path, max_model_len)
         kw = dict(model=model_path, max_model_len=self.enc.max_len, seed=seed, tensor_parallel_size=tensor_parallel_size,
                   dtype=dtype or ("bfloat16" if gpu else "float32"))
+        kw.update(remote_code())
         if enable_lora:
             kw.update(enable_lora=True, max_loras=max_loras, max_lora_rank=max_lora_rank)
         if gpu:

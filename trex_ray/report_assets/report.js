@@ -277,5 +277,19 @@
     r.insights.forEach(function (t) { ins.appendChild(el("li", {}, (DATA.runs.length > 1 ? r.label + ": " : "") + t)); });
   });
   if (!ins.children.length) ins.appendChild(el("li", {class: "muted"}, "none yet"));
+  // what the researcher searched and found: related datasets (source, license, relevance), papers
+  var res = document.getElementById("research");
+  DATA.runs.forEach(function (r) {
+    var who = DATA.runs.length > 1 ? r.label + ": " : "";
+    (r.research.related || []).forEach(function (d) {
+      res.appendChild(el("li", {}, who + "dataset " + d.name + " (" + d.origin + ", license " + (d.license || "unknown") +
+        ", relevance " + d.score.toFixed(2) + ") " + (d.where || "")));
+    });
+    (r.research.read || []).forEach(function (x) {
+      res.appendChild(el("li", {}, who + x.tool + " \u201c" + x.query + "\u201d: " + (x.found.join("; ") || "nothing found")));
+    });
+    if (r.research.notes) res.appendChild(el("li", {class: "muted"}, who + r.research.notes));
+  });
+  if (!res.children.length) res.appendChild(el("li", {class: "muted"}, "none"));
   document.body.setAttribute("data-ready", "1");
 })();

@@ -37,7 +37,7 @@ RESEARCHERS = ("heuristic", "auto", "anthropic", "openai", "vllm", "local")
 
 
 def make_researcher(name: str, *, llm: dict | None = None, task=None, notes_dir: str | None = None,
-                    data_dirs: tuple[str, ...] = (), hub: bool = False) -> Researcher:
+                    data_dirs: tuple[str, ...] = (), hub: str = "off", papers: str = "off") -> Researcher:
     """`heuristic` (offline), an LLM researcher on `anthropic`, `openai` (any compatible server), a local
     model on `vllm` (a Ray actor, replies constrained to the JSON schemas) or `local` (transformers), or
     `auto`: anthropic when ANTHROPIC_API_KEY is set, else heuristic. `llm` holds the rest of the LLM spec
@@ -69,5 +69,5 @@ def make_researcher(name: str, *, llm: dict | None = None, task=None, notes_dir:
         err = e.errors()[0]
         raise ConfigError("researcher_llm." + ".".join(str(x) for x in err["loc"]), err["msg"],
                           f"fields: {', '.join(LLMSpec.model_fields)}") from None
-    tools = ResearchTools(task=task, notes_dir=notes_dir, data_dirs=data_dirs, hub=hub)
+    tools = ResearchTools(task=task, notes_dir=notes_dir, data_dirs=data_dirs, hub=hub, papers=papers)
     return LLMResearcher(make_llm(spec), tools=tools, max_tokens=spec.max_tokens or 2048)

@@ -15,7 +15,9 @@
 
 It plans with the op catalogue (`trex_ray.aidp.ops.catalogue`): cleaner data goes from MinHash and
 length filters to semantic dedup; more data drops a sample, or, once a parent has memorised its data,
-adds LLM-written examples (restricted to the label set on classification tasks).
+adds LLM-written examples (restricted to the label set on classification tasks). A small task (up to
+`catalogue.SMALL_TRAIN` rows) for which data research found a related dataset tries it once, early ("add
+related data": `mix` it in, up to twice the task's rows, with val and test questions decontaminated out).
 """
 
 from __future__ import annotations
@@ -197,6 +199,37 @@ def _warm_start(agent, base: Plan, brief, parent, rng):
                                          "learning_rate": t.learning_rate / 2}, "")
 
 
+def related_candidate(brief: dict) -> dict | None:
+    """The dataset the offline researcher would mix in: the most related mixable one of the brief's data
+    research, when the task's train set is small and it is related enough (`catalogue.SMALL_TRAIN`,
+    `RELATED_MIN`)."""
+    from trex_ray.researcher.catalogue import RELATED_MIN, SMALL_TRAIN
+
+    if brief.get("train_rows", 0) > SMALL_TRAIN:
+        return None
+    return next((c for c in brief.get("related_data") or [] if c.get("score", 0) >= RELATED_MIN), None)
+
+
+def _related_data(agent, base: Plan, brief, parent, rng):
+    c = related_candidate(brief)
+    ops = base.recipe.to_yaml_list()
+    names = [next(iter(o)) for o in ops]
+    if c is None or "mix" in names or not _can(brief, "mix"):
+        return None
+    n = max(1, brief.get("train_rows", 0))
+    extra = max(1, min(int(c.get("rows") or n), 2 * n))  # at most twice the task's own rows
+    source = {k: v for k, v in {"path": c.get("path"), "hf": c.get("hf"), "input_field": c.get("input_field"),
+                                "output_field": c.get("output_field"), "weight": round(extra / n, 4),
+                                "name": c.get("name"), "license": c.get("license") or "unknown"}.items()
+              if v is not None}
+    ops.insert(1, {"mix": {"sources": [source], "total": n + extra, "seed": rng.randrange(1000)}})
+    if "decontaminate" not in names:  # found data may hold val or test questions: they go, counted
+        ops.insert(2, {"decontaminate": {}})
+    return ops, {}, (f"the task has {brief.get('train_rows')} training rows; add {extra} rows of {c.get('name')} "
+                     f"(relevance {c.get('score', 0):.2f}, license {c.get('license') or 'unknown'}), with val and "
+                     "test questions removed from them")
+
+
 def _can(brief: dict, op: str) -> bool:
     """Whether the op is in the catalogue the brief was written with (older briefs: the basic ops only)."""
     return op in brief.get("data_ops", ())
@@ -243,6 +276,9 @@ DIRECTIONS: tuple[Direction, ...] = (
               "more training examples"),
     Direction("prompt format", 0.6, {"format": 1.5}, {}, _prompt_format,
               "the outputs miss the expected format; state the task and answer format in the prompt"),
+    # a small task's most related dataset found by data research (offered only where there is one)
+    Direction("add related data", 0.5, {"memorised": 1.0, "wrong value": 0.5}, {"resources": 0.0}, _related_data,
+              "more examples of the same kind, from a related dataset"),
     # a parent still learning at its cap: continuing its adapter is the cheapest way to train longer
     Direction("warm start from parent", 0.0, {"improved": 2.0, "underfitting": 2.0}, {}, _warm_start,
               "the parent improved; continue training its adapter gently"),
@@ -284,6 +320,9 @@ class HeuristicResearcher:
             "goal": profile.get("goal", ""),
             "labels": sorted(profile.get("label_balance") or {}) or None,
             "data_ops": [op["name"] for op in catalogue()],
+            # data research (the search's catalogue): what may be mixed in, most related first
+            "related_data": [c for c in profile.get("related_data") or [] if c.get("mixable")],
+            "research": profile.get("research") or {},
         }
 
     # -- planning ---------------------------------------------------------------------------------
@@ -326,6 +365,13 @@ class HeuristicResearcher:
             base = first
         else:
             base = Plan.model_validate(parent["plan"])
+        if not skip and related_candidate(brief) and "add related data" not in context.get("directions_taken", ()):
+            # a small task with related data found: tried once, early (data is its largest lever); after
+            # that its weight follows what it did, like any direction's
+            plan = self._apply("add related data", base, brief, parent, rng)
+            plan = plan and self._guard(plan, context)
+            if plan is not None and plan.signature(parent["id"]) not in tried:
+                return plan
         weights = self._weights(brief, context)
         names = list(weights)
         # draw directions without replacement by weight; the first untried plan wins

@@ -198,11 +198,12 @@ class LLMResearcher:
             baseline_score=baseline.get("score"), bad_cases=render((baseline.get("bad_cases") or [])[:8], 2000))
         got, repairs, err = self._ask("analyze", user, BriefReply.model_validate, schema=BriefReply.model_json_schema(),
                                       tools=True)
+        read = list(getattr(self.tools, "read", None) or [])  # what it searched and found, for the record
         if got is None:
             brief["researcher"] = f"{self.name} (analysis fell back to the heuristic: {err[:200]})"
-            return brief
+            return {**brief, "read": read}
         return {**brief, **got.model_dump(), "risks": got.risks + [r for r in brief["risks"] if r not in got.risks],
-                "researcher": self.name}
+                "researcher": self.name, "read": read}
 
     def propose(self, brief: dict, context: dict, rng: random.Random) -> Plan:
         from trex_ray.aidp.ops import OPS

@@ -2,10 +2,13 @@
 
 - `inspect_data(split, n, offset)`: rows of train or val.
 - `list_ops()` / `op_schema(name)`: the AIDP operator catalogue.
-- `search_datasets(query)`: data folders in the local catalogue (`data_dirs`: each subfolder with a
-  README/SOURCE file is a dataset), and the HF Hub when `hub=True` and it is reachable.
+- `search_datasets(query)`: the data catalogue (`researcher.catalogue`): dataset folders on this machine
+  (`data_dirs`, TREX_RAY_DATA_DIRS, the FT-Bench data) and the HF Hub (`hub`: auto|on|off), ranked by
+  relevance to the query and the task, each with its license, fields and the `mix` source that adds it.
+- `search_papers(query)`: arXiv (`papers`: auto|on|off) and the notes folder: titles, abstracts, links.
 - `read_notes(name)`: a user-supplied folder of papers/notes: with no name, the list of files; with a
   name, that file's text (cut to a bound).
+What the researcher searched and found is kept in `read` (the brief records it; the report shows it).
 A bad call (unknown tool, wrong argument) returns an error message for the model, not an exception.
 """
 
@@ -25,11 +28,15 @@ def _cut(text: str, limit: int = MAX_CHARS) -> str:
 
 
 class ResearchTools:
-    def __init__(self, task=None, notes_dir: str | None = None, data_dirs: tuple[str, ...] = (), hub: bool = False):
+    def __init__(self, task=None, notes_dir: str | None = None, data_dirs: tuple[str, ...] = (),
+                 hub: str | bool = "off", papers: str = "off", embed=None):
         self.task = task
         self.notes_dir = notes_dir
         self.data_dirs = tuple(d for d in data_dirs if d)
-        self.hub = hub
+        self.hub = {True: "on", False: "off"}.get(hub, hub)
+        self.papers = papers
+        self.embed = embed  # texts -> vectors for ranking (the packaged MiniLM when None)
+        self.read: list[dict] = []  # what was searched and found, for the brief and the report
 
     def specs(self) -> list[Tool]:
         out = [
@@ -37,8 +44,13 @@ class ResearchTools:
                  {"type": "object", "properties": {}}),
             Tool("op_schema", "The JSON schema of one data operator's arguments.",
                  {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}),
-            Tool("search_datasets", "Search available datasets (local catalogue; the HF Hub when online).",
+            Tool("search_datasets", "Search datasets related to the task (local catalogue; the HF Hub when online), "
+                 "most relevant first, each with its license and the `mix` op source that adds it to a recipe.",
                  {"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]}),
+            Tool("search_papers", "Search papers (arXiv when online; the notes folder): titles, abstracts, links.",
+                 {"type": "object", "properties": {"query": {"type": "string"},
+                                                   "max_results": {"type": "integer", "minimum": 1, "maximum": 10}},
+                  "required": ["query"]}),
         ]
         if self.task is not None:
             out.insert(0, Tool("inspect_data", "Rows of the task's train or val split (the test split is hidden).",
@@ -87,37 +99,47 @@ class ResearchTools:
         return json.dumps(OPS[name].args.model_json_schema())
 
     def tool_search_datasets(self, query: str) -> str:
-        words = [w for w in str(query).lower().split() if len(w) > 2]
-        hits = []
-        for root in self.data_dirs:
-            if not os.path.isdir(root):
-                continue
-            for d in sorted(Path(root).iterdir()):
-                if not d.is_dir():
-                    continue
-                about = ""
-                for name in ("SOURCE.md", "README.md", "README_EN.md"):
-                    if (d / name).exists():
-                        about = (d / name).read_text(errors="replace")[:1500]
-                        break
-                text = f"{d.name} {about}".lower()
-                score = sum(text.count(w) for w in words)
-                if score or not words:
-                    first = next((ln.strip("# ").strip() for ln in about.splitlines() if ln.strip()), "")
-                    hits.append((score, f"{d} -- {first}"))
-        hits.sort(key=lambda h: -h[0])
-        out = [h for _, h in hits[:10]]
-        if self.hub:
-            out += self._hub(query)
-        return "\n".join(out) or "no datasets found"
+        from trex_ray.researcher import catalogue as cat
 
-    def _hub(self, query: str) -> list[str]:
-        try:
-            from huggingface_hub import HfApi
+        query = str(query)
+        found = cat.local_candidates(cat.roots_from_env(self.data_dirs),
+                                     *(self.task.input_field, self.task.output_field) if self.task else ())
+        notes = []
+        endpoint = os.environ.get("HF_ENDPOINT") or cat.HF_DEFAULT
+        if cat.online(self.hub, endpoint):
+            try:
+                found += cat.hub_candidates(query, endpoint=endpoint)
+            except Exception as e:  # noqa: BLE001 - offline or the hub is down: say so, carry on
+                notes.append(f"(HF Hub search unavailable at {endpoint}: {type(e).__name__})")
+        else:
+            notes.append("(HF Hub search off)" if self.hub == "off" else f"(HF Hub not reachable at {endpoint})")
+        inputs = [r["input"] for r in self.task.rows("train")[:20]] if self.task else []
+        ranked = cat.rank(found, query + ("\n" + self.task.goal if self.task and self.task.goal else ""), inputs,
+                          embed=self.embed)[:10]
+        self.read.append({"tool": "search_datasets", "query": query,
+                          "found": [f"{c.name} ({c.origin}, {c.license or 'license unknown'})" for c in ranked]})
+        lines = [c.line() + (f"\n  mix source: {json.dumps(c.mix_source())}" if c.mixable else "") for c in ranked]
+        return "\n".join(lines + notes) or "no datasets found"
 
-            return [f"hf:{d.id}" for d in HfApi().list_datasets(search=query, limit=10)]
-        except Exception as e:  # noqa: BLE001 - offline or the hub is down: say so, carry on
-            return [f"(HF Hub search unavailable: {type(e).__name__})"]
+    def tool_search_papers(self, query: str, max_results: int = 5) -> str:
+        from trex_ray.researcher import catalogue as cat
+        from trex_ray.researcher import papers as pp
+
+        query, n = str(query), max(1, min(int(max_results), 10))
+        found, notes = [], []
+        if cat.online(self.papers, pp.arxiv_endpoint()):
+            try:
+                found += pp.arxiv_search(query, n)
+            except Exception as e:  # noqa: BLE001 - a failed search is information, not an error
+                notes.append(f"(arXiv search failed: {type(e).__name__}: {str(e)[:120]})")
+        else:
+            notes.append("(arXiv search off)" if self.papers == "off" else "(arXiv not reachable)")
+        found += pp.local_papers(self.notes_dir, query, n)
+        self.read.append({"tool": "search_papers", "query": query,
+                          "found": [f"{p['title']} ({p['link']})" for p in found]})
+        lines = [f"- {p['title']} [{p['source']}{', ' + p['published'] if p.get('published') else ''}] {p['link']}\n"
+                 f"  {p['abstract'][:600]}" for p in found]
+        return "\n".join(lines + notes) or "no papers found"
 
     def tool_read_notes(self, name: str | None = None) -> str:
         root = Path(self.notes_dir).resolve()

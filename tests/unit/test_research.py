@@ -1,0 +1,274 @@
+"""Open-domain research: the local data catalogue and its ranking (the packaged MiniLM, a known related
+dataset), the Hugging Face Hub client (`huggingface_hub`, unchanged) and arXiv's query API against local
+HTTP servers that speak their wire formats, failures included (server errors, malformed replies,
+timeouts), and the offline researcher's "add related data" plan."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from tests.conftest import majority_rows, write_jsonl
+from trex_ray.researcher import catalogue as cat
+from trex_ray.researcher import papers as pp
+
+
+def catalogue_dir(root):
+    """A data catalogue: one dataset of the majority task's kind, one of clock times, one folder of only a README."""
+    related = root / "majority-more"
+    write_jsonl(related / "train.jsonl", majority_rows(60, 11))
+    (related / "SOURCE.md").write_text("# More majority questions\n\nQuestions asking whether 'yes' words outnumber "
+                                       "'no' words.\n\nLicense: CC-BY-4.0\n")
+    clock = root / "clock-times"
+    rng = random.Random(0)
+    write_jsonl(clock / "data.jsonl", [{"prompt": f"What time is {rng.randint(1, 12)} hours after {h}:00?",
+                                        "completion": f"{(h + 3) % 24}:00"} for h in range(30)])
+    (clock / "README.md").write_text("---\nlicense: mit\n---\n# Clock arithmetic\n\nAdding hours to times of day.\n")
+    (root / "notes-only").mkdir()
+    (root / "notes-only" / "README.md").write_text("nothing to load here")
+    return root
+
+
+def test_the_local_catalogue_reads_folders_licenses_and_fields(tmp_path):
+    root = catalogue_dir(tmp_path / "cat")
+    found = {c.name: c for c in cat.local_candidates([str(root)], "question", "answer")}
+    assert set(found) == {"majority-more", "clock-times"}
+    m, c = found["majority-more"], found["clock-times"]
+    assert m.license == "CC-BY-4.0" and (m.input_field, m.output_field) == ("question", "answer") and m.rows == 60
+    assert m.mixable and m.sample[0]["input"] and m.path.endswith("train.jsonl")
+    assert c.license == "mit" and (c.input_field, c.output_field) == ("prompt", "completion")
+    assert "Adding hours" in c.description and "license" not in c.description  # the front matter is not prose
+    # the task's own folder is never a candidate
+    assert cat.local_candidates([str(root)], exclude=(str(root / "clock-times"),))[0].name == "majority-more"
+
+
+def test_license_and_field_mapping_rules():
+    assert cat.license_of("---\nlicense: [apache-2.0]\n---\n") == "apache-2.0"
+    assert cat.license_of("## License\nCC BY-SA 4.0\n") == "CC BY-SA 4.0"
+    assert cat.license_of("no word of it") is None
+    assert cat.map_fields(["Sentence", "Label"]) == ("Sentence", "Label")
+    assert cat.map_fields(["q", "a", "question"], "q", "a") == ("q", "a")  # the task's own names first
+    assert cat.map_fields(["text"]) == ("text", None)
+
+
+def test_ranking_puts_the_related_dataset_first_with_the_packaged_minilm(tmp_path):
+    root = catalogue_dir(tmp_path / "cat")
+    cands = cat.local_candidates([str(root)], "question", "answer")
+    task_inputs = [r["question"] for r in majority_rows(10, 3)]
+    ranked = cat.rank(cands, "answer yes if 'yes' words outnumber 'no' words, else no", task_inputs)
+    assert [c.name for c in ranked] == ["majority-more", "clock-times"]
+    assert ranked[0].score > ranked[1].score and ranked[0].score >= cat.RELATED_MIN
+    unmappable = cat.Candidate(name="x", origin="local", description="yes no words majority", path="x.jsonl")
+    assert cat.rank([unmappable, *cands], "majority", task_inputs, embed=lambda t: [[1.0]] * len(t))[-1].name == "x"
+
+
+# -- a Hub that speaks huggingface_hub's wire format ------------------------------------------------------
+
+CARD = ("---\nlicense: cc-by-4.0\ndataset_info:\n  features:\n  - name: question\n    dtype: string\n"
+        "  - name: answer\n    dtype: string\n---\n# Yes/no majority\n\nCount the yes and no words.\n")
+
+
+class Hub(BaseHTTPRequestHandler):
+    mode = "ok"  # ok | error | bad-card
+
+    def log_message(self, *a):
+        pass
+
+    def _send(self, code: int, body: bytes, ctype: str = "application/json", head: bool = False, extra=None):
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (extra or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        if not head:
+            self.wfile.write(body)
+
+    def _route(self, head: bool):
+        url = urllib.parse.urlparse(self.path)
+        if url.path == "/api/datasets":
+            if self.mode == "error":
+                return self._send(500, b'{"error": "internal"}', head=head)
+            q = urllib.parse.parse_qs(url.query)
+            assert q.get("search") and q.get("limit")
+            return self._send(200, json.dumps([
+                {"id": "someone/majority-words", "_id": "1", "tags": ["license:cc-by-4.0", "language:en"],
+                 "private": False, "downloads": 3, "likes": 0},
+                {"id": "someone/no-card", "_id": "2", "tags": ["license:mit"], "private": False}]).encode(), head=head)
+        if url.path.endswith("/resolve/main/README.md"):
+            repo = url.path.split("/datasets/", 1)[1].split("/resolve/")[0]
+            if repo == "someone/no-card":
+                return self._send(404, b'{"error": "Entry not found"}', head=head,
+                                  extra={"X-Error-Code": "EntryNotFound"})
+            body = (b"---\nlicense: [unclosed\n---\n" if self.mode == "bad-card" else CARD.encode())
+            etag = hashlib.sha256(body).hexdigest()
+            return self._send(200, body, "text/plain", head=head,
+                              extra={"ETag": f'"{etag}"', "X-Repo-Commit": "a" * 40})
+        return self._send(404, b"{}", head=head)
+
+    def do_GET(self):
+        self._route(False)
+
+    def do_HEAD(self):
+        self._route(True)
+
+
+@pytest.fixture
+def server():
+    servers = []
+
+    def start(handler):
+        srv = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        servers.append(srv)
+        return f"http://127.0.0.1:{srv.server_address[1]}"
+
+    yield start
+    for s in servers:
+        s.shutdown()
+
+
+def test_hub_search_reads_ids_cards_licenses_and_fields(server):
+    Hub.mode = "ok"
+    url = server(Hub)
+    found = {c.name: c for c in cat.hub_candidates("majority", endpoint=url)}
+    assert set(found) == {"someone/majority-words", "someone/no-card"}
+    m = found["someone/majority-words"]
+    assert m.origin == "hub" and m.hf == "someone/majority-words" and m.license == "cc-by-4.0"
+    assert (m.input_field, m.output_field) == ("question", "answer") and m.mixable
+    assert "Count the yes and no words." in m.description
+    n = found["someone/no-card"]  # a dataset without a card keeps its id and the license its tags give
+    assert n.license == "mit" and "card unreadable" in n.description and not n.mixable
+
+
+@pytest.mark.slow  # the client retries a 500 with backoff (about 23 s) before it gives up, as users see it
+def test_hub_failures_are_said_and_carried_past(server, monkeypatch):
+    from trex_ray.researcher.tools import ResearchTools
+
+    url = server(Hub)
+    monkeypatch.setenv("HF_ENDPOINT", url)
+    try:
+        Hub.mode = "bad-card"  # a card whose metadata does not parse: the dataset is listed without it
+        out = ResearchTools(hub="on", embed=lambda t: [[1.0]] * len(t)).tool_search_datasets("majority")
+        assert "someone/majority-words" in out and "card unreadable" in out
+        Hub.mode = "error"  # the search itself fails: said, and the local catalogue still answers
+        tools = ResearchTools(hub="on", embed=lambda t: [[1.0]] * len(t))
+        assert "HF Hub search unavailable" in tools.tool_search_datasets("majority")
+        assert tools.read[-1]["found"] == []
+    finally:
+        Hub.mode = "ok"
+
+
+# -- arXiv's query API -------------------------------------------------------------------------------------
+
+FEED = """<?xml version="1.0" encoding="UTF-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom">
+  <title>ArXiv Query: search_query=all:lora</title>
+  <entry>
+    <id>http://arxiv.org/abs/2106.09685v2</id>
+    <published>2021-06-17T17:37:18Z</published>
+    <title>LoRA: Low-Rank Adaptation of
+      Large Language Models</title>
+    <summary>  We propose Low-Rank Adaptation, or LoRA, which freezes the pre-trained model weights. </summary>
+    <author><name>Edward J. Hu</name></author>
+    <link href="http://arxiv.org/abs/2106.09685v2" rel="alternate" type="text/html"/>
+    <link title="pdf" href="http://arxiv.org/pdf/2106.09685v2" rel="related" type="application/pdf"/>
+  </entry>
+</feed>"""
+
+
+class Arxiv(BaseHTTPRequestHandler):
+    mode = "ok"  # ok | error | malformed | slow
+
+    def log_message(self, *a):
+        pass
+
+    def do_GET(self):
+        url = urllib.parse.urlparse(self.path)
+        q = urllib.parse.parse_qs(url.query)
+        assert url.path == "/api/query" and q["search_query"][0].startswith("all:")
+        if self.mode == "slow":
+            time.sleep(3)
+        code, body = {"error": (500, b"oops"), "malformed": (200, b"<html>not a feed")}.get(self.mode,
+                                                                                        (200, FEED.encode()))
+        self.send_response(code)
+        self.send_header("Content-Type", "application/atom+xml")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_arxiv_search_parses_the_atom_feed_and_fails_loudly(server):
+    url = server(Arxiv) + "/api/query"
+    Arxiv.mode = "ok"
+    (p,) = pp.arxiv_search("lora", 3, endpoint=url)
+    assert p["title"] == "LoRA: Low-Rank Adaptation of Large Language Models"
+    assert p["link"] == "http://arxiv.org/abs/2106.09685v2" and p["published"] == "2021-06-17"
+    assert p["abstract"].startswith("We propose Low-Rank Adaptation") and p["authors"] == ["Edward J. Hu"]
+    for mode, error in (("error", Exception), ("malformed", ValueError), ("slow", OSError)):
+        Arxiv.mode = mode
+        with pytest.raises(error):
+            pp.arxiv_search("lora", endpoint=url, timeout=1)
+    Arxiv.mode = "ok"
+
+
+def test_the_papers_tool_searches_arxiv_and_the_notes_and_records_what_it_read(server, tmp_path, monkeypatch):
+    from trex_ray.researcher.tools import ResearchTools
+
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "qlora.md").write_text("# QLoRA: efficient finetuning\n\nFinetuning quantized LLMs with LoRA adapters.\n")
+    (notes / "other.md").write_text("# Cooking\n\nNothing about adapters.\n")
+    Arxiv.mode = "ok"
+    monkeypatch.setenv("TREX_RAY_ARXIV_API", server(Arxiv) + "/api/query")
+    tools = ResearchTools(notes_dir=str(notes), papers="on")
+    out = tools.call("search_papers", {"query": "lora finetuning"})
+    assert "LoRA: Low-Rank Adaptation" in out and "QLoRA: efficient finetuning" in out and "Cooking" not in out
+    assert tools.read[-1]["tool"] == "search_papers" and len(tools.read[-1]["found"]) == 2
+    Arxiv.mode = "error"
+    out = tools.call("search_papers", {"query": "lora"})
+    assert "arXiv search failed" in out and "QLoRA" in out  # the notes still answer
+    off = ResearchTools(notes_dir=str(notes), papers="off").call("search_papers", {"query": "lora"})
+    assert "(arXiv search off)" in off
+    Arxiv.mode = "ok"
+
+
+# -- the offline researcher ---------------------------------------------------------------------------------
+
+def test_data_research_and_the_related_data_plan(tmp_path, majority_task):
+    from trex_ray.researcher.heuristic import HeuristicResearcher, related_candidate
+
+    root = catalogue_dir(tmp_path / "cat")
+    found, notes = cat.related_data(majority_task, hub="off", roots=[str(root)])
+    assert [c["name"] for c in found][:1] == ["majority-more"] and notes["local_found"] == 2 and notes["hub"] == "off"
+    profile = {**majority_task.profile(), "related_data": found, "research": notes}
+    agent = HeuristicResearcher()
+    brief = agent.analyze(profile, {"score": 0.5, "bad_cases": []})
+    c = related_candidate(brief)
+    assert c["name"] == "majority-more"
+    first = agent.initial_plan(brief)
+    node = {"id": 1, "plan": first.model_dump(), "score": 0.6, "status": "ok", "direction": first.direction}
+    ctx = {"parent": node, "tried": [first.signature(0)], "children": [], "ancestors": [], "directions_taken":
+           [first.direction]}
+    plan = agent.propose(brief, ctx, random.Random(0))
+    assert plan.direction == "add related data"
+    ops = [o.op for o in plan.recipe.ops]
+    assert ops[:3] == ["load", "mix", "decontaminate"]
+    mix = plan.recipe.ops[1].args
+    src = mix["sources"][0]
+    assert src["name"] == "majority-more" and src["license"] == "CC-BY-4.0" and src["path"].endswith("train.jsonl")
+    n = brief["train_rows"]
+    assert mix["total"] == n + min(60, 2 * n) and "license CC-BY-4.0" in plan.rationale
+    # tried once: afterwards the direction takes its turn like any other
+    again = agent.propose(brief, {**ctx, "directions_taken": [first.direction, "add related data"]}, random.Random(0))
+    assert again.direction != "add related data" or again.signature(1) != plan.signature(1)
+    # a large task, or nothing related enough: no such plan
+    assert related_candidate({**brief, "train_rows": cat.SMALL_TRAIN + 1}) is None
+    assert related_candidate({**brief, "related_data": [{**c, "score": 0.1}]}) is None
