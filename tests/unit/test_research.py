@@ -272,3 +272,32 @@ def test_data_research_and_the_related_data_plan(tmp_path, majority_task):
     # a large task, or nothing related enough: no such plan
     assert related_candidate({**brief, "train_rows": cat.SMALL_TRAIN + 1}) is None
     assert related_candidate({**brief, "related_data": [{**c, "score": 0.1}]}) is None
+
+
+def test_the_llm_researcher_searches_the_hub_and_arxiv_through_its_tools(server, majority_task, monkeypatch):
+    """The Anthropic client (real SDK, local server) asks for both searches; the Hub and arXiv (local servers
+    in their wire formats) answer; the tool results reach the model and the brief records what was read."""
+    from tests.llm_server import ScriptedLLMServer
+    from trex_ray.researcher import make_researcher
+
+    Hub.mode, Arxiv.mode = "ok", "ok"
+    monkeypatch.setenv("HF_ENDPOINT", server(Hub))
+    monkeypatch.setenv("TREX_RAY_ARXIV_API", server(Arxiv) + "/api/query")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+    brief_json = json.dumps({"objective": "yes/no majority", "metric": "accuracy", "risks": [],
+                             "candidate_data_sources": ["someone/majority-words"], "candidate_methods": ["LoRA"]})
+    script = [{"tool_calls": [{"name": "search_datasets", "args": {"query": "majority"}},
+                              {"name": "search_papers", "args": {"query": "lora", "max_results": 2}}]},
+              {"text": brief_json}]
+    with ScriptedLLMServer(script) as llm:
+        agent = make_researcher("anthropic", llm={"base_url": llm.url, "model": "claude-test"}, task=majority_task,
+                                hub="on", papers="on")
+        agent.tools.embed = lambda texts: [[1.0]] * len(texts)
+        brief = agent.analyze({**majority_task.profile(), "base_model": "tiny-random"}, {"score": 0.5, "bad_cases": []})
+    results = json.dumps(llm.requests[1]["json"]["messages"][-1]["content"])
+    assert "someone/majority-words" in results and "cc-by-4.0" in results and "mix source" in results
+    assert "LoRA: Low-Rank Adaptation" in results
+    read = {r["tool"]: r for r in brief["read"]}
+    assert read["search_datasets"]["query"] == "majority" and any("someone/majority-words" in f
+                                                                  for f in read["search_datasets"]["found"])
+    assert read["search_papers"]["found"][0].startswith("LoRA: Low-Rank Adaptation")
