@@ -236,17 +236,18 @@ class MLflowTracker(_Curves, Callback):
 
     def _node(self, nid: int, run: RunInfo, plan: dict | None = None, parent: int | None = None) -> str:
         if nid not in self.nodes:
-            tags = {"mlflow.parentRunId": self.parent, "trex_ray.node": str(nid)}
-            if plan is not None:
-                tags.update({"direction": str(plan.get("direction", "")), "parent": str(parent)})
-            r = self.client.create_run(self.exp_id, run_name=f"node {nid}", tags=tags)
+            r = self.client.create_run(self.exp_id, run_name=f"node {nid}",
+                                       tags={"mlflow.parentRunId": self.parent, "trex_ray.node": str(nid)})
             self.nodes[nid] = r.info.run_id
-            if plan is not None:
-                from mlflow.entities import Param
+        if plan is not None and nid not in self.__dict__.setdefault("planned", set()):
+            # (whichever event came first made the run: the plan, tags and params come with node_added)
+            from mlflow.entities import Param, RunTag
 
-                params = [Param(k[:250], str(v)[:6000]) for k, v in flatten(plan).items()]
-                for i in range(0, len(params), 100):
-                    self.client.log_batch(self.nodes[nid], params=params[i:i + 100])
+            self.planned.add(nid)
+            params = [Param(k[:250], str(v)[:6000]) for k, v in flatten(plan).items()]
+            tags = [RunTag("direction", str(plan.get("direction", ""))), RunTag("parent", str(parent))]
+            for i in range(0, max(1, len(params)), 100):
+                self.client.log_batch(self.nodes[nid], params=params[i:i + 100], tags=tags if i == 0 else [])
         return self.nodes[nid]
 
     def on_event(self, event: dict, run: RunInfo) -> None:

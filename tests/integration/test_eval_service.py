@@ -104,6 +104,8 @@ def test_adapters_are_hot_loaded_and_concurrent_requests_batched(service, smollm
         shutil.copytree(adapter, tmp_path / f"node{i}")
         copies.append(str(tmp_path / f"node{i}"))
     convs = [prompting.messages(r["input"], None) for r in rows[:8]]
+    # adapters the engine holds already (other tests of this module share it, in any order)
+    before = sum(e["adapters"] for e in ray.get(service.service.stats.remote())["engines"] if e["backend"] == "vllm")
     refs = [service.service.generate.remote(smollm2, a, convs, max_new_tokens=8) for a in copies * 2]
     outs = ray.get(refs)
     assert all(o.texts == outs[0].texts for o in outs)  # same weights, same answers
@@ -111,7 +113,7 @@ def test_adapters_are_hot_loaded_and_concurrent_requests_batched(service, smollm
     assert stats["base_engines"] == {8: 1}  # one base model for every rank-8 adapter: no reload per node
     engine = stats["engines"][0]
     assert engine["backend"] == "vllm"
-    assert engine["adapters"] >= 4  # the trained adapter and its three copies, each hot-loaded
+    assert engine["adapters"] - before == 3  # the three copies, each hot-loaded once (asked twice each)
     assert engine["batches"] < engine["requests"]  # concurrent requests were merged
 
 

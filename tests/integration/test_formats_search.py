@@ -1,5 +1,7 @@
 """A real search on data as users have it: one alpaca file (no val, no test) and a metric of their own named
-`module:function`, which Ray's workers import by that name and call with each row's record."""
+`module:function`, which Ray's workers import by that name and call with each row's record; OpenAI chat
+conversations; a ShareGPT dataset written by `save_to_disk` (Task.from_hf); a parquet train file with CSV
+val and test."""
 
 from __future__ import annotations
 
@@ -87,3 +89,57 @@ def test_search_on_multi_turn_chat_conversations(tmp_path):
                for v in val)
     assert r.baseline.result["val"]["input_tokens"] == sent
     assert node.result["val"]["input_tokens"] == sent
+
+
+def test_search_on_a_sharegpt_dataset_saved_with_save_to_disk(tmp_path):
+    """Task.from_hf on a `save_to_disk` folder whose rows are ShareGPT conversations, val a slice of its own
+    split: read through `datasets`, trained and evaluated like any task."""
+    import datasets
+
+    def conv(i):
+        word = ["red", "blue", "green", "black"][i % 4]
+        return {"conversations": [{"from": "system", "value": "Name colours."},
+                                  {"from": "human", "value": f"Colour #{i}: {word}. Say it."},
+                                  {"from": "gpt", "value": word}]}
+
+    folder = tmp_path / "colours"
+    datasets.DatasetDict({"train": datasets.Dataset.from_list([conv(i) for i in range(40)]),
+                          "validation": datasets.Dataset.from_list([conv(100 + i) for i in range(12)])}
+                         ).save_to_disk(str(folder))
+    task = trex_ray.Task.from_hf(str(folder), splits={"train": "train", "val": "validation[:6]",
+                                                      "test": "validation[6:]"}, metric="exact_match")
+    assert task.profile()["format"] == "sharegpt" and len(task.rows("val")) == 6
+    r = trex_ray.search(task, base_model="tiny-random", budget=trex_ray.Budget(trials=1), max_concurrent=1,
+                        storage=str(tmp_path / "runs"), progress=False)
+    node = r.node(1)
+    assert node.status == "ok", node.result
+    assert node.result["train_stats"]["examples"] == 40 and node.result["val"]["n"] == 6
+    splits = json.load(open(os.path.join(r.run_dir, "splits.json")))
+    assert splits["val"]["source"].endswith("[validation[:6]]") and splits["train"]["format"] == "sharegpt"
+    assert all(json.loads(x["chat"])["system"] == "Name colours."
+               for x in map(json.loads, open(os.path.join(r.run_dir, "data", "train.jsonl"))))
+
+
+def test_search_on_a_parquet_train_with_csv_val_and_test(tmp_path):
+    import csv
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tests.conftest import majority_rows
+
+    pq.write_table(pa.Table.from_pylist(majority_rows(60, 0)), tmp_path / "train.parquet")
+    for i, split in enumerate(("val", "test"), 1):
+        with open(tmp_path / f"{split}.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=["question", "answer"])
+            w.writeheader()
+            w.writerows(majority_rows(10, i))
+    task = trex_ray.Task.from_jsonl(name="mixed-files", train=str(tmp_path / "train.parquet"),
+                                    val=str(tmp_path / "val.csv"), test=str(tmp_path / "test.csv"),
+                                    input_field="question", output_field="answer", metric="accuracy",
+                                    labels=["yes", "no"])
+    r = trex_ray.search(task, base_model="tiny-random", budget=trex_ray.Budget(trials=1), max_concurrent=1,
+                        storage=str(tmp_path / "runs"), progress=False)
+    assert [n.status for n in r.nodes] == ["ok", "ok"], r.node(1).result.get("error")
+    assert r.node(1).result["train_stats"]["examples"] == 60 and r.node(1).result["val"]["n"] == 10
+    assert r.best.test_score is not None
