@@ -63,7 +63,10 @@ from trex_ray.plan import Plan
 from tests.conftest import write_jsonl
 
 tmp = Path(sys.argv[1])
-cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 3})
+# a lost node is known lost within a second (the GCS's health checks every 0.5 s, two misses), not Ray's
+# default of several seconds: what is tested is what happens next
+cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 3, "_system_config": {
+    "health_check_period_ms": 500, "health_check_failure_threshold": 2}})
 nodes = [cluster.add_node(num_cpus=1, resources={"accel": 1})]
 init_ray(cluster.address, 1)
 rows = [{"question": ("alpha %d " % i) * 120, "answer": "yes" if i % 5 else "no"} for i in range(48)]

@@ -108,7 +108,7 @@ def test_search_with_the_vllm_researcher_on_the_local_model(majority_task, tmp_p
     pytest.importorskip("vllm")
     result = trex_ray.search(majority_task, base_model="tiny-random", budget=trex_ray.Budget(trials=2),
                              researcher="vllm", researcher_llm={"max_tokens": 96, "max_model_len": 4096},
-                             max_concurrent=1, storage=str(tmp_path / "runs"), seed=0, progress=False)
+                             max_concurrent=2, storage=str(tmp_path / "runs"), seed=0, progress=False)
     events = [json.loads(line) for line in open(os.path.join(result.run_dir, "journal.jsonl"))]
     usage = [e["usage"] for e in events if e["type"] == "llm_usage"]
     calls = sum(u.get("calls", 0) for u in usage)
