@@ -107,9 +107,9 @@ class Search:
         from trex_ray.researcher import make_researcher
         from trex_ray.storage import RunSync, prepare
 
-        data_dirs = tuple(d for d in os.environ.get("TREX_RAY_DATA_DIRS", "").split(os.pathsep) if d)
+        # (the data folders of TREX_RAY_DATA_DIRS are the catalogue's own: researcher.catalogue.roots_from_env)
         agent = make_researcher(s.researcher, llm=s.researcher_llm, task=task, notes_dir=s.notes_dir,
-                                data_dirs=data_dirs, hub=s.research.hub, papers=s.research.papers)
+                                hub=s.research.hub, papers=s.research.papers)
         storage, run_name, mirror = prepare(s.storage, s.run_name, resume, task.name)
         run_dir = runs.open_run_dir(storage, task, run_name, resume, s.persisted())
         sync = RunSync(mirror, run_dir)
@@ -130,8 +130,8 @@ class Search:
 
         from trex_ray.executor.eval_service import engine_gpus, start_evaluation
         from trex_ray.executor.train import train_bundle
-        from trex_ray.modeling import TRUST_ENV, check_quantization
-        from trex_ray.models import check_remote_code, resolve_model
+        from trex_ray.modeling import check_quantization
+        from trex_ray.models import TRUST_ENV, check_remote_code, resolve_model
         from trex_ray.progress import Progress
         from trex_ray.researcher.journalled import Journalled
         from trex_ray.runtime import (
@@ -215,7 +215,7 @@ class Search:
         if close is not None:
             close()
         if self.trusted:
-            from trex_ray.modeling import TRUST_ENV
+            from trex_ray.models import TRUST_ENV
 
             os.environ.pop(TRUST_ENV, None)
 

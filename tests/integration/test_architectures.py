@@ -87,7 +87,7 @@ def test_a_family_transformers_lacks_is_refused_then_trains_with_trust_remote_co
 
     from tests.unit.test_model_families import custom_code_model
     from trex_ray.errors import ConfigError
-    from trex_ray.modeling import TRUST_ENV
+    from trex_ray.models import TRUST_ENV
 
     path = custom_code_model(tmp_path / "custom")
     runs = tmp_path / "runs"

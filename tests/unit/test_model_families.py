@@ -104,7 +104,7 @@ def test_a_model_that_ships_its_own_code_is_refused_unless_trusted(tmp_path):
 
 
 def test_remote_code_follows_the_environment_a_search_sets(monkeypatch):
-    from trex_ray.modeling import TRUST_ENV, remote_code
+    from trex_ray.models import TRUST_ENV, remote_code
     from trex_ray.runtime import carried_env
 
     monkeypatch.delenv(TRUST_ENV, raising=False)

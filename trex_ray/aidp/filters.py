@@ -49,7 +49,7 @@ class LengthFilterArgs(OpArgs):
 def _tokenizer(path: str):
     from transformers import AutoTokenizer
 
-    from trex_ray.modeling import remote_code
+    from trex_ray.models import remote_code
 
     return AutoTokenizer.from_pretrained(path, **remote_code())
 

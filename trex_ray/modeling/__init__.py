@@ -9,7 +9,7 @@ Nothing here knows about searches, plans or tasks.
 
 from __future__ import annotations
 
-from trex_ray.models import TRUST_ENV, remote_code  # noqa: F401 - where loaders find them
+from trex_ray.models import remote_code
 
 
 def check_quantization(quantization: str, use_gpu: bool) -> None:

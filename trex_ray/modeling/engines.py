@@ -26,7 +26,7 @@ from typing import Sequence
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from trex_ray import prompting
-from trex_ray.modeling import remote_code
+from trex_ray.models import remote_code
 
 EVALUATORS = ("auto", "vllm", "transformers")
 
@@ -352,9 +352,6 @@ class VLLMEngine:
         if not gpu:
             # the engine core in this process (the actor is the engine's own): a spawned core process
             # re-imports torch and vLLM; an engine started in 17 s here where in-process took 3.4 s
-            os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-            # the engine core in this process (the actor is the engine's own): a spawned core process
-            # re-imports torch and vLLM, and an engine started in 17 s here where in-process took 3.4 s
             os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
             # compute threads on every core this process may use: vLLM's automatic binding keeps one core
             # back, and a Ray actor inherits OMP_NUM_THREADS=1

@@ -65,6 +65,11 @@ class Candidate:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "Candidate":
+        """A candidate as a brief keeps it (`to_dict`, maybe with more keys)."""
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
 
 def roots_from_env(extra: tuple[str, ...] = ()) -> list[str]:
     """The local folders searched: `TREX_RAY_DATA_DIRS` (os.pathsep-separated), `FTBENCH_DATA`, and `extra`."""
@@ -263,6 +268,8 @@ def online(switch: str, url: str) -> bool:
 def _own(task) -> tuple[list[str], set[str]]:
     """The task's own data folders, and the words of its name (an FT-Bench task prepared from `sst2` is
     named `ftbench-sst2-lite`): a catalogue folder either way is the task's own data, never a candidate."""
+    if task is None:
+        return [], set()
     folders = []
     for split in ("train", "val", "test"):
         path = getattr(task, split, None)
@@ -271,21 +278,23 @@ def _own(task) -> tuple[list[str], set[str]]:
     return folders, {w for w in re.split(r"[^a-z0-9]+", task.name.lower()) if len(w) > 2}
 
 
-def related_data(task, hub: str = "auto", roots: list[str] | None = None, limit: int = 5,
-                 embed=None) -> tuple[list[dict], dict]:
-    """Data research for a task: the local catalogue (and the Hub when `hub` allows) ranked against the
-    task; (the best `limit` candidates as dicts, notes on what was searched and found)."""
+def find(task, query: str | None = None, hub: str = "auto", roots: list[str] | None = None, limit: int = 5,
+         embed=None) -> tuple[list[Candidate], dict]:
+    """Data research: the local catalogue (never the task's own data) and the Hub when `hub` allows,
+    ranked against the task (its goal, or `query`, and its inputs); (the best `limit`, notes on what was
+    searched and found). The search's requirement analysis and the LLM researcher's `search_datasets`
+    tool both ask here."""
     roots = roots_from_env() if roots is None else roots
     own, words = _own(task)
-    found = [c for c in local_candidates(roots, task.input_field, task.output_field, exclude=tuple(own))
-             if c.name.lower() not in words]
+    fields = (task.input_field, task.output_field) if task is not None else (None, None)
+    found = [c for c in local_candidates(roots, *fields, exclude=tuple(own)) if c.name.lower() not in words]
     endpoint = os.environ.get("HF_ENDPOINT") or HF_DEFAULT
     notes: dict = {"local_roots": roots, "local_found": len(found), "hub_endpoint": endpoint}
     if online(hub, endpoint):
-        query = " ".join(sorted(words - {"ftbench", "lite", "full", "smoke"})) or task.name
+        q = query or " ".join(sorted(words - {"ftbench", "lite", "full", "smoke"})) or task.name
         try:
-            hub_found = hub_candidates(query, endpoint=endpoint)
-            notes["hub"] = f"{len(hub_found)} found for {query!r}"
+            hub_found = hub_candidates(q, endpoint=endpoint)
+            notes["hub"] = f"{len(hub_found)} found for {q!r}"
             found += hub_found
         except Exception as e:  # noqa: BLE001 - the Hub is optional: say what happened, carry on
             notes["hub"] = f"unavailable ({type(e).__name__})"
@@ -293,6 +302,13 @@ def related_data(task, hub: str = "auto", roots: list[str] | None = None, limit:
         notes["hub"] = "off" if hub == "off" else "not reachable"
     if not found:
         return [], notes
-    inputs = [r["input"] for r in task.rows("train")[:20]]
-    ranked = rank(found, task.goal or task.name, inputs, embed=embed)
-    return [c.to_dict() | {"mixable": c.mixable} for c in ranked[:limit]], notes
+    goal = "\n".join(x for x in (query, getattr(task, "goal", "") or getattr(task, "name", "")) if x)
+    inputs = [r["input"] for r in task.rows("train")[:20]] if task is not None else []
+    return rank(found, goal, inputs, embed=embed)[:limit], notes
+
+
+def related_data(task, hub: str = "auto", roots: list[str] | None = None, limit: int = 5,
+                 embed=None) -> tuple[list[dict], dict]:
+    """`find` for the brief: the candidates as plain data (with `mixable`), and the notes."""
+    found, notes = find(task, hub=hub, roots=roots, limit=limit, embed=embed)
+    return [c.to_dict() | {"mixable": c.mixable} for c in found], notes

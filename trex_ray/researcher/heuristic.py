@@ -216,12 +216,11 @@ def _related_data(agent, base: Plan, brief, parent, rng):
     names = [next(iter(o)) for o in ops]
     if c is None or "mix" in names or not _can(brief, "mix"):
         return None
+    from trex_ray.researcher.catalogue import Candidate
+
     n = max(1, brief.get("train_rows", 0))
     extra = max(1, min(int(c.get("rows") or n), 2 * n))  # at most twice the task's own rows
-    source = {k: v for k, v in {"path": c.get("path"), "hf": c.get("hf"), "input_field": c.get("input_field"),
-                                "output_field": c.get("output_field"), "weight": round(extra / n, 4),
-                                "name": c.get("name"), "license": c.get("license") or "unknown"}.items()
-              if v is not None}
+    source = {k: v for k, v in Candidate.from_dict(c).mix_source(round(extra / n, 4)).items() if v is not None}
     ops.insert(1, {"mix": {"sources": [source], "total": n + extra, "seed": rng.randrange(1000)}})
     if "decontaminate" not in names:  # found data may hold val or test questions: they go, counted
         ops.insert(2, {"decontaminate": {}})

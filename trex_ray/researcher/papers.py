@@ -48,10 +48,9 @@ def arxiv_search(query: str, max_results: int = 5, endpoint: str | None = None, 
     return [p for p in out if p["title"]]
 
 
-def _title_and_abstract(path: Path) -> tuple[str, str]:
+def _title_and_abstract(path: Path, text: str) -> tuple[str, str]:
     if path.suffix.lower() not in TEXT_FILES:
         return path.stem.replace("_", " ").replace("-", " "), ""
-    text = path.read_text(errors="replace")[:20000]
     lines = text.splitlines()
     title = next((ln.lstrip("#").strip() for ln in lines if ln.strip()), path.stem)
     paras = [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip() and not p.strip().startswith("#")]
@@ -67,8 +66,9 @@ def local_papers(folder: str | None, query: str, limit: int = 5) -> list[dict]:
     for p in sorted(Path(folder).rglob("*")):
         if not p.is_file() or p.suffix.lower() not in (*TEXT_FILES, ".pdf"):
             continue
-        title, abstract = _title_and_abstract(p)
-        body = (p.read_text(errors="replace")[:20000] if p.suffix.lower() in TEXT_FILES else "").lower()
+        text = p.read_text(errors="replace")[:20000] if p.suffix.lower() in TEXT_FILES else ""
+        title, abstract = _title_and_abstract(p, text)
+        body = text.lower()
         score = sum(3 * title.lower().count(w) + body.count(w) for w in words)
         if score or not words:
             scored.append((score, {"title": title, "abstract": abstract, "link": str(p), "source": "notes"}))

@@ -15,7 +15,6 @@ A bad call (unknown tool, wrong argument) returns an error message for the model
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from trex_ray.llm.base import Tool
@@ -29,11 +28,11 @@ def _cut(text: str, limit: int = MAX_CHARS) -> str:
 
 class ResearchTools:
     def __init__(self, task=None, notes_dir: str | None = None, data_dirs: tuple[str, ...] = (),
-                 hub: str | bool = "off", papers: str = "off", embed=None):
+                 hub: str = "off", papers: str = "off", embed=None):
         self.task = task
         self.notes_dir = notes_dir
         self.data_dirs = tuple(d for d in data_dirs if d)
-        self.hub = {True: "on", False: "off"}.get(hub, hub)
+        self.hub = hub
         self.papers = papers
         self.embed = embed  # texts -> vectors for ranking (the packaged MiniLM when None)
         self.read: list[dict] = []  # what was searched and found, for the brief and the report
@@ -102,24 +101,12 @@ class ResearchTools:
         from trex_ray.researcher import catalogue as cat
 
         query = str(query)
-        found = cat.local_candidates(cat.roots_from_env(self.data_dirs),
-                                     *(self.task.input_field, self.task.output_field) if self.task else ())
-        notes = []
-        endpoint = os.environ.get("HF_ENDPOINT") or cat.HF_DEFAULT
-        if cat.online(self.hub, endpoint):
-            try:
-                found += cat.hub_candidates(query, endpoint=endpoint)
-            except Exception as e:  # noqa: BLE001 - offline or the hub is down: say so, carry on
-                notes.append(f"(HF Hub search unavailable at {endpoint}: {type(e).__name__})")
-        else:
-            notes.append("(HF Hub search off)" if self.hub == "off" else f"(HF Hub not reachable at {endpoint})")
-        inputs = [r["input"] for r in self.task.rows("train")[:20]] if self.task else []
-        ranked = cat.rank(found, query + ("\n" + self.task.goal if self.task and self.task.goal else ""), inputs,
-                          embed=self.embed)[:10]
+        ranked, notes = cat.find(self.task, query, hub=self.hub, roots=cat.roots_from_env(self.data_dirs), limit=10,
+                                 embed=self.embed)
         self.read.append({"tool": "search_datasets", "query": query,
                           "found": [f"{c.name} ({c.origin}, {c.license or 'license unknown'})" for c in ranked]})
         lines = [c.line() + (f"\n  mix source: {json.dumps(c.mix_source())}" if c.mixable else "") for c in ranked]
-        return "\n".join(lines + notes) or "no datasets found"
+        return "\n".join(lines + [f"(HF Hub at {notes['hub_endpoint']}: {notes['hub']})"])
 
     def tool_search_papers(self, query: str, max_results: int = 5) -> str:
         from trex_ray.researcher import catalogue as cat
