@@ -552,9 +552,17 @@ def _stop_trials(refs: list, grace_s: float = 60.0, release: bool = True) -> Non
     if left:
         ray.wait(left, num_returns=len(left), timeout=30)
     if release:  # no trial is left running: any placement group left holds CPUs for nobody
+        import time
+
         from trex_ray.runtime import release_orphan_placement_groups
 
-        release_orphan_placement_groups()
+        # a stopped trial's Ray Train controller can still be creating its workers' group as the trial
+        # task returns: sweep again until a few seconds pass without one
+        quiet, deadline = 0, time.time() + 10
+        while quiet < 3 and time.time() < deadline:
+            quiet = quiet + 1 if release_orphan_placement_groups() == 0 else 0
+            if quiet < 3:
+                time.sleep(1)
 
 
 # `trex_ray.search` names both this module and the function above. Importing the module makes Python

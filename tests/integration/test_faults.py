@@ -96,7 +96,9 @@ held = lambda: ray.cluster_resources()["CPU"] - ray.available_resources().get("C
 deadline = time.time() + 60
 while held() > 0 and time.time() < deadline:
     time.sleep(1)
-print("RESULT " + json.dumps({"run_dir": res.run_dir, "trials": len(res.nodes) - 1, "held": held()}))
+# what holds them, if anything does: placement groups, and the tasks and actors still alive
+groups = {k: v.get("state") for k, v in ray.util.placement_group_table().items()}
+print("RESULT " + json.dumps({"run_dir": res.run_dir, "trials": len(res.nodes) - 1, "held": held(), "groups": groups}))
 """
 
 
@@ -115,7 +117,7 @@ def test_a_trial_past_its_timeout_is_stopped_recorded_and_its_cpus_freed(tmp_pat
     events = [json.loads(line) for line in open(os.path.join(out["run_dir"], "journal.jsonl"))]
     finished = [e for e in events if e["type"] == "node_finished" and e["id"] != 0]
     assert [e["result"]["error"]["type"] for e in finished] == ["timeout", "timeout"]
-    assert out["held"] == 0, f"{out['held']} CPUs still held a minute after the search"
+    assert out["held"] == 0, f"{out['held']} CPUs still held a minute after the search; groups: {out['groups']}"
 
 
 def test_a_killed_tree_actor_is_restarted_from_its_journal_and_the_search_finishes(tmp_path):
