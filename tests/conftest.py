@@ -14,6 +14,11 @@ FTBENCH_DATA = Path(os.environ.get("FTBENCH_DATA", REPO.parent / "shared" / "ftb
 
 pytest_plugins = ["tests.skip_policy"]  # a skip that hides a missing set-up step fails the run
 
+# `datasets` prepares what it loads in its cache, and data research catalogues that cache: the tests keep
+# one of their own, so that neither the user's cache nor an earlier run changes what a test finds
+os.environ["HF_DATASETS_CACHE"] = __import__("tempfile").mkdtemp(prefix="trex-ray-tests-datasets-")
+__import__("atexit").register(__import__("shutil").rmtree, os.environ["HF_DATASETS_CACHE"], True)
+
 
 def write_jsonl(path: Path, rows: list[dict]) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)

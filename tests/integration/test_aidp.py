@@ -187,3 +187,21 @@ def test_data_run_cli_prints_per_op_counts_and_writes_outputs(data, capsys):
     recipe.write_text(f"train: {ctx.train_path}\nops:\n  - load: {{}}\n  - sample: {{n: lots}}\n  - format: {{}}\n")
     assert main(["data", "run", str(recipe), "--out", str(out)]) == 2
     assert "ops[1] (sample): n:" in capsys.readouterr().err
+
+
+def test_mix_reads_a_dataset_from_the_datasets_cache(data, tmp_path):
+    """A catalogue entry from the user's `datasets` cache mixes in from its Arrow files (no network, no script)."""
+    from tests.unit.test_research import cached_dataset
+    from trex_ray.researcher import catalogue as cat
+
+    ctx, _, tmp = data
+    cache = tmp_path / "hf-datasets"
+    cached_dataset(cache, "more_sums", [{"q": f"what is {i} times {i}", "a": "odd"} for i in range(25)])
+    (cand,) = cat.cache_candidates(str(cache), "q", "a")
+    recipe = parse_recipe([{"load": {}}, {"mix": {"sources": [cand.mix_source()], "total": 30}}, {"format": {}}])
+    out, stats = pipeline.run_recipe(recipe, ctx, str(tmp / "c"))
+    import pandas as pd
+
+    df = pd.read_parquet(out)
+    assert next(s for s in stats["ops"] if s["op"] == "mix")["rows_out"] == 30
+    assert df["input"].str.contains("times").sum() == 15  # half the mixture from each (decontamination drops a sum)

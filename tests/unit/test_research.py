@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import threading
 import time
@@ -47,6 +48,43 @@ def test_the_local_catalogue_reads_folders_licenses_and_fields(tmp_path):
     assert "Adding hours" in c.description and "license" not in c.description  # the front matter is not prose
     # the task's own folder is never a candidate
     assert cat.local_candidates([str(root)], exclude=(str(root / "clock-times"),))[0].name == "majority-more"
+
+
+def cached_dataset(cache, name, rows, **meta):
+    """A dataset as `datasets.load_dataset` leaves it in a user's cache (prepared by the library itself from a
+    local folder of JSON lines), with a description and license written into its info as a hub card's are."""
+    import datasets
+
+    src = cache.parent / "sources" / name
+    write_jsonl(src / "train.jsonl", rows)
+    datasets.load_dataset(str(src), cache_dir=str(cache))
+    info = next(cache.glob(f"{name}/*/*/*/dataset_info.json"))
+    info.write_text(json.dumps({**json.loads(info.read_text()), **meta}))
+    return info.parent
+
+
+def test_the_datasets_cache_is_catalogued_newest_first_and_never_the_tasks_own(tmp_path, majority_task):
+    cache = tmp_path / "hf-datasets"
+    folder = cached_dataset(cache, "majority_more", majority_rows(50, 12), license="cc-by-4.0",
+                            description="Questions on whether yes words outnumber no words.")
+    cached_dataset(cache, "pairs", [{"a": "x", "b": "y"}] * 3)  # fields that map onto nothing
+    (cache / "pairs" / "default" / "0.0.0" / "partial").mkdir()  # an unfinished preparation is no entry
+    found = {c.name: c for c in cat.cache_candidates(str(cache), "question", "answer")}
+    assert set(found) == {"majority_more", "pairs"}
+    c = found["majority_more"]
+    assert (c.origin, c.rows, c.license, c.hf) == ("cache", 50, "cc-by-4.0", str(folder))
+    assert (c.input_field, c.output_field) == ("question", "answer") and len(c.sample) == cat.SAMPLE
+    assert c.sample[0]["input"] == majority_rows(50, 12)[0]["question"] and "outnumber" in c.description
+    assert not found["pairs"].mixable
+    ranked, notes = cat.find(majority_task, hub="off", roots=[], cache=str(cache), embed=lambda t: [[1.0]] * len(t))
+    assert notes["cache_found"] == 2 and notes["datasets_cache"] == str(cache)
+    assert ranked[0].name == "majority_more" and ranked[0].mix_source()["hf"] == str(folder)
+    # a task named after the cached dataset (or loaded from its hub id) is that dataset: not offered to itself
+    own = majority_task.model_copy(update={"name": "Majority-More"})
+    assert [c.name for c in cat.find(own, hub="off", roots=[], cache=str(cache), embed=lambda t: [[1.0]] * len(t))[0]] \
+        == ["pairs"]
+    assert cat.cache_candidates(str(tmp_path / "nowhere")) == []
+    assert cat.datasets_cache() == os.environ["HF_DATASETS_CACHE"]
 
 
 def test_license_and_field_mapping_rules():
@@ -248,7 +286,7 @@ def test_data_research_and_the_related_data_plan(tmp_path, majority_task):
     from trex_ray.researcher.heuristic import HeuristicResearcher, related_candidate
 
     root = catalogue_dir(tmp_path / "cat")
-    found, notes = cat.related_data(majority_task, hub="off", roots=[str(root)])
+    found, notes = cat.related_data(majority_task, hub="off", roots=[str(root)], cache=str(tmp_path / "no-cache"))
     assert [c["name"] for c in found][:1] == ["majority-more"] and notes["local_found"] == 2 and notes["hub"] == "off"
     profile = {**majority_task.profile(), "related_data": found, "research": notes}
     agent = HeuristicResearcher()

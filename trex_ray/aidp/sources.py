@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
+import re
 from collections import Counter
 from typing import Literal
 
@@ -113,11 +115,24 @@ def _select(ds, infield: str, outfield: str, index: int, where: str):
     return ds.map_batches(select, batch_format="pandas")
 
 
+def train_arrow_files(folder: str | pathlib.Path, split: str = "train") -> list[pathlib.Path]:
+    """The Arrow files of `split` in a folder `datasets` prepared (`<name>-train.arrow`, or its shards
+    `<name>-train-00000-of-00004.arrow`); none for a folder written by `save_to_disk` (it has state.json)."""
+    folder = pathlib.Path(folder)
+    if (folder / "state.json").exists() or not (folder / "dataset_info.json").exists():
+        return []
+    return sorted(p for p in folder.glob("*.arrow")
+                  if re.fullmatch(rf".+-{re.escape(split)}(-\d+-of-\d+)?\.arrow", p.name))
+
+
 def _load_hf(a: LoadArgs, infield: str, outfield: str, index: int):
     import datasets
     import ray.data
 
-    if os.path.isdir(a.hf) and os.path.exists(os.path.join(a.hf, "dataset_info.json")):
+    arrows = train_arrow_files(a.hf, a.hf_split) if os.path.isdir(a.hf) else []
+    if arrows:  # a dataset `load_dataset` prepared in its cache (the catalogue finds these)
+        hf = datasets.concatenate_datasets([datasets.Dataset.from_file(str(p)) for p in arrows])
+    elif os.path.isdir(a.hf) and os.path.exists(os.path.join(a.hf, "dataset_info.json")):
         hf = datasets.load_from_disk(a.hf)
     elif os.path.isdir(a.hf) and os.path.exists(os.path.join(a.hf, "dataset_dict.json")):
         hf = datasets.load_from_disk(a.hf)[a.hf_split]

@@ -5,6 +5,10 @@ how close they are to it.
   given) that holds a data file (train.jsonl, .csv, .parquet, ...) is a candidate. Its README/SOURCE file
   gives the description and license; its first rows give the input and output fields (matched to the
   task's names, then to common ones) and a sample.
+- The user's `datasets` cache (`HF_DATASETS_CACHE`, else `HF_HOME/datasets`, else
+  ~/.cache/huggingface/datasets): every dataset `datasets.load_dataset` has prepared there with a train
+  split (its Arrow files and `dataset_info.json`: description, license, features, row count), the newest
+  preparation of each dataset and configuration. It is mixed in from those Arrow files, offline.
 - Hub (`hub_candidates`): `huggingface_hub` search and the dataset cards (`HF_ENDPOINT` respected). Nothing
   of a found dataset is executed: its loading script, if any, is never run (`trust_remote_code` stays off).
 
@@ -84,6 +88,59 @@ def roots_from_env(extra: tuple[str, ...] = ()) -> list[str]:
             seen.add(key)
             unique.append(d)
     return unique
+
+
+def datasets_cache() -> str:
+    """Where `datasets` keeps what it has prepared (the library's own rule, read without importing it)."""
+    if os.environ.get("HF_DATASETS_CACHE"):
+        return os.environ["HF_DATASETS_CACHE"]
+    home = os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME") or
+                                                     os.path.join(os.path.expanduser("~"), ".cache"), "huggingface")
+    return os.path.join(home, "datasets")
+
+
+def cache_candidates(cache: str, input_field: str | None = None, output_field: str | None = None) -> list[Candidate]:
+    """The datasets prepared in a `datasets` cache that have a train split (layout
+    `<owner___name>/<config>/<version>/<fingerprint>/`): name, description and license from their
+    dataset_info.json, fields from its features, a sample from the first Arrow file. Of several preparations
+    of one dataset and configuration, the newest."""
+    from trex_ray.aidp.sources import train_arrow_files
+
+    if not os.path.isdir(cache):
+        return []
+    newest: dict[tuple, Path] = {}
+    for info in Path(cache).glob("*/*/*/*/dataset_info.json"):
+        folder = info.parent
+        if not train_arrow_files(folder):
+            continue
+        key = (folder.parents[2].name, folder.parents[1].name)
+        if key not in newest or info.stat().st_mtime > (newest[key] / "dataset_info.json").stat().st_mtime:
+            newest[key] = folder
+    out = []
+    for (name, config), folder in sorted(newest.items()):
+        try:
+            meta = json.loads((folder / "dataset_info.json").read_text())
+            features = meta.get("features") or {}
+            keys = list(features) if isinstance(features, dict) else []
+            rows = ((meta.get("splits") or {}).get("train") or {}).get("num_examples")
+        except (OSError, ValueError, AttributeError):
+            continue
+        label = name.replace("___", "/") + ("" if config == "default" else f" ({config})")
+        cand = Candidate(name=label, origin="cache", description=(meta.get("description") or "").strip() or label,
+                         license=(meta.get("license") or "").strip() or None, hf=str(folder), rows=rows)
+        cand.input_field, cand.output_field = map_fields(keys, input_field, output_field)
+        if cand.mixable:
+            try:
+                import pyarrow as pa
+
+                with pa.memory_map(str(train_arrow_files(folder)[0])) as src:
+                    first = pa.ipc.open_stream(src).read_next_batch().slice(0, SAMPLE).to_pylist()
+                cand.sample = [{"input": str(r.get(cand.input_field, "")), "output": str(r.get(cand.output_field, ""))}
+                               for r in first]
+            except Exception:  # noqa: BLE001 - a half-written cache entry is not a candidate
+                continue
+        out.append(cand)
+    return out
 
 
 def license_of(text: str) -> str | None:
@@ -265,6 +322,10 @@ def online(switch: str, url: str) -> bool:
     return _PROBED[url]
 
 
+def _norm(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
 def _own(task) -> tuple[list[str], set[str]]:
     """The task's own data folders, and the words of its name (an FT-Bench task prepared from `sst2` is
     named `ftbench-sst2-lite`): a catalogue folder either way is the task's own data, never a candidate."""
@@ -279,17 +340,25 @@ def _own(task) -> tuple[list[str], set[str]]:
 
 
 def find(task, query: str | None = None, hub: str = "auto", roots: list[str] | None = None, limit: int = 5,
-         embed=None) -> tuple[list[Candidate], dict]:
-    """Data research: the local catalogue (never the task's own data) and the Hub when `hub` allows,
-    ranked against the task (its goal, or `query`, and its inputs); (the best `limit`, notes on what was
-    searched and found). The search's requirement analysis and the LLM researcher's `search_datasets`
-    tool both ask here."""
+         embed=None, cache: str | None = None) -> tuple[list[Candidate], dict]:
+    """Data research: the local catalogue and the `datasets` cache (never the task's own data) and the Hub
+    when `hub` allows, ranked against the task (its goal, or `query`, and its inputs); (the best `limit`,
+    notes on what was searched and found). The search's requirement analysis and the LLM researcher's
+    `search_datasets` tool both ask here."""
     roots = roots_from_env() if roots is None else roots
+    cache = datasets_cache() if cache is None else cache
     own, words = _own(task)
     fields = (task.input_field, task.output_field) if task is not None else (None, None)
+    task_name = _norm(task.name) if task is not None else None
     found = [c for c in local_candidates(roots, *fields, exclude=tuple(own)) if c.name.lower() not in words]
+    own_hf = {task.hf} if task is not None and getattr(task, "hf", None) else set()
+    cached = [c for c in cache_candidates(cache, *fields)
+              if _norm(c.name.split(" (")[0].split("/")[-1]) not in words | {task_name}
+              and c.name.split(" (")[0] not in own_hf]
+    found += cached
     endpoint = os.environ.get("HF_ENDPOINT") or HF_DEFAULT
-    notes: dict = {"local_roots": roots, "local_found": len(found), "hub_endpoint": endpoint}
+    notes: dict = {"local_roots": roots, "local_found": len(found) - len(cached), "datasets_cache": cache,
+                   "cache_found": len(cached), "hub_endpoint": endpoint}
     if online(hub, endpoint):
         q = query or " ".join(sorted(words - {"ftbench", "lite", "full", "smoke"})) or task.name
         try:
@@ -308,7 +377,7 @@ def find(task, query: str | None = None, hub: str = "auto", roots: list[str] | N
 
 
 def related_data(task, hub: str = "auto", roots: list[str] | None = None, limit: int = 5,
-                 embed=None) -> tuple[list[dict], dict]:
+                 embed=None, cache: str | None = None) -> tuple[list[dict], dict]:
     """`find` for the brief: the candidates as plain data (with `mixable`), and the notes."""
-    found, notes = find(task, hub=hub, roots=roots, limit=limit, embed=embed)
+    found, notes = find(task, hub=hub, roots=roots, limit=limit, embed=embed, cache=cache)
     return [c.to_dict() | {"mixable": c.mixable} for c in found], notes
