@@ -87,6 +87,21 @@ def test_the_datasets_cache_is_catalogued_newest_first_and_never_the_tasks_own(t
     assert cat.datasets_cache() == os.environ["HF_DATASETS_CACHE"]
 
 
+def test_a_catalogue_file_is_counted_and_sampled_without_reading_it_whole(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [{"question": f"q{i}", "answer": "yes"} for i in range(1000)]
+    jl = tmp_path / "a.jsonl"
+    jl.write_text("\ufeff" + "\n".join(json.dumps(r) for r in rows) + "\n\n")  # a byte-order mark, a blank line
+    (tmp_path / "a.csv").write_text("question,answer\n" + "".join(f'"q{i}\nstill q{i}",yes\n' for i in range(1000)))
+    (tmp_path / "a.json").write_text(json.dumps(rows))
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "a.parquet", row_group_size=100)
+    for name in ("a.jsonl", "a.csv", "a.json", "a.parquet"):
+        n, first = cat.peek(tmp_path / name)
+        assert n == 1000 and len(first) == cat.SAMPLE and first[0]["question"].startswith("q0"), name
+
+
 def test_license_and_field_mapping_rules():
     assert cat.license_of("---\nlicense: [apache-2.0]\n---\n") == "apache-2.0"
     assert cat.license_of("## License\nCC BY-SA 4.0\n") == "CC BY-SA 4.0"

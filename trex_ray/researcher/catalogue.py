@@ -185,9 +185,43 @@ def map_fields(keys: list[str], input_field: str | None = None, output_field: st
     return inp, pick(output_field, OUTPUT_NAMES, taken=inp)
 
 
-def _local(folder: Path, input_field: str | None, output_field: str | None) -> Candidate | None:
-    from trex_ray.formats import read_file
+def peek(path: Path, n: int = SAMPLE) -> tuple[int, list[dict]]:
+    """(rows, the first `n` rows) of a data file, without holding it in memory: a catalogue folder may hold
+    gigabytes. Parquet from its footer; JSON lines and CSV/TSV streamed (rows counted, `n` parsed); a JSON
+    array is read whole (the format has no other way)."""
+    import csv
+    import itertools
 
+    ext = path.suffix.lower()
+    if ext == ".parquet":
+        import pyarrow.parquet as pq
+
+        f = pq.ParquetFile(str(path))
+        first = next(f.iter_batches(batch_size=n), None)
+        return f.metadata.num_rows, first.to_pylist() if first is not None else []
+    if ext in (".csv", ".tsv"):
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh, delimiter="\t" if ext == ".tsv" else ",")
+            first = list(itertools.islice(reader, n))
+            return len(first) + sum(1 for _ in reader), first
+    with open(path, encoding="utf-8-sig") as fh:
+        head = fh.read(1)
+        fh.seek(0)
+        if ext == ".json" and head == "[":
+            rows = [r for r in json.load(fh) if isinstance(r, dict)]
+            return len(rows), rows[:n]
+        count, first = 0, []
+        for line in fh:
+            if line.strip():
+                count += 1
+                if len(first) < n:
+                    obj = json.loads(line)
+                    if isinstance(obj, dict):
+                        first.append(obj)
+        return count, first
+
+
+def _local(folder: Path, input_field: str | None, output_field: str | None) -> Candidate | None:
     data = _data_file(folder)
     if data is None:
         return None
@@ -196,16 +230,14 @@ def _local(folder: Path, input_field: str | None, output_field: str | None) -> C
     cand = Candidate(name=folder.name, origin="local", description=_description(text) or folder.name,
                      license=license_of(text), path=str(data))
     try:
-        records, _ = read_file(str(data), "train")
+        cand.rows, rows = peek(data)
     except Exception:  # noqa: BLE001 - an unreadable file is not a candidate
         return None
-    rows = [obj for _, obj in records if isinstance(obj, dict)]
-    cand.rows = len(rows)
     if rows:
         cand.input_field, cand.output_field = map_fields(list(rows[0]), input_field, output_field)
     if cand.mixable:
         cand.sample = [{"input": str(r.get(cand.input_field, "")), "output": str(r.get(cand.output_field, ""))}
-                       for r in rows[:SAMPLE]]
+                       for r in rows]
     return cand
 
 
