@@ -3,7 +3,8 @@
 A simulated cluster (`ray.cluster_utils.Cluster`): a head node and 8 worker nodes with one `accel`
 resource each (standing in for GPUs). The real search loop runs on it (real tree actor, journal, MCTS,
 offline researcher, baseline on the tiny model), with one thing swapped through `search(executor=...)`:
-each trial sleeps for a drawn duration on one `accel` instead of fine-tuning, and returns a random score.
+each trial sleeps for a drawn duration on one `accel` instead of fine-tuning (reporting its progress in 20
+steps, as training does), and returns a random score.
 
 Printed per `max_concurrent` (1, 4, 8 by default):
 - busy: accelerator-seconds the trials slept / (accelerators usable x wall time of the trial phase),
@@ -46,11 +47,15 @@ def sleepy_trial(lo: float, hi: float):
     from trex_ray.results import NodeResult
 
     @ray.remote(num_cpus=0, resources={"accel": 1}, max_retries=0)
-    def trial(*, node_id: int, plan: dict, task: dict, baseline_score: float, **_) -> dict:
+    def trial(*, node_id: int, plan: dict, task: dict, baseline_score: float, reporter=None, **_) -> dict:
         rng = random.Random(node_id)
         seconds = rng.uniform(lo, hi)
         t0 = time.time()
-        time.sleep(seconds)
+        steps = 20  # it reports its progress as a training trial does, a step at a time
+        for step in range(1, steps + 1):
+            time.sleep(seconds / steps)
+            if reporter is not None and step < steps:
+                reporter("train", step=step, steps=steps, loss=1.0 / step)
         score = rng.random()
         return NodeResult(status="ok", score=score, metric=task["metric"], reward=max(0.0, score - baseline_score),
                           train_stats={"slept_from": t0, "slept_s": seconds}, seconds=round(seconds, 3),

@@ -94,6 +94,7 @@ class Search:
         self.callbacks = None  # a Dispatcher of the search's events to its callbacks (trackers)
         self.think_s = 0.0  # how long a proposal takes, and a trial (moving averages): how far to think ahead
         self.trial_s = 0.0
+        self.live: dict = {}  # node id -> a trial's last reported stage and progress (the tree's state)
         self.launched: set = set()  # plan signatures launched in this session
         self.proposing_from: Counter = Counter()  # proposals under way, by parent
         self.proposing_lock = threading.Lock()
@@ -308,6 +309,7 @@ class Search:
     def refresh(self) -> None:
         """The live view: the tree's state, what is spent, the best node so far."""
         state = self.call(self.tree.state)
+        self.live = state.get("live") or {}
         if state["best"] is not None and self.best_seen.get("id") != state["best"]:
             b = self.call(self.tree.node, state["best"])
             self.best_seen.update(id=b["id"], score=b["score"], direction=b["direction"])
@@ -322,12 +324,19 @@ class Search:
 
     def ahead(self) -> int:
         """Plans to have ready beyond the free slots: none while the researcher answers quickly (a plan made
-        early has seen fewer results); when it is slow, as many as trials finish while it thinks, plus one
-        standard deviation of that count (finishes are near Poisson: a burst must not find the queue empty)."""
-        if self.think_s < 0.5 or not self.trial_s:
+        early has seen fewer results); when it is slow, as many as trials finish while it thinks: the
+        trials whose reported training progress says they end within one researcher call, or, once trials
+        have finished, the mean count plus one standard deviation (finishes are near Poisson: a burst must
+        not find the queue empty), whichever is more."""
+        if self.think_s < 0.5:
             return 0
+        now = time.time()
+        soon = sum(1 for info in self.live.values() if (left := time_left(info, now)) is not None
+                   and left <= self.think_s)
+        if not self.trial_s:
+            return min(self.max_concurrent, soon)
         finishing = self.max_concurrent * self.think_s / self.trial_s
-        return min(self.max_concurrent, math.ceil(finishing + math.sqrt(finishing)))
+        return min(self.max_concurrent, max(soon, math.ceil(finishing + math.sqrt(finishing))))
 
     def proposals_wanted(self) -> int:
         """Proposals to start now: for the free slots and the plans to have ready, within what the budget
@@ -513,6 +522,16 @@ class Search:
         _write_report(self.run_dir)
         self.show.done(result)
         return result
+
+
+def time_left(info: dict, now: float) -> float | None:
+    """A training trial's seconds to go, from its last progress report (steps done at the pace so far);
+    None before it trains or reports a step."""
+    step, steps = info.get("step") or 0, info.get("steps") or 0
+    if info.get("stage") != "train" or step <= 0 or steps <= step or "stage_started" not in info:
+        return None
+    pace = (info["ts"] - info["stage_started"]) / step
+    return max(0.0, pace * (steps - step) - (now - info["ts"]))
 
 
 def _trial_beside_the_driver(runtime_env: dict | None = None):
