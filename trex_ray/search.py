@@ -186,7 +186,9 @@ class Search:
             _trial_beside_the_driver(env)
         from concurrent.futures import ThreadPoolExecutor
 
-        self.pool = ThreadPoolExecutor(max_workers=self.max_concurrent + 2, thread_name_prefix="trex-researcher")
+        # proposals for every slot and as many ahead, and a diagnosis for every trial finishing meanwhile:
+        # a call queued behind the others would leave its slot idle for one more call
+        self.pool = ThreadPoolExecutor(max_workers=3 * self.max_concurrent + 1, thread_name_prefix="trex-researcher")
         if s.callbacks:  # trackers follow the journal from here on, each on a thread of its own
             from trex_ray.callbacks import Dispatcher, RunInfo, make_callbacks
 
