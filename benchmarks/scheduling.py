@@ -51,7 +51,9 @@ def sleepy_trial(lo: float, hi: float):
         rng = random.Random(node_id)
         seconds = rng.uniform(lo, hi)
         t0 = time.time()
-        steps = 20  # it reports its progress as a training trial does, a step at a time
+        steps = 20  # it reports its progress as a training trial does: training starts, then each step
+        if reporter is not None:
+            reporter("train", rows=steps)
         for step in range(1, steps + 1):
             time.sleep(seconds / steps)
             if reporter is not None and step < steps:

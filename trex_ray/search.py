@@ -527,13 +527,15 @@ class Search:
 
 
 def time_left(info: dict, now: float) -> float | None:
-    """A training trial's seconds to go, from its last progress report (steps done at the pace so far);
-    None before it trains or reports a step."""
+    """A trial's seconds to go in training, from its last progress report (the steps to go at the pace so
+    far; 0 once it has trained every step or evaluates); None before it has a pace to go by."""
     step, steps = info.get("step") or 0, info.get("steps") or 0
-    if info.get("stage") != "train" or step <= 0 or steps <= step or "stage_started" not in info:
+    if info.get("stage") == "eval" or (info.get("stage") == "train" and steps and step >= steps):
+        return 0.0
+    took = info.get("ts", 0.0) - info.get("stage_started", info.get("ts", 0.0))
+    if info.get("stage") != "train" or step <= 0 or took <= 0:
         return None
-    pace = (info["ts"] - info["stage_started"]) / step
-    return max(0.0, pace * (steps - step) - (now - info["ts"]))
+    return max(0.0, took / step * (steps - step) - (now - info["ts"]))
 
 
 def _trial_beside_the_driver(runtime_env: dict | None = None):

@@ -22,7 +22,9 @@ def test_time_left_is_the_steps_to_go_at_the_pace_so_far():
     assert time_left(_training(99, 100, 99.0, now), now + 5) == 0.0
     assert time_left({"stage": "data"}, now) is None
     assert time_left(_training(0, 100, 5.0, now), now) is None  # no step yet: no pace
-    assert time_left({**_training(10, 100, 5.0, now), "stage": "eval"}, now) is None
+    assert time_left({**_training(10, 100, 0.0, now)}, now) is None  # a pace over no time is none
+    assert time_left(_training(100, 100, 50.0, now), now) == 0.0  # every step trained: it is ending
+    assert time_left({"stage": "eval", "rows": 48}, now) == 0.0
 
 
 def test_a_slow_researcher_is_asked_ahead_for_the_trials_about_to_finish():

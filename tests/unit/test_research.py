@@ -63,28 +63,52 @@ def cached_dataset(cache, name, rows, **meta):
     return info.parent
 
 
-def test_the_datasets_cache_is_catalogued_newest_first_and_never_the_tasks_own(tmp_path, majority_task):
-    cache = tmp_path / "hf-datasets"
+def test_the_datasets_cache_is_catalogued_newest_first_and_never_the_tasks_own(tmp_path, majority_task, monkeypatch):
+    import shutil
+
+    cache, hub = tmp_path / "hf-datasets", tmp_path / "hf-hub"
     folder = cached_dataset(cache, "majority_more", majority_rows(50, 12), license="cc-by-4.0",
                             description="Questions on whether yes words outnumber no words.")
     cached_dataset(cache, "pairs", [{"a": "x", "b": "y"}] * 3)  # fields that map onto nothing
-    (cache / "pairs" / "default" / "0.0.0" / "partial").mkdir()  # an unfinished preparation is no entry
-    found = {c.name: c for c in cat.cache_candidates(str(cache), "question", "answer")}
-    assert set(found) == {"majority_more", "pairs"}
+    # as a Hub dataset is kept: `datasets` snake-cases its name, its card is in the Hub cache
+    hubbed = cached_dataset(cache, "yes_no_hub", majority_rows(20, 13))
+    (cache / "yes_no_hub").rename(cache / "Someone___yes_no_votes")
+    hubbed = cache / "Someone___yes_no_votes" / hubbed.relative_to(cache / "yes_no_hub")
+    card = hub / "datasets--Someone--YesNoVotes" / "snapshots" / "abc123" / "README.md"
+    card.parent.mkdir(parents=True)
+    card.write_text("---\nlicense: apache-2.0\n---\n# Yes/no votes\n\nCounting yes and no.\n")
+    # an older preparation, one being written, one whose info is not JSON: none of them is listed
+    older = folder.parent / "0000older"
+    shutil.copytree(folder, older)
+    os.utime(older / "dataset_info.json", (1, 1))
+    shutil.copytree(folder, folder.parent / "1111.incomplete")
+    broken = cached_dataset(cache, "broken", majority_rows(5, 14))
+    (broken / "dataset_info.json").write_text("{not json")
+
+    found = {c.name: c for c in cat.cache_candidates(str(cache), "question", "answer", hub=str(hub))}
+    assert set(found) == {"majority_more", "pairs", "Someone/yes_no_votes"}
     c = found["majority_more"]
     assert (c.origin, c.rows, c.license, c.hf) == ("cache", 50, "cc-by-4.0", str(folder))
     assert (c.input_field, c.output_field) == ("question", "answer") and len(c.sample) == cat.SAMPLE
     assert c.sample[0]["input"] == majority_rows(50, 12)[0]["question"] and "outnumber" in c.description
+    h = found["Someone/yes_no_votes"]
+    assert h.license == "apache-2.0" and "Counting yes and no" in h.description and h.hf == str(hubbed)
     assert not found["pairs"].mixable
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub))
     ranked, notes = cat.find(majority_task, hub="off", roots=[], cache=str(cache), embed=lambda t: [[1.0]] * len(t))
-    assert notes["cache_found"] == 2 and notes["datasets_cache"] == str(cache)
-    assert ranked[0].name == "majority_more" and ranked[0].mix_source()["hf"] == str(folder)
-    # a task named after the cached dataset (or loaded from its hub id) is that dataset: not offered to itself
+    assert notes["cache_found"] == 3 and notes["datasets_cache"] == str(cache)
+    assert ranked[0].mix_source()["hf"] in (str(folder), str(hubbed))
+    # a task named after a cached dataset, or loaded from its hub id, is that dataset: not offered to itself
     own = majority_task.model_copy(update={"name": "Majority-More"})
-    assert [c.name for c in cat.find(own, hub="off", roots=[], cache=str(cache), embed=lambda t: [[1.0]] * len(t))[0]] \
-        == ["pairs"]
+    names = [c.name for c in cat.find(own, hub="off", roots=[], cache=str(cache), embed=lambda t: [[1.0]] * len(t))[0]]
+    assert "majority_more" not in names and len(names) == 2
+    own = majority_task.model_copy(update={"name": "votes", "hf": "Someone/YesNoVotes"})
+    names = [c.name for c in cat.find(own, hub="off", roots=[], cache=str(cache), embed=lambda t: [[1.0]] * len(t))[0]]
+    assert "Someone/yes_no_votes" not in names and len(names) == 2
     assert cat.cache_candidates(str(tmp_path / "nowhere")) == []
-    assert cat.datasets_cache() == os.environ["HF_DATASETS_CACHE"]
+    monkeypatch.delenv("HF_DATASETS_CACHE")
+    monkeypatch.setenv("HF_HOME", "~/hf-home")  # as `datasets` reads it: user-expanded
+    assert cat.datasets_cache() == os.path.join(os.path.expanduser("~/hf-home"), "datasets")
 
 
 def test_a_catalogue_file_is_counted_and_sampled_without_reading_it_whole(tmp_path):
@@ -94,8 +118,8 @@ def test_a_catalogue_file_is_counted_and_sampled_without_reading_it_whole(tmp_pa
     rows = [{"question": f"q{i}", "answer": "yes"} for i in range(1000)]
     jl = tmp_path / "a.jsonl"
     jl.write_text("\ufeff" + "\n".join(json.dumps(r) for r in rows) + "\n\n")  # a byte-order mark, a blank line
-    (tmp_path / "a.csv").write_text("question,answer\n" + "".join(f'"q{i}\nstill q{i}",yes\n' for i in range(1000)))
-    (tmp_path / "a.json").write_text(json.dumps(rows))
+    (tmp_path / "a.csv").write_text("\ufeffquestion,answer\n" + "".join(f'"q{i}\nstill q{i}",yes\n' for i in range(1000)))
+    (tmp_path / "a.json").write_text("\n  " + json.dumps(rows))
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "a.parquet", row_group_size=100)
     for name in ("a.jsonl", "a.csv", "a.json", "a.parquet"):
         n, first = cat.peek(tmp_path / name)

@@ -7,8 +7,9 @@ how close they are to it.
   task's names, then to common ones) and a sample.
 - The user's `datasets` cache (`HF_DATASETS_CACHE`, else `HF_HOME/datasets`, else
   ~/.cache/huggingface/datasets): every dataset `datasets.load_dataset` has prepared there with a train
-  split (its Arrow files and `dataset_info.json`: description, license, features, row count), the newest
-  preparation of each dataset and configuration. It is mixed in from those Arrow files, offline.
+  split (its Arrow files and `dataset_info.json`: features, row count), the newest preparation of each
+  dataset and configuration; its description and license from that file or the dataset's card in the Hub
+  cache. It is mixed in from those Arrow files, offline.
 - Hub (`hub_candidates`): `huggingface_hub` search and the dataset cards (`HF_ENDPOINT` respected). Nothing
   of a found dataset is executed: its loading script, if any, is never run (`trust_remote_code` stays off).
 
@@ -90,56 +91,114 @@ def roots_from_env(extra: tuple[str, ...] = ()) -> list[str]:
     return unique
 
 
+def _hf_home() -> str:
+    return os.path.expanduser(os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "huggingface"))
+
+
 def datasets_cache() -> str:
-    """Where `datasets` keeps what it has prepared (the library's own rule, read without importing it)."""
-    if os.environ.get("HF_DATASETS_CACHE"):
-        return os.environ["HF_DATASETS_CACHE"]
-    home = os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME") or
-                                                     os.path.join(os.path.expanduser("~"), ".cache"), "huggingface")
-    return os.path.join(home, "datasets")
+    """Where `datasets` keeps what it has prepared (the library's own rule, read without importing it), as an
+    absolute path: a plan carries it to trials elsewhere."""
+    cache = os.environ.get("HF_DATASETS_CACHE") or os.path.join(_hf_home(), "datasets")
+    return os.path.abspath(os.path.expanduser(cache))
 
 
-def cache_candidates(cache: str, input_field: str | None = None, output_field: str | None = None) -> list[Candidate]:
+def hub_cache() -> str:
+    """Where `huggingface_hub` keeps downloaded repositories (a dataset's card among them)."""
+    cache = os.environ.get("HF_HUB_CACHE") or os.path.join(_hf_home(), "hub")
+    return os.path.abspath(os.path.expanduser(cache))
+
+
+def _key(name: str) -> str:
+    """A dataset name as both caches can be matched on: `datasets` snake-cases repository names
+    (`Owner/SomeName` -> `Owner___some_name`), the Hub cache keeps them (`datasets--Owner--SomeName`)."""
+    return re.sub(r"[^a-z0-9/]", "", name.lower())
+
+
+def _cached_card(name: str, hub: str) -> str:
+    """The dataset card of `name` (owner/name) if the Hub cache holds one, else ''."""
+    if "/" not in name or not os.path.isdir(hub):
+        return ""
+    want = _key(name)
+    for repo in Path(hub).glob("datasets--*"):
+        if _key(repo.name[len("datasets--"):].replace("--", "/")) == want:
+            cards = sorted(repo.glob("snapshots/*/README.md"), key=lambda p: p.stat().st_mtime, reverse=True)
+            if cards:
+                return cards[0].read_text(errors="replace")[:20000]
+    return ""
+
+
+def _first_rows(folder: Path, n: int) -> list[dict]:
+    import pyarrow as pa
+
+    from trex_ray.aidp.sources import train_arrow_files
+
+    for arrow in train_arrow_files(folder):
+        with pa.memory_map(str(arrow)) as src:
+            for batch in pa.ipc.open_stream(src):
+                if batch.num_rows:
+                    return batch.slice(0, n).to_pylist()
+    return []
+
+
+def _text(v) -> str:
+    return v.strip() if isinstance(v, str) else ""
+
+
+def _cached(name: str, config: str, folder: Path, input_field: str | None, output_field: str | None,
+            hub: str) -> Candidate | None:
+    meta = json.loads((folder / "dataset_info.json").read_text())
+    features = meta.get("features")
+    splits = meta.get("splits")
+    train = splits.get("train") if isinstance(splits, dict) else None
+    label = name.replace("___", "/") + ("" if config == "default" else f" ({config})")
+    card = _cached_card(name.replace("___", "/"), hub)
+    cand = Candidate(name=label, origin="cache", hf=str(folder),
+                     description=_text(meta.get("description")) or _description(card) or label,
+                     license=_text(meta.get("license")) or (license_of(card) if card else None),
+                     rows=train.get("num_examples") if isinstance(train, dict) else None)
+    cand.input_field, cand.output_field = map_fields(list(features) if isinstance(features, dict) else [],
+                                                     input_field, output_field)
+    if cand.mixable:
+        cand.sample = [{"input": str(r.get(cand.input_field, "")), "output": str(r.get(cand.output_field, ""))}
+                       for r in _first_rows(folder, SAMPLE)]
+    return cand
+
+
+def cache_candidates(cache: str, input_field: str | None = None, output_field: str | None = None,
+                     hub: str | None = None) -> list[Candidate]:
     """The datasets prepared in a `datasets` cache that have a train split (layout
-    `<owner___name>/<config>/<version>/<fingerprint>/`): name, description and license from their
-    dataset_info.json, fields from its features, a sample from the first Arrow file. Of several preparations
-    of one dataset and configuration, the newest."""
+    `<owner___name>/<config>/<version>/<fingerprint>/`): fields and row count from their dataset_info.json,
+    description and license from it or from the dataset's card in the Hub cache (`hub`), a sample from
+    the Arrow files. Of several finished preparations of one dataset and configuration, the newest; an
+    entry that cannot be read (one being written meanwhile) is left out, never the others with it."""
     from trex_ray.aidp.sources import train_arrow_files
 
     if not os.path.isdir(cache):
         return []
-    newest: dict[tuple, Path] = {}
-    for info in Path(cache).glob("*/*/*/*/dataset_info.json"):
-        folder = info.parent
-        if not train_arrow_files(folder):
+    hub = hub_cache() if hub is None else hub
+    newest: dict[tuple, tuple[float, Path]] = {}
+    for top in sorted(Path(cache).iterdir()):
+        if not top.is_dir() or top.name == "downloads" or top.name.startswith((".", "_")):
             continue
-        key = (folder.parents[2].name, folder.parents[1].name)
-        if key not in newest or info.stat().st_mtime > (newest[key] / "dataset_info.json").stat().st_mtime:
-            newest[key] = folder
-    out = []
-    for (name, config), folder in sorted(newest.items()):
-        try:
-            meta = json.loads((folder / "dataset_info.json").read_text())
-            features = meta.get("features") or {}
-            keys = list(features) if isinstance(features, dict) else []
-            rows = ((meta.get("splits") or {}).get("train") or {}).get("num_examples")
-        except (OSError, ValueError, AttributeError):
-            continue
-        label = name.replace("___", "/") + ("" if config == "default" else f" ({config})")
-        cand = Candidate(name=label, origin="cache", description=(meta.get("description") or "").strip() or label,
-                         license=(meta.get("license") or "").strip() or None, hf=str(folder), rows=rows)
-        cand.input_field, cand.output_field = map_fields(keys, input_field, output_field)
-        if cand.mixable:
+        for info in top.glob("*/*/*/dataset_info.json"):
+            folder = info.parent
             try:
-                import pyarrow as pa
-
-                with pa.memory_map(str(train_arrow_files(folder)[0])) as src:
-                    first = pa.ipc.open_stream(src).read_next_batch().slice(0, SAMPLE).to_pylist()
-                cand.sample = [{"input": str(r.get(cand.input_field, "")), "output": str(r.get(cand.output_field, ""))}
-                               for r in first]
-            except Exception:  # noqa: BLE001 - a half-written cache entry is not a candidate
+                if folder.name.endswith(".incomplete") or not train_arrow_files(folder):
+                    continue
+                key, mtime = (top.name, folder.parents[1].name), info.stat().st_mtime
+            except OSError:
                 continue
-        out.append(cand)
+            if key not in newest or mtime > newest[key][0]:
+                newest[key] = (mtime, folder)
+    out = []
+    for (name, config), (_, folder) in sorted(newest.items()):
+        try:
+            cand = _cached(name, config, folder, input_field, output_field, hub)
+        except Exception:  # noqa: BLE001 - a malformed or half-written entry is not a candidate
+            continue
+        if cand is not None:
+            out.append(cand)
     return out
 
 
@@ -200,12 +259,12 @@ def peek(path: Path, n: int = SAMPLE) -> tuple[int, list[dict]]:
         first = next(f.iter_batches(batch_size=n), None)
         return f.metadata.num_rows, first.to_pylist() if first is not None else []
     if ext in (".csv", ".tsv"):
-        with open(path, newline="", encoding="utf-8") as fh:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh, delimiter="\t" if ext == ".tsv" else ",")
             first = list(itertools.islice(reader, n))
             return len(first) + sum(1 for _ in reader), first
     with open(path, encoding="utf-8-sig") as fh:
-        head = fh.read(1)
+        head = fh.read(4096).lstrip()[:1]
         fh.seek(0)
         if ext == ".json" and head == "[":
             rows = [r for r in json.load(fh) if isinstance(r, dict)]
@@ -383,10 +442,10 @@ def find(task, query: str | None = None, hub: str = "auto", roots: list[str] | N
     fields = (task.input_field, task.output_field) if task is not None else (None, None)
     task_name = _norm(task.name) if task is not None else None
     found = [c for c in local_candidates(roots, *fields, exclude=tuple(own)) if c.name.lower() not in words]
-    own_hf = {task.hf} if task is not None and getattr(task, "hf", None) else set()
+    own_hf = _key(task.hf.rstrip("/").split("/")[-1]) if task is not None and getattr(task, "hf", None) else None
     cached = [c for c in cache_candidates(cache, *fields)
               if _norm(c.name.split(" (")[0].split("/")[-1]) not in words | {task_name}
-              and c.name.split(" (")[0] not in own_hf]
+              and _key(c.name.split(" (")[0].split("/")[-1]) != own_hf]
     found += cached
     endpoint = os.environ.get("HF_ENDPOINT") or HF_DEFAULT
     notes: dict = {"local_roots": roots, "local_found": len(found) - len(cached), "datasets_cache": cache,
