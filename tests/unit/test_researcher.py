@@ -177,6 +177,22 @@ def test_underfitting_parent_favours_more_training(agent, brief):
         under["fewer epochs"] + under["lower learning rate"]
 
 
+def test_a_parent_still_rising_at_its_cap_is_never_trained_less(agent, brief):
+    """Its diagnosis (val still rising at the epoch cap, the best checkpoint the last) rules out training
+    less, or with a smaller step or adapter, from it: in a demo search such a node's child trained fewer
+    epochs and lost 0.21 val. Concurrent proposals (each its own place in one draw) included."""
+    ctx = _parent_ctx(agent, brief, loss=None)
+    ctx["parent"]["train_stats"] = {"stopped": "epoch cap", "kept_step": 66, "steps": 66,
+                                    "val_curve": [[22, 0.2], [44, 0.4], [66, 0.56]]}
+    seen = Counter(agent.propose(brief, {**ctx, "concurrent": k}, random.Random(s)).direction
+                   for s in range(150) for k in range(3))
+    assert not {"fewer epochs", "lower learning rate", "less LoRA capacity"} & set(seen), seen
+    assert seen["more epochs"] > seen.most_common(3)[-1][1] * 0.8  # among the likeliest
+    # a parent that learnt its data by heart is not trained longer
+    memorised = _direction_counts(agent, brief, _parent_ctx(agent, brief, loss=(2.0, 0.01)), 300)
+    assert memorised["more epochs"] == 0 and memorised["fewer epochs"] > 0
+
+
 def _with_failed_child(agent, brief, kind: str, message: str = "", **train) -> dict:
     """A parent whose latest child failed (failed nodes are never parents: the failure steers the next
     plan from the same parent), as `memory.build_context` describes it."""

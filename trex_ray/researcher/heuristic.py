@@ -239,7 +239,9 @@ class Direction:
     """One way to refine a plan. `prior`: its weight with nothing known; `boosts`: weight added for each
     signal of the parent's result (`signals`); `failed`: its weight after the parent's latest child failed
     in training, by the kind of failure (diverged, resources; "any": the default for a kind not named);
-    `change`: the plan with it applied (None at its limit); `why`: the rationale written into the plan."""
+    `change`: the plan with it applied (None at its limit); `why`: the rationale written into the plan;
+    `against`: signals of the parent's result that rule it out (the diagnosis says it goes the wrong way:
+    training less, or with a smaller step or adapter, a model whose val was still rising at its cap)."""
 
     name: str
     prior: float
@@ -247,28 +249,29 @@ class Direction:
     failed: dict
     change: Callable
     why: str
+    against: tuple = ()
 
 
 DIRECTIONS: tuple[Direction, ...] = (
     Direction("more epochs", 1.0, {"underfitting": 2.0, "format": 0.5, "wrong value": 0.5},
               {"any": 0.2, "diverged": 0.2, "resources": 0.0},
-              _more_epochs, "the parent's loss was still falling; train longer"),
+              _more_epochs, "the parent's loss was still falling; train longer", against=("memorised",)),
     Direction("fewer epochs", 0.5, {"memorised": 1.0}, {"any": 1.0, "diverged": 1.0, "resources": 4.0},
               _train(lambda t: None if t.epochs <= 0.5 else {"epochs": round(max(0.5, t.epochs * 0.6), 1)}),
-              "limit over-fitting by training less"),
+              "limit over-fitting by training less", against=("underfitting",)),
     Direction("higher learning rate", 1.0, {"underfitting": 1.5}, {"diverged": 0.0},
               _train(lambda t: None if t.learning_rate >= 3e-2 else {"learning_rate": min(3e-2, t.learning_rate * 2)}),
               "the adapter moved too little; take larger steps"),
     Direction("lower learning rate", 0.7, {"memorised": 1.0, "regressed": 0.5},
               {"any": 3.0, "diverged": 8.0, "resources": 3.0},
               _train(lambda t: None if t.learning_rate <= 2e-5 else {"learning_rate": t.learning_rate / 2}),
-              "steadier optimisation with a smaller step"),
+              "steadier optimisation with a smaller step", against=("underfitting",)),
     Direction("more LoRA capacity", 0.8, {"underfitting": 1.0, "wrong value": 0.5}, {"resources": 0.0},
               _more_capacity, "more adapter capacity (MLP projections too) for what the model gets wrong"),
     Direction("less LoRA capacity", 0.4, {}, {"any": 1.0, "diverged": 1.0, "resources": 3.0},
               _train(lambda t: None if t.lora_r <= 2 else {"lora_r": t.lora_r // 2,
                                                            "lora_alpha": max(1, t.lora_alpha // 2)}),
-              "a smaller adapter generalises better on little data"),
+              "a smaller adapter generalises better on little data", against=("underfitting",)),
     Direction("cleaner data", 0.5, {"memorised": 0.5, "regressed": 0.5}, {}, _cleaner_data,
               "drop near-duplicates and rows the sequence limit would cut"),
     Direction("more data", 0.5, {"memorised": 1.0}, {"resources": 0.0}, _more_data,
@@ -413,7 +416,8 @@ class HeuristicResearcher:
         if "failed" in sig:  # what failed decides: the failure table replaces the priors
             w = {d.name: d.failed.get(sig["failed"], d.failed.get("any", d.prior)) for d in DIRECTIONS}
         else:
-            w = {d.name: d.prior + sum(v for k, v in d.boosts.items() if k in sig) for d in DIRECTIONS}
+            w = {d.name: 0.0 if any(k in sig for k in d.against) else
+                 d.prior + sum(v for k, v in d.boosts.items() if k in sig) for d in DIRECTIONS}
             if "improved" in sig and parent["direction"] in w:  # the last step helped: more of it
                 w[parent["direction"]] += 1.0
         if sig.get("broke") in w:  # it failed from this very parent last time
