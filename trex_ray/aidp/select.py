@@ -91,14 +91,15 @@ class MixArgs(OpArgs):
 
 
 def mix(ds, a: MixArgs, ctx: OpContext):
-    from trex_ray.aidp.sources import LoadArgs, load
+    from trex_ray.aidp.sources import LoadArgs, load_sample
 
+    total_w = a.weight + sum(src.weight for src in a.sources)
     parts = [(ds, a.weight)]
-    for src in a.sources:
+    for i, src in enumerate(a.sources, 1):
         la = LoadArgs(path=src.path, hf=src.hf, hf_split=src.hf_split, input_field=src.input_field,
                       output_field=src.output_field)
-        parts.append((load(None, la, ctx), src.weight))
-    total_w = sum(w for _, w in parts)
+        rows = max(1, int(round(a.total * src.weight / total_w)))
+        parts.append((load_sample(la, ctx, rows, a.seed + i), src.weight))
     out = None
     for i, (part, w) in enumerate(parts):
         k = max(1, int(round(a.total * w / total_w)))

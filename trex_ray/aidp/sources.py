@@ -125,7 +125,9 @@ def train_arrow_files(folder: str | pathlib.Path, split: str = "train") -> list[
                   if re.fullmatch(rf".+-{re.escape(split)}(-\d+-of-\d+)?\.arrow", p.name))
 
 
-def _load_hf(a: LoadArgs, infield: str, outfield: str, index: int):
+def _load_hf(a: LoadArgs, infield: str, outfield: str, index: int, sample: tuple[int, int] | None = None):
+    """An HF dataset as Ray Data rows. `sample` (rows, seed): only that many, drawn at random, reach Ray (a
+    `mix` takes a few thousand rows of what may be a cached corpus of gigabytes)."""
     import datasets
     import ray.data
 
@@ -138,7 +140,17 @@ def _load_hf(a: LoadArgs, infield: str, outfield: str, index: int):
         hf = datasets.load_from_disk(a.hf)[a.hf_split]
     else:
         hf = datasets.load_dataset(a.hf, split=a.hf_split)
+    if sample is not None and len(hf) > sample[0]:
+        hf = hf.shuffle(seed=sample[1]).select(range(sample[0])).flatten_indices()
     return _select(ray.data.from_huggingface(hf), infield, outfield, index, a.hf)
+
+
+def load_sample(a: LoadArgs, ctx: OpContext, rows: int, seed: int):
+    """`load`, where only `rows` rows (at random) will be used: an HF source is cut before it reaches Ray."""
+    if a.hf:
+        return _load_hf(a, a.input_field or ctx.input_field, a.output_field or ctx.output_field, ctx.index,
+                        (rows, seed))
+    return load(None, a, ctx)
 
 
 def load(ds, a: LoadArgs, ctx: OpContext):
