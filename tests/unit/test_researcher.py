@@ -188,6 +188,10 @@ def test_a_parent_still_rising_at_its_cap_is_never_trained_less(agent, brief):
                    for s in range(150) for k in range(3))
     assert not {"fewer epochs", "lower learning rate", "less LoRA capacity"} & set(seen), seen
     assert seen["more epochs"] > seen.most_common(3)[-1][1] * 0.8  # among the likeliest
+    # ruled out even when it was the parent's own step and that step helped
+    fewer = _parent_ctx(agent, brief, loss=None, score=0.7, prev=0.5, direction="fewer epochs")
+    fewer["parent"]["train_stats"] = ctx["parent"]["train_stats"]
+    assert "fewer epochs" not in agent._weights(brief, fewer)
     # a parent that learnt its data by heart is not trained longer
     memorised = _direction_counts(agent, brief, _parent_ctx(agent, brief, loss=(2.0, 0.01)), 300)
     assert memorised["more epochs"] == 0 and memorised["fewer epochs"] > 0

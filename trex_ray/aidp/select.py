@@ -91,7 +91,7 @@ class MixArgs(OpArgs):
 
 
 def mix(ds, a: MixArgs, ctx: OpContext):
-    from trex_ray.aidp.sources import LoadArgs, load_sample
+    from trex_ray.aidp.sources import LoadArgs, load
 
     total_w = a.weight + sum(src.weight for src in a.sources)
     parts = [(ds, a.weight)]
@@ -99,7 +99,7 @@ def mix(ds, a: MixArgs, ctx: OpContext):
         la = LoadArgs(path=src.path, hf=src.hf, hf_split=src.hf_split, input_field=src.input_field,
                       output_field=src.output_field)
         rows = max(1, int(round(a.total * src.weight / total_w)))
-        parts.append((load_sample(la, ctx, rows, a.seed + i), src.weight))
+        parts.append((load(None, la, ctx, sample=(rows, a.seed + i)), src.weight))
     out = None
     for i, (part, w) in enumerate(parts):
         k = max(1, int(round(a.total * w / total_w)))

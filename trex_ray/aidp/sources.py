@@ -145,19 +145,13 @@ def _load_hf(a: LoadArgs, infield: str, outfield: str, index: int, sample: tuple
     return _select(ray.data.from_huggingface(hf), infield, outfield, index, a.hf)
 
 
-def load_sample(a: LoadArgs, ctx: OpContext, rows: int, seed: int):
-    """`load`, where only `rows` rows (at random) will be used: an HF source is cut before it reaches Ray."""
-    if a.hf:
-        return _load_hf(a, a.input_field or ctx.input_field, a.output_field or ctx.output_field, ctx.index,
-                        (rows, seed))
-    return load(None, a, ctx)
-
-
-def load(ds, a: LoadArgs, ctx: OpContext):
+def load(ds, a: LoadArgs, ctx: OpContext, sample: tuple[int, int] | None = None):
+    """The op; `sample` (rows, seed) where only that many rows will be used (`mix`): an HF source is cut to
+    them before it reaches Ray."""
     infield = a.input_field or ctx.input_field
     outfield = a.output_field or ctx.output_field
     if a.hf:
-        return _load_hf(a, infield, outfield, ctx.index)
+        return _load_hf(a, infield, outfield, ctx.index, sample)
     if a.path:
         return read_source(a.path, infield, outfield, ctx.stats, ctx.index)
     return read_source(ctx.train_path, ctx.input_field, ctx.output_field, ctx.stats, ctx.index)

@@ -146,7 +146,7 @@ def _text(v) -> str:
 
 
 def _cached(name: str, config: str, folder: Path, input_field: str | None, output_field: str | None,
-            hub: str) -> Candidate | None:
+            hub: str) -> Candidate:
     meta = json.loads((folder / "dataset_info.json").read_text())
     features = meta.get("features")
     splits = meta.get("splits")
@@ -194,11 +194,9 @@ def cache_candidates(cache: str, input_field: str | None = None, output_field: s
     out = []
     for (name, config), (_, folder) in sorted(newest.items()):
         try:
-            cand = _cached(name, config, folder, input_field, output_field, hub)
+            out.append(_cached(name, config, folder, input_field, output_field, hub))
         except Exception:  # noqa: BLE001 - a malformed or half-written entry is not a candidate
             continue
-        if cand is not None:
-            out.append(cand)
     return out
 
 

@@ -416,10 +416,12 @@ class HeuristicResearcher:
         if "failed" in sig:  # what failed decides: the failure table replaces the priors
             w = {d.name: d.failed.get(sig["failed"], d.failed.get("any", d.prior)) for d in DIRECTIONS}
         else:
-            w = {d.name: 0.0 if any(k in sig for k in d.against) else
-                 d.prior + sum(v for k, v in d.boosts.items() if k in sig) for d in DIRECTIONS}
+            w = {d.name: d.prior + sum(v for k, v in d.boosts.items() if k in sig) for d in DIRECTIONS}
             if "improved" in sig and parent["direction"] in w:  # the last step helped: more of it
                 w[parent["direction"]] += 1.0
+            for d in DIRECTIONS:  # what the diagnosis contradicts is out, whatever helped before
+                if any(k in sig for k in d.against):
+                    w[d.name] = 0.0
         if sig.get("broke") in w:  # it failed from this very parent last time
             w[sig["broke"]] *= 0.25
         everywhere, here = ctx.get("directions") or {}, ctx.get("directions_here") or {}
