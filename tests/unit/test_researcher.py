@@ -10,7 +10,7 @@ import pytest
 
 from trex_ray.memory import build_context
 from trex_ray.plan import Plan
-from trex_ray.researcher import make_researcher
+from trex_ray.researcher import heuristic, make_researcher
 from trex_ray.researcher.heuristic import HeuristicResearcher, shape
 from trex_ray.task import Task
 
@@ -62,7 +62,7 @@ def test_analyze_brief(brief):
     assert "appear in val" in risks
     s = brief["start"]
     assert s["learning_rate"] == 7e-4  # 1e8 parameters, no width known: width estimated (~1170)
-    assert s["batch_size"] == 4 and s["epochs"] == 3.0  # 43 rows x 3 passes sees over 100 examples
+    assert s["batch_size"] == 4 and s["epochs"] == 6.0  # 43 rows x 3 passes sees over 100 examples; capped at twice
     assert len(brief["sizing"]) == 4 and "2e-4 x 4096 / width estimated" in brief["sizing"][0]
     assert s["dedup"] is True
     assert s["max_seq_len"] >= 64 and s["max_seq_len"] & (s["max_seq_len"] - 1) == 0  # a power of two
@@ -195,6 +195,29 @@ def test_a_parent_still_rising_at_its_cap_is_never_trained_less(agent, brief):
     # a parent that learnt its data by heart is not trained longer
     memorised = _direction_counts(agent, brief, _parent_ctx(agent, brief, loss=(2.0, 0.01)), 300)
     assert memorised["more epochs"] == 0 and memorised["fewer epochs"] > 0
+
+
+def test_a_parent_seen_on_val_still_rising_is_trained_longer(agent, brief):
+    """Under-training seen on val (still rising at the epoch cap) is decisive: most next plans train
+    longer (more epochs, continue its adapter, larger steps); under-fitting guessed from the loss alone is
+    not, and leaves the other directions their weight. In a demo search every node was diagnosed
+    under-trained and only 2 of 8 next plans trained longer."""
+    longer = {"more epochs", "warm start from parent", "higher learning rate"}
+    rising = _parent_ctx(agent, brief, loss=None, score=0.7, prev=0.5, direction="cleaner data")
+    rising["parent"]["train_stats"] = {"stopped": "epoch cap", "kept_step": 66, "steps": 66,
+                                       "val_curve": [[22, 0.2], [44, 0.4], [66, 0.56]]}
+    seen = Counter(agent.propose(brief, {**rising, "concurrent": k}, random.Random(s)).direction
+                   for s in range(100) for k in range(2))
+    share = sum(seen[d] for d in longer) / sum(seen.values())
+    guessed = Counter(agent.propose(brief, {**_parent_ctx(agent, brief, loss=(2.0, 1.5), score=0.7, prev=0.5,
+                                                          direction="cleaner data"), "concurrent": k},
+                                    random.Random(s)).direction for s in range(100) for k in range(2))
+    guessed_share = sum(guessed[d] for d in longer) / sum(guessed.values())
+    assert share >= 0.85 and share > guessed_share + 0.1, (seen, guessed)
+    # the damping is the table's, not a rule of its own: a direction marked as a remedy keeps its weight
+    w = agent._weights(brief, rising)
+    assert w["prompt format"] == pytest.approx(0.6 * heuristic.DAMPED)
+    assert w["more epochs"] == pytest.approx(heuristic.BY_NAME["more epochs"].prior + 2.0)
 
 
 def _with_failed_child(agent, brief, kind: str, message: str = "", **train) -> dict:

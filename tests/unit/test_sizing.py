@@ -7,7 +7,7 @@ import pytest
 
 from trex_ray.demo import GOAL, write_demo_task
 from trex_ray.models import model_facts, model_profile, resolve_model
-from trex_ray.researcher.sizing import batch_for, epochs_for, first_settings, learning_rate
+from trex_ray.researcher.sizing import batch_for, epoch_cap, epochs_for, first_settings, learning_rate
 from trex_ray.task import Task
 
 
@@ -24,6 +24,18 @@ def test_learning_rate_without_width_estimates_it_from_parameters():
 @pytest.mark.parametrize("rows, epochs", [(20, 5.0), (43, 3.0), (176, 3.0), (10_000, 2.5), (100_000, 1.0), (2, 25.0)])
 def test_passes_see_between_100_and_25000_examples(rows, epochs):
     assert epochs_for(rows) == epochs
+
+
+@pytest.mark.parametrize("rows, cap", [(20, 10.0), (176, 6.0), (5_000, 5.0), (10_000, 2.5), (100_000, 1.0), (2, 25.0)])
+def test_with_in_training_val_the_cap_is_twice_the_passes_within_25000_examples(rows, cap):
+    assert epoch_cap(rows) == cap
+    assert epoch_cap(rows, early_stopping=False) == epochs_for(rows)  # a trial that is not followed on val
+
+
+def test_an_llm_judged_task_keeps_the_plain_passes():
+    judged = first_settings({**_profile(rows=176), "metric": "llm_judge"})
+    assert judged["epochs"] == 3.0 and "no in-training val" in judged["why"][2]
+    assert first_settings({**_profile(rows=176), "metric": "exact_match"})["epochs"] == 6.0
 
 
 @pytest.mark.parametrize("rows, batch", [(10, 4), (43, 4), (176, 8), (400, 16), (67_000, 16)])
@@ -89,7 +101,7 @@ def test_the_searchs_epoch_cap_bounds_the_first_plan_and_more_epochs():
     prof = {**_profile(rows=176), "metric": "exact_match", "name": "t", "max_epochs": 1.5}
     s = first_settings(prof)
     assert s["epochs"] == 1.5 and "caps epochs" in s["why"][2]
-    assert first_settings({**prof, "max_epochs": 8})["epochs"] == 3.0
+    assert first_settings({**prof, "max_epochs": 8})["epochs"] == 6.0  # twice the passes: below the cap
     agent = HeuristicResearcher()
     brief = agent.analyze(prof, {})
     first = agent.initial_plan(brief)

@@ -80,6 +80,7 @@ def signals(ctx: dict) -> dict:
     """What is known where the next plan starts, as the names `DIRECTIONS` react to: failed (the parent's
     latest finished child failed in training; with the kind: diverged or resources), broke (the direction
     of a latest child that failed otherwise), underfitting, memorised,
+    still rising (the under-fitting was seen on val: its in-training val was still rising at the epoch cap),
     format, wrong value (the parent's diagnosis), improved, regressed (the parent against its own)."""
     parent = ctx["parent"]
     done = [c for c in ctx.get("children") or [] if c["status"] in ("ok", "failed")]
@@ -98,6 +99,8 @@ def signals(ctx: dict) -> dict:
     bad = sum(cats.values()) or 1
     if _underfitting(parent):
         sig["underfitting"] = True
+        if (parent.get("train_stats") or {}).get("stopped"):  # seen on val, not guessed from the loss
+            sig["still rising"] = True
     elif loss and loss[-1] < 0.02:
         sig["memorised"] = True
     if (cats.get("wrong format", 0) + cats.get("verbose", 0)) / bad > 0.3:
@@ -241,7 +244,10 @@ class Direction:
     in training, by the kind of failure (diverged, resources; "any": the default for a kind not named);
     `change`: the plan with it applied (None at its limit); `why`: the rationale written into the plan;
     `against`: signals of the parent's result that rule it out (the diagnosis says it goes the wrong way:
-    training less, or with a smaller step or adapter, a model whose val was still rising at its cap)."""
+    training less, or with a smaller step or adapter, a model whose val was still rising at its cap);
+    `remedies`: decisive signals it answers. A decisive signal of the parent's (`DECISIVE`) leaves the
+    directions that answer it their weight and damps the others (`DAMPED`): a model seen on val to be
+    still improving when its training stopped gains most from more training, not from a new prompt."""
 
     name: str
     prior: float
@@ -250,18 +256,24 @@ class Direction:
     change: Callable
     why: str
     against: tuple = ()
+    remedies: tuple = ()
+
+
+DECISIVE = ("still rising",)
+DAMPED = 0.25  # the weight left to a direction that does not answer a decisive signal
 
 
 DIRECTIONS: tuple[Direction, ...] = (
     Direction("more epochs", 1.0, {"underfitting": 2.0, "format": 0.5, "wrong value": 0.5},
               {"any": 0.2, "diverged": 0.2, "resources": 0.0},
-              _more_epochs, "the parent's loss was still falling; train longer", against=("memorised",)),
+              _more_epochs, "the parent's loss was still falling; train longer", against=("memorised",),
+              remedies=("still rising",)),
     Direction("fewer epochs", 0.5, {"memorised": 1.0}, {"any": 1.0, "diverged": 1.0, "resources": 4.0},
               _train(lambda t: None if t.epochs <= 0.5 else {"epochs": round(max(0.5, t.epochs * 0.6), 1)}),
               "limit over-fitting by training less", against=("underfitting",)),
     Direction("higher learning rate", 1.0, {"underfitting": 1.5}, {"diverged": 0.0},
               _train(lambda t: None if t.learning_rate >= 3e-2 else {"learning_rate": min(3e-2, t.learning_rate * 2)}),
-              "the adapter moved too little; take larger steps"),
+              "the adapter moved too little; take larger steps", remedies=("still rising",)),
     Direction("lower learning rate", 0.7, {"memorised": 1.0, "regressed": 0.5},
               {"any": 3.0, "diverged": 8.0, "resources": 3.0},
               _train(lambda t: None if t.learning_rate <= 2e-5 else {"learning_rate": t.learning_rate / 2}),
@@ -283,7 +295,7 @@ DIRECTIONS: tuple[Direction, ...] = (
               "more examples of the same kind, from a related dataset"),
     # a parent still learning at its cap: continuing its adapter is the cheapest way to train longer
     Direction("warm start from parent", 0.0, {"improved": 2.0, "underfitting": 2.0}, {}, _warm_start,
-              "the parent improved; continue training its adapter gently"),
+              "the parent improved; continue training its adapter gently", remedies=("still rising",)),
 )
 BY_NAME = {d.name: d for d in DIRECTIONS}
 
@@ -422,6 +434,8 @@ class HeuristicResearcher:
             for d in DIRECTIONS:  # what the diagnosis contradicts is out, whatever helped before
                 if any(k in sig for k in d.against):
                     w[d.name] = 0.0
+                elif any(k in sig and k not in d.remedies for k in DECISIVE):  # and what it does not answer waits
+                    w[d.name] *= DAMPED
         if sig.get("broke") in w:  # it failed from this very parent last time
             w[sig["broke"]] *= 0.25
         everywhere, here = ctx.get("directions") or {}, ctx.get("directions_here") or {}

@@ -15,6 +15,10 @@ LR_RANGE = (5e-5, 2e-2)
 RANK = 16
 # OpenAI fine-tuning's default passes: 3, raised until 100 examples are seen, lowered to 25,000 seen
 EPOCHS, MIN_SEEN, MAX_SEEN, MAX_EPOCHS = 3, 100, 25_000, 25
+# in-training val keeps the best point and stops a trial once val stops improving: the passes above are
+# a target for a run without that; the cap is this many times them (within MAX_SEEN examples), so a
+# trial stops where its val does, not where a fixed count of passes would have
+CAP_FACTOR = 2
 STEPS_PER_EPOCH = 20  # smallest batch gives at least this many optimizer steps a pass
 BATCH_RANGE = (4, 16)
 ATTENTION = ["q_proj", "k_proj", "v_proj", "o_proj"]
@@ -39,6 +43,15 @@ def epochs_for(rows: int) -> float:
     elif rows * e > MAX_SEEN:
         e = max(1.0, MAX_SEEN / rows)
     return round(e, 1)
+
+
+def epoch_cap(rows: int, early_stopping: bool = True) -> float:
+    """The first plan's epoch cap: `epochs_for`, times `CAP_FACTOR` where in-training val stops the trial
+    (up to `MAX_SEEN` examples seen and `MAX_EPOCHS`; never below `epochs_for`)."""
+    e = epochs_for(rows)
+    if not early_stopping:
+        return e
+    return round(max(e, min(MAX_EPOCHS, CAP_FACTOR * e, MAX_SEEN / max(rows, 1))), 1)
 
 
 def batch_for(rows: int) -> int:
@@ -72,7 +85,9 @@ def first_settings(profile: dict) -> dict:
     limit = min(4096, model.get("max_positions") or 4096)
     seq = min(limit, max(64, 1 << (longest - 1).bit_length()))
     lr = learning_rate(model.get("hidden_size"), params)
-    epochs, batch = epochs_for(n), batch_for(n)
+    # an LLM-judged metric is not followed in training (each val point would be a judge's run)
+    early = profile.get("metric") != "llm_judge"
+    epochs, batch = epoch_cap(n, early), batch_for(n)
     cap = profile.get("max_epochs")
     capped = cap is not None and epochs > cap
     epochs = min(epochs, cap) if capped else epochs
@@ -84,7 +99,8 @@ def first_settings(profile: dict) -> dict:
         f"learning rate {lr:.2g}: 2e-4 x 4096 / width {model.get('hidden_size') or 'estimated'}",
         f"LoRA rank {RANK} on {len(targets)} linear layer kinds ({', '.join(targets)})",
         f"{epochs} epochs of {n} rows{' (the search caps epochs there)' if capped else ''}, batch {batch}: about "
-        f"{math.ceil(epochs * n / batch)} steps; in-training val keeps the best point",
+        f"{math.ceil(epochs * n / batch)} steps; " + (f"a cap at {CAP_FACTOR}x the usual passes: in-training val keeps the "
+        "best point and stops the trial when val stops improving" if early else "no in-training val (an LLM judge)"),
         f"max_seq_len {seq} and {new_tokens} new tokens: {lengths}" + (f", {labels} labels" if labels else ""),
     ]
     return {"max_seq_len": seq, "max_new_tokens": new_tokens, "epochs": epochs, "batch_size": batch,
