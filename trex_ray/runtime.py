@@ -82,7 +82,8 @@ def init_ray(address: str | None, max_concurrent: int, train_workers: int = 1) -
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
     # Ray Train V2: faster worker health polling, no preemption-watcher actor per fit; and no raylet
     # warning about many worker processes (each trial starts several short-lived ones by design)
-    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
+    # (each run ends about two polls after its workers do: 1.05 s a trial at 0.5 s, 0.35 s at 0.2 s, measured)
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
     os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
     os.environ.setdefault("RAY_worker_maximum_startup_concurrency", "8")
     global _OWNS_CLUSTER
