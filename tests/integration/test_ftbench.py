@@ -24,7 +24,7 @@ def test_ftbench_run_on_sst2_smoke_beats_the_base_model_on_test(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "ftbench", "run", "--task", "sst2", "--profile", "smoke", "--runs", str(runs),
          "--budget-trials", "1", "--max-concurrent", "1", "--run-name", "sst2-smoke",
-         # a cost cap (the first plan would train 3 epochs, ~4x as long on 2 cores): one epoch already wins
+         # a cost cap (the first plan would go up to 6 epochs, ~8x as long on 2 cores): one epoch already wins
          "--max-epochs", "1"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
