@@ -106,7 +106,7 @@ def main(argv=None) -> int:
         # a storage of its own per setting: no setting finds another's prepared data
         res = trex_ray.search(task, model, trex_ray.Budget(trials=trials), seed=args.seed, max_concurrent=concurrency,
                               storage=os.path.join(work, _slug(name)),
-                              progress=False, evaluator="transformers", **kw)
+                              progress=False, evaluator="transformers", stop_at_perfect=False, **kw)  # equal trials
         c = costs(res.run_dir)
         results[name] = {"settings": kw, "trials": c, "wall_s": round(time.time() - t0, 1),
                          "best_val": max([t["val"] for t in c if t["val"] is not None], default=None),

@@ -26,6 +26,7 @@ from collections import Counter
 
 from trex_ray import runs
 from trex_ray.budget import Budget, Spend
+from trex_ray.metrics import get_metric
 from trex_ray.results import SearchResult
 from trex_ray.settings import SearchSettings
 from trex_ray.task import Task
@@ -315,6 +316,9 @@ class Search:
         if state["best"] is not None and self.best_seen.get("id") != state["best"]:
             b = self.call(self.tree.node, state["best"])
             self.best_seen.update(id=b["id"], score=b["score"], direction=b["direction"])
+            if self.s.stop_at_perfect and b["parent_id"] is not None and b["score"] is not None \
+                    and b["score"] >= get_metric(self.task.metric).best and self.stopped is None:
+                self.stopped = "perfect val score"  # no later node could be chosen over it
         self.show.update(state, self.spent(state), dict(self.best_seen) if self.best_seen else None)
         if self.callbacks is not None:  # the trackers see training as the live view does
             self.callbacks.progress(state.get("live") or {})
