@@ -291,11 +291,19 @@ class Search:
                        f"folder(s); hub ({notes['hub_endpoint']}): {notes['hub']}{related}")
         return {"related_data": found, "research": notes}
 
+    def perfect(self, node: dict) -> bool:
+        """A trained node with the metric's best possible val, where that ends the search (`stop_at_perfect`)."""
+        return (self.s.stop_at_perfect and node["parent_id"] is not None and node["status"] == "ok"
+                and node["score"] is not None and node["score"] >= get_metric(self.task.metric).best)
+
     def relaunch_interrupted(self) -> None:
-        """Trials that were in flight when a previous driver died run again."""
+        """Trials that were in flight when a previous driver died run again (none once a node is perfect)."""
         from trex_ray.plan import Plan
 
-        for n in self.call(self.tree.nodes):
+        nodes = self.call(self.tree.nodes)
+        if any(self.perfect(n) for n in nodes):
+            return
+        for n in nodes:
             if n["status"] in ("running", "cancelled") and n["parent_id"] is not None:
                 self.record({"type": "node_relaunched", "id": n["id"]})
                 self._run_trial(n["id"], n["parent_id"], Plan.model_validate(n["plan"]))
@@ -316,9 +324,9 @@ class Search:
         if state["best"] is not None and self.best_seen.get("id") != state["best"]:
             b = self.call(self.tree.node, state["best"])
             self.best_seen.update(id=b["id"], score=b["score"], direction=b["direction"])
-            if self.s.stop_at_perfect and b["parent_id"] is not None and b["score"] is not None \
-                    and b["score"] >= get_metric(self.task.metric).best and self.stopped is None:
-                self.stopped = "perfect val score"  # no later node could be chosen over it
+            if self.stopped is None and self.perfect(b):
+                # no later node could be chosen over it (ties go to the earliest), those in flight neither
+                self.cancel_in_flight("perfect val score")
         self.show.update(state, self.spent(state), dict(self.best_seen) if self.best_seen else None)
         if self.callbacks is not None:  # the trackers see training as the live view does
             self.callbacks.progress(state.get("live") or {})
@@ -484,7 +492,8 @@ class Search:
         return wall is not None and self.spent().wall_clock_s >= wall
 
     def cancel_in_flight(self, reason: str) -> None:
-        """Stop every trial in flight (out of wall-clock); everything finished is kept, these resume."""
+        """Stop every trial in flight (out of wall-clock, or a perfect val found); everything finished is
+        kept, these resume (unless a perfect node ended the search)."""
         _stop_trials(list(self.in_flight))
         for nid, _, _ in self.in_flight.values():
             self.record({"type": "node_cancelled", "id": nid, "reason": reason})

@@ -120,8 +120,8 @@ class SearchSettings(BaseModel):
                                     "for code you trust. Off: such a model is refused before anything runs.")
     stop_at_perfect: bool = Field(True, description="End the search once a node reaches the metric's best "
                                   "possible val score: no later node could be chosen over it (ties go to the "
-                                  "earliest), so the rest of the budget is kept. Trials in flight finish. False "
-                                  "spends the whole budget.")
+                                  "earliest), so the rest of the budget is kept; trials in flight are stopped (they "
+                                  "could not be chosen either). False spends the whole budget.")
     progress: bool = Field(True, description="Print the live view (a panel on a terminal, lines otherwise).")
     callbacks: list[Any] = Field(default_factory=list, description="Receivers of the search's events: "
                                  "trex_ray.callbacks.Callback objects, or the trackers mlflow, tensorboard, wandb "

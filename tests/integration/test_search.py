@@ -293,25 +293,42 @@ def test_the_researcher_thinks_beside_the_trials(majority_task, tmp_path, monkey
 
 
 def test_a_perfect_val_score_ends_the_search_and_keeps_the_budget(majority_task, tmp_path):
-    """Once a node reaches the metric's best val (accuracy 1.0), no later node could be chosen over it: the
-    search ends there, unless stop_at_perfect is off. (In a demo search the second trial reached val 1.0
+    """Once a node reaches the metric's best val (accuracy 1.0), no later node could be chosen over it (ties
+    go to the earliest): the search launches nothing more and stops the trial in flight, and a resume
+    relaunches nothing; unless stop_at_perfect is off. (In a demo search the second trial reached val 1.0
     and six more trials were spent for nothing.)"""
+    import time
+
     import ray
 
     from trex_ray.results import NodeResult
 
-    @ray.remote(num_cpus=0, max_retries=0)
-    def trial(*, node_id, task, **_):  # the loop is under test here, not training
-        score = 1.0 if node_id == 1 else 0.5
-        return NodeResult(status="ok", score=score, metric=task["metric"], reward=score, seconds=0.1,
-                          accelerator_s=0.1).model_dump()
+    def make_trial(slow: int | None):
+        @ray.remote(num_cpus=0, max_retries=0)
+        def trial(*, node_id, task, **_):  # the loop is under test here, not training
+            for _ in range(5 if node_id == 1 else 600 if node_id == slow else 1):  # the slow one: a minute
+                time.sleep(0.1)
+            score = 1.0 if node_id == 1 else 0.5
+            return NodeResult(status="ok", score=score, metric=task["metric"], reward=score, seconds=0.1,
+                              accelerator_s=0.1).model_dump()
+        return trial
+
+    trial = make_trial(slow=2)
 
     runs = str(tmp_path / "runs")
-    res = trex_ray.search(majority_task, base_model="tiny-random", budget=trex_ray.Budget(trials=3), max_concurrent=1,
+    t0 = time.time()
+    res = trex_ray.search(majority_task, base_model="tiny-random", budget=trex_ray.Budget(trials=4), max_concurrent=2,
                           storage=runs, run_name="stops", progress=False, executor=trial)
-    assert [n.id for n in res.nodes] == [0, 1] and res.best.id == 1
+    assert time.time() - t0 < 50  # trial 2 (a minute) was stopped, not waited for
+    assert [(n.id, n.status) for n in res.nodes] == [(0, "ok"), (1, "ok"), (2, "cancelled")] and res.best.id == 1
     assert res.stop_reason == "perfect val score" and res.spent["trials"] == 1
-    assert "perfect val score" in trex_ray.load_run(res.run_dir).stop_reason  # journalled with the run
+    events = [json.loads(x) for x in open(os.path.join(res.run_dir, "journal.jsonl"))]
+    assert {"type": "node_cancelled", "id": 2, "reason": "perfect val score"}.items() <= next(
+        e for e in events if e["type"] == "node_cancelled").items()
+    again = trex_ray.search(majority_task, base_model="tiny-random", budget=trex_ray.Budget(trials=4), max_concurrent=2,
+                            storage=runs, run_name="stops", progress=False, executor=trial, resume=True)
+    assert [(n.id, n.status) for n in again.nodes] == [(0, "ok"), (1, "ok"), (2, "cancelled")]  # nothing relaunched
     every = trex_ray.search(majority_task, base_model="tiny-random", budget=trex_ray.Budget(trials=3), max_concurrent=1,
-                            storage=runs, run_name="spends", progress=False, executor=trial, stop_at_perfect=False)
+                            storage=runs, run_name="spends", progress=False, executor=make_trial(None),
+                            stop_at_perfect=False)
     assert len(every.nodes) == 4 and every.best.id == 1 and every.stop_reason != "perfect val score"
