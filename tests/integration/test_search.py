@@ -316,15 +316,15 @@ def test_a_perfect_val_score_ends_the_search_and_keeps_the_budget(majority_task,
     trial = make_trial(slow=2)
 
     runs = str(tmp_path / "runs")
-    t0 = time.time()
     res = trex_ray.search(majority_task, base_model="tiny-random", budget=trex_ray.Budget(trials=4), max_concurrent=2,
                           storage=runs, run_name="stops", progress=False, executor=trial)
-    assert time.time() - t0 < 50  # trial 2 (a minute) was stopped, not waited for
+    # trial 2 (a minute) was stopped, not waited for: cancelled, never finished
     assert [(n.id, n.status) for n in res.nodes] == [(0, "ok"), (1, "ok"), (2, "cancelled")] and res.best.id == 1
     assert res.stop_reason == "perfect val score" and res.spent["trials"] == 1
     events = [json.loads(x) for x in open(os.path.join(res.run_dir, "journal.jsonl"))]
     assert {"type": "node_cancelled", "id": 2, "reason": "perfect val score"}.items() <= next(
         e for e in events if e["type"] == "node_cancelled").items()
+    assert not [e for e in events if e["type"] == "node_finished" and e["id"] == 2]
     again = trex_ray.search(majority_task, base_model="tiny-random", budget=trex_ray.Budget(trials=4), max_concurrent=2,
                             storage=runs, run_name="stops", progress=False, executor=trial, resume=True)
     assert [(n.id, n.status) for n in again.nodes] == [(0, "ok"), (1, "ok"), (2, "cancelled")]  # nothing relaunched
