@@ -122,6 +122,7 @@ def test_load_model_generates_and_export_round_trips_through_from_pretrained(fin
     record = json.load(open(os.path.join(path, "trex_ray.json")))
     assert record["node"] == res.best.id and record["merged"] and "{input}" in record["prompt"]["template"]
     # the model card, as the Hub reads it: front matter, then the scores, plan, lineage, prompt and loading
+    import yaml
     from huggingface_hub import ModelCard
 
     card = ModelCard.load(os.path.join(path, "README.md"))
@@ -131,7 +132,10 @@ def test_load_model_generates_and_export_round_trips_through_from_pretrained(fin
     assert f"| this model (node {res.best.id}) | {res.best.val_score:.4f} | {res.best.test_score:.4f} |" in text
     assert f"| base model | {res.baseline.val_score:.4f} |" in text and "Metric: `accuracy`" in text
     assert "1. node 0: base model" in text and f"node {res.best.id}: {res.best.direction}" in text
-    assert "learning_rate:" in text and "template: '{input}'" in text and "AutoModelForCausalLM" in text
+    # the template the best node trained with (a prompt direction may have changed it), as YAML
+    shown = yaml.safe_load(text.split("## Prompt")[1].split("```yaml")[1].split("```")[0])
+    assert shown["template"] == record["prompt"]["template"] and "{input}" in shown["template"]
+    assert "learning_rate:" in text and "AutoModelForCausalLM" in text
     adapter_only = res.export(str(tmp_path / "adapter"), merge=False)
     assert os.path.exists(os.path.join(adapter_only, "adapter_config.json"))
     peft_card = ModelCard.load(os.path.join(adapter_only, "README.md"))
@@ -303,9 +307,18 @@ def test_a_perfect_val_score_ends_the_search_and_keeps_the_budget(majority_task,
 
     from trex_ray.results import NodeResult
 
+    started = tmp_path / "slow-started"
+
     def make_trial(slow: int | None):
         @ray.remote(num_cpus=0, max_retries=0)
         def trial(*, node_id, task, **_):  # the loop is under test here, not training
+            if node_id == slow:
+                started.touch()
+            # the perfect one finishes once the slow one is in flight (on a loaded machine proposing the
+            # second plan can take longer than the first trial), so there is a trial to stop
+            deadline = time.time() + 60
+            while node_id == 1 and slow and not started.exists() and time.time() < deadline:
+                time.sleep(0.05)
             for _ in range(5 if node_id == 1 else 200 if node_id == slow else 1):  # the slow one: 20 s
                 time.sleep(0.1)
             score = 1.0 if node_id == 1 else 0.5
