@@ -17,7 +17,8 @@ def test_wall_clock_budget_stops_cleanly_and_resume_reruns_cancelled(majority_ta
     storage = str(tmp_path / "runs")
     result = trex_ray.search(majority_task, base_model="tiny-random",
                              # two trials are always in flight until the deadline: some are cancelled there
-                             budget=trex_ray.Budget(trials=None, wall_clock_s=15), max_concurrent=2,
+                             # (30 s: under two test processes a 15 s deadline once came with none in flight)
+                             budget=trex_ray.Budget(trials=None, wall_clock_s=30), max_concurrent=2,
                              storage=storage, run_name="short", progress=False)
     assert result.stop_reason == "wall_clock_s"
     assert result.best.id == 0 or result.best.status == "ok"
