@@ -55,6 +55,17 @@ class TrainConfig(Strict):
     quantization: Literal["none", "4bit"] = Field("none", description="4bit: the frozen base weights in 4-bit NF4 "
                                                   "(bitsandbytes) under the LoRA adapter, QLoRA: about a quarter of "
                                                   "the base model's memory. LoRA only, on CUDA GPUs only.")
+    lora_dtype: Literal["fp32", "model"] = Field("fp32", description="The LoRA adapter's weights (and so its "
+                                                 "inputs): fp32 (PEFT's default, each adapter input cast up) or "
+                                                 "the model's dtype (bf16 on GPU: no casts, half the adapter memory).")
+    padding_free: bool = Field(False, description="Each micro-batch is one row: its examples (or packs) end to end, "
+                               "position ids restarting at each, so no token is padding and each example attends "
+                               "only to itself.")
+    liger: bool = Field(False, description="Liger kernels (fused linear cross-entropy, RMSNorm, SwiGLU, RoPE) in the "
+                        "model: less memory and time per token. CUDA GPUs only, with the liger-kernel package "
+                        "(pip install 'trex-ray[fast]').")
+    compile: bool = Field(False, description="torch.compile the model's forward: a slower first step (compiling), "
+                          "faster steps after it.")
 
     @model_validator(mode="after")
     def _quantized_lora(self) -> "TrainConfig":
@@ -67,7 +78,8 @@ class TrainConfig(Strict):
 # settings added after plans were first journalled: left out of a plan's signature while at their default,
 # so the signatures of earlier runs' plans stay what they were
 _LATE_TRAIN_DEFAULTS = {"packing": False, "gradient_checkpointing": False, "precision": "auto", "patience": 2,
-                        "eval_every": None, "quantization": "none"}
+                        "eval_every": None, "quantization": "none", "lora_dtype": "fp32", "padding_free": False,
+                        "liger": False, "compile": False}
 
 
 class EvalConfig(Strict):
@@ -88,7 +100,7 @@ class Plan(Strict):
                gpu: bool = True) -> "Plan":
         """This plan within a search's limits, whoever wrote it: no warm start where reuse is off, no more
         epochs than the search's cap, the search's quantization (QLoRA) on every plan and none without a
-        GPU; each change said in the rationale."""
+        GPU, no Liger kernels without one; each change said in the rationale."""
         plan = self
         want = quantization or plan.train.quantization
         if want != "none" and not gpu:
@@ -100,6 +112,10 @@ class Plan(Strict):
             plan = plan.model_copy(update={
                 "train": TrainConfig.model_validate({**plan.train.model_dump(), **update}),
                 "rationale": (plan.rationale + " " + note).strip()})
+        if plan.train.liger and not gpu:
+            plan = plan.model_copy(update={
+                "train": plan.train.model_copy(update={"liger": False}),
+                "rationale": (plan.rationale + " (Liger kernels need a CUDA GPU: trained without them)").strip()})
         if not warm_start and plan.train.warm_start == "parent":
             plan = plan.model_copy(update={
                 "train": plan.train.model_copy(update={"warm_start": "base"}),

@@ -34,6 +34,12 @@ def test_train_throughput_quick_measures_every_option(tmp_path):
     plain = res[0]
     assert packed["padding_share"] < plain["padding_share"]  # packing removes padding
     assert data["peak_flops"]["bf16"] > 0 and "ratios of tokens/s" in text
+    # plain transformers Trainer on the same rows, per method, beside the executor's runs
+    base = {r["method"]: r for r in res if r.get("baseline") == "hf-trainer"}
+    assert set(base) == {"lora", "full"} and all(b["tokens"] == plain["tokens"] for b in base.values())
+    assert "against lora bf16 hf-trainer" in text
+    # the padding-free run has no padding at all, and its adapter in bf16 is one of the options it took
+    assert packed["padding_free"] and packed["padding_share"] == 0 and packed["lora_dtype"] == "model"
 
 
 def test_reuse_quick_compares_reuse_on_and_off(tmp_path):

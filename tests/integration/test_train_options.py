@@ -1,5 +1,6 @@
-"""Training options that change how the same data is computed: sequence packing, gradient checkpointing,
-precision. Packing must not let examples see each other; the others must not change what is learnt."""
+"""Training options that change how the same data is computed: sequence packing, padding-free micro-batches,
+gradient checkpointing, precision, the adapter's dtype, torch.compile. Packing and padding-free rows must not
+let examples see each other; the others must not change what is learnt."""
 
 from __future__ import annotations
 
@@ -53,6 +54,31 @@ def test_a_packed_example_sees_only_itself(tiny):
     assert i == len(ex)
 
 
+def test_a_padding_free_row_gives_each_example_its_own_logits(tiny):
+    """A padding-free micro-batch is one row of its examples end to end: no padding, and each example's logits
+    are its logits alone."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from trex_ray.executor.train import _collate_flat, pack_examples
+
+    tok = AutoTokenizer.from_pretrained(tiny)
+    model = AutoModelForCausalLM.from_pretrained(tiny, dtype=torch.float32).eval()
+    ex = _examples(tok)
+    for part in (ex, pack_examples(ex, max_len=2 * max(len(e["input_ids"]) for e in ex))):  # examples, or packs
+        batch = _collate_flat(part, tok.pad_token_id or 0)
+        assert batch["input_ids"].shape == (1, sum(len(e["input_ids"]) for e in ex))  # not a token of padding
+        assert "attention_mask" not in batch and batch["labels"][0].tolist() == [x for e in ex for x in e["labels"]]
+        with torch.inference_mode():
+            row = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits[0]
+            start = 0
+            for i, e in enumerate(ex):
+                n = len(e["input_ids"])
+                alone = model(input_ids=torch.tensor([e["input_ids"]])).logits[0]
+                assert torch.allclose(row[start:start + n], alone, atol=1e-4), f"example {i} leaked"
+                start += n
+
+
 def test_packing_checkpointing_and_precision_train_through_the_executor(tmp_path, tiny):
     """One real Ray Train run per setting on the same data: every one learns (loss falls), packing needs fewer
     padded tokens, and gradient checkpointing gives the same losses as without it."""
@@ -82,8 +108,18 @@ def test_packing_checkpointing_and_precision_train_through_the_executor(tmp_path
     assert packed["tokens"] == plain["tokens"]  # the same real tokens per epoch...
     assert packed["padded_tokens"] < plain["padded_tokens"]  # ...with less padding around them
     assert ckpt["loss_curve"] == pytest.approx(plain["loss_curve"], abs=1e-3)
-    bf16 = fit("bf16", precision="bf16")
+    # padding-free micro-batches under torch.compile: the same examples in the same steps, no padding, the
+    # same losses
+    free = fit("free", padding_free=True, compile=True)
+    assert free["padded_tokens"] == free["tokens"] == plain["tokens"]
+    assert free["loss_curve"] == pytest.approx(plain["loss_curve"], abs=1e-3)
+    # bf16 with the adapter in bf16 too (PEFT would keep it fp32): it learns, and saves a bf16 adapter
+    bf16 = fit("bf16", precision="bf16", lora_dtype="model")
     assert bf16["final_loss"] < bf16["loss_curve"][0]
+    from safetensors import safe_open
+
+    with safe_open(f"{bf16['artifact']}/adapter_model.safetensors", "pt") as f:
+        assert {str(f.get_tensor(k).dtype) for k in f.keys()} == {"torch.bfloat16"}
 
 
 def test_data_parallel_training_shards_the_data_and_keeps_the_workers_in_step(tmp_path, tiny):
@@ -180,11 +216,22 @@ def probe():  # where trials build their trainers: in a Ray task
 def test_without_a_state_api_training_goes_without_ray_trains_placement_group_cleaner():
     """The local cluster serves no state API: Ray Train's cleaner could never clean there and made every run end
     12 s late (more where a `ray start` cluster once ran). tests/integration/test_cluster.py checks that a
-    `ray start` head, which serves it, keeps the cleaner."""
+    `ray start` head, which serves it, keeps the cleaner. A run without Ray datasets (every trial's) starts no
+    dataset manager either."""
     import ray
 
     scope: dict = {}
     exec(CALLBACKS_PROBE, scope)  # noqa: S102 - the same probe the cluster test sends to its head
     served, callbacks = ray.get(scope["probe"].remote())
     assert served is False
-    assert "PlacementGroupCleanerCallback" not in callbacks and "DatasetsCallback" in callbacks
+    assert "PlacementGroupCleanerCallback" not in callbacks
+    # nor its Ray Data manager actor, started for every run even without datasets (the rows come as one table)
+    assert "DatasetsCallback" not in callbacks and "BackendSetupCallback" in callbacks
+    import ray.data
+    from ray.train import ScalingConfig
+
+    from trex_ray.executor.train import _trainer_class
+
+    with_data = _trainer_class()(lambda config: None, scaling_config=ScalingConfig(num_workers=1),
+                                 datasets={"train": ray.data.range(4)})
+    assert "DatasetsCallback" in [type(c).__name__ for c in with_data._create_default_callbacks()]

@@ -131,11 +131,13 @@ def test_training_options_added_later_keep_old_signatures_and_count_when_set():
     # the signature as plans journalled before packing/checkpointing/precision and in-training val existed
     # computed it
     train = {k: v for k, v in base.train.model_dump(exclude={"seed"}).items()
-             if k not in ("packing", "gradient_checkpointing", "precision", "patience", "eval_every", "quantization")}
+             if k not in ("packing", "gradient_checkpointing", "precision", "patience", "eval_every", "quantization",
+                          "lora_dtype", "padding_free", "liger", "compile")}
     body = {"from": None, "recipe": base.recipe.model_dump(), "train": train, "eval": base.eval.model_dump()}
     assert base.signature() == hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
     for change in ({"packing": True}, {"gradient_checkpointing": True}, {"precision": "bf16"}, {"patience": 0},
-                   {"eval_every": 5}, {"quantization": "4bit"}):
+                   {"eval_every": 5}, {"quantization": "4bit"}, {"lora_dtype": "model"}, {"padding_free": True},
+                   {"liger": True}, {"compile": True}):
         assert Plan.model_validate(plan_dict(**change)).signature() != base.signature()
 
 

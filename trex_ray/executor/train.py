@@ -166,6 +166,35 @@ def _collate(batch: list[dict], pad_id: int):
     return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
 
+def _collate_flat(batch: list[dict], pad_id: int):
+    """Padding-free: the micro-batch as one row, its examples (or packs) end to end, the position ids
+    restarting at each (transformers' packed-sequence masks keep attention within an example; the first
+    token of each example is a prompt token, labelled -100, so no loss crosses from one to the next)."""
+    import torch
+
+    ids, labels, pos = [], [], []
+    for b in batch:
+        ids += b["input_ids"]
+        labels += b["labels"]
+        pos += b.get("position_ids") or list(range(len(b["input_ids"])))
+    return {k: torch.tensor([v], dtype=torch.long) for k, v in
+            (("input_ids", ids), ("labels", labels), ("position_ids", pos))}
+
+
+def apply_liger(model) -> None:
+    """Liger's Triton kernels (fused linear cross-entropy, RMSNorm, SwiGLU, RoPE) patched into `model`'s
+    family, where Liger supports it; refused, naming the setting and the fix, without CUDA or the package."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ValueError("train.liger needs a CUDA GPU (Liger's kernels are Triton kernels): set train.liger false")
+    try:
+        from liger_kernel.transformers import _apply_liger_kernel_to_instance
+    except ImportError as e:
+        raise ValueError(f"train.liger needs the liger-kernel package ({e}): pip install 'trex-ray[fast]'") from None
+    _apply_liger_kernel_to_instance(model=model)
+
+
 def train_loop(config: dict) -> None:
     """Runs on each Ray Train worker. A single worker's own failure (out of memory, divergence, a bad
     config) is reported as a result rather than raised: raised, Ray Train would spend its restarts
@@ -273,6 +302,8 @@ def _setup(config: dict) -> _Run:
     rows = _shard(config["rows"], rank, world)
     model, tok = load_model(config["model_path"], cfg.get("precision", "auto"), cfg.get("quantization", "none"),
                             bool(cfg.get("gradient_checkpointing")))
+    if cfg.get("liger"):  # before the adapter wraps it: the kernels replace the model's own layers
+        apply_liger(model)
     _limit_memory(config.get("memory_limit_gb"))
     examples, cut = tokenize_rows(tok, rows, cfg["max_seq_len"])
     if not examples:
@@ -293,14 +324,18 @@ def _setup(config: dict) -> _Run:
     if cfg["method"] == "lora":
         from peft import LoraConfig, PeftModel, get_peft_model
 
+        # PEFT keeps an adapter in fp32 over a bf16 model (casting each input up) unless told otherwise
+        upcast = cfg.get("lora_dtype", "fp32") == "fp32"
         if warm:
-            model = PeftModel.from_pretrained(model, warm, is_trainable=True)
+            model = PeftModel.from_pretrained(model, warm, is_trainable=True, autocast_adapter_dtype=upcast)
         else:
             model = get_peft_model(model, LoraConfig(
                 r=cfg["lora_r"], lora_alpha=cfg["lora_alpha"], lora_dropout=cfg["lora_dropout"],
                 target_modules=lora_targets(model, cfg["target_modules"]), task_type="CAUSAL_LM",
-            ))
+            ), autocast_adapter_dtype=upcast)
     model.train()
+    if cfg.get("compile"):
+        model.compile()  # in place: the module (and what save_pretrained writes) stays the same
     if world > 1:
         model = ray.train.torch.prepare_model(model)
 
@@ -340,6 +375,7 @@ def _loop(run: _Run, config: dict) -> None:
     if r.rank == 0:  # started: watchers see the step count before the first step ends
         _progress(config.get("progress_path"), step=0, of=r.total_steps)
     reported = 0.0
+    collate = _collate_flat if r.cfg.get("padding_free") else _collate
     r.t_loop = time.time()
     r.t_first, r.tokens_first = r.t_loop, 0
     while r.step < r.total_steps:
@@ -351,7 +387,7 @@ def _loop(run: _Run, config: dict) -> None:
             starts = range(0, len(examples_step), r.micro)
             for i in starts:
                 part = examples_step[i:i + r.micro]
-                batch = {k: v.to(device) for k, v in _collate(part, tok.pad_token_id).items()}
+                batch = {k: v.to(device) for k, v in collate(part, tok.pad_token_id).items()}
                 r.padded += batch["input_ids"].numel()
                 # data parallel: gradients are averaged across workers once per step, at its last micro-batch
                 sync = contextlib.nullcontext() if r.world == 1 or i == starts[-1] else model.no_sync()
@@ -604,23 +640,25 @@ def _state_api_served() -> bool:
 
 
 def _trainer_class():
-    """`TorchTrainer`, less its placement-group cleaner where the cluster serves no state API.
+    """`TorchTrainer`, less two per-run helpers it starts that a trial has no use for:
 
-    Ray Train starts a detached cleaner per run that asks the state API whether the run's controller is
-    alive, and at the end of every run waits up to 12 s for it to stop. Where no state API is served the
-    cleaner can never clean anything, and where a `ray start` cluster once ran on the machine it asks that
-    dead cluster and hangs, so every trial ended 12 s late. On such clusters (the local ones `init_ray`
-    starts) `runtime.release_orphan_placement_groups` does the cleaner's work.
+    - its Ray Data manager, an actor (a process of its own, ~1.4 CPU-s to start) created for every run
+      even with no `datasets`: a trial's rows reach its workers as one Arrow table instead (`_shard`);
+    - where the cluster serves no state API, its placement-group cleaner. Ray Train starts a detached
+      cleaner per run that asks the state API whether the run's controller is alive, and at the end of
+      every run waits up to 12 s for it to stop. Where no state API is served the cleaner can never clean
+      anything, and where a `ray start` cluster once ran on the machine it asks that dead cluster and
+      hangs, so every trial ended 12 s late. On such clusters (the local ones `init_ray` starts)
+      `runtime.release_orphan_placement_groups` does the cleaner's work.
     """
     from ray.train.torch import TorchTrainer
 
-    if _state_api_served():
-        return TorchTrainer
+    unused = {"DatasetsCallback"} | (set() if _state_api_served() else {"PlacementGroupCleanerCallback"})
 
     class Trainer(TorchTrainer):
         def _create_default_callbacks(self):
-            return [c for c in super()._create_default_callbacks()
-                    if type(c).__name__ != "PlacementGroupCleanerCallback"]
+            return [c for c in super()._create_default_callbacks() if type(c).__name__ not in unused
+                    or (type(c).__name__ == "DatasetsCallback" and self.datasets)]
 
     return Trainer
 
