@@ -307,7 +307,8 @@ def _label(s: dict) -> str:
         return f"{s['method']:4s} {s['precision']} {s['baseline']}"
     return (f"{s['method']:4s} {s['precision']}" + (" packed" if s["packing"] else "")
             + (" ckpt" if s["gradient_checkpointing"] else "")
-            + (" adapter-in-model-dtype" if s.get("lora_dtype") == "model" else "") + (" pad-free" if s.get("padding_free") else "")
+            + (" adapter-in-model-dtype" if s.get("lora_dtype") == "model" else "")
+            + (" pad-free" if s.get("padding_free") else "")
             + (" liger" if s.get("liger") else "") + (" compile" if s.get("compile") else "")
             + (" batch-x2" if s.get("batch_x2") else ""))
 
