@@ -97,7 +97,7 @@ def tune_space(brief: dict):
 def plan_from_config(base: dict, brief: dict, c: dict, epochs: float) -> dict:
     """The heuristic researcher's starting plan with a sampled config applied (validated like any plan)."""
     from trex_ray.plan import Plan
-    from trex_ray.researcher.heuristic import TEMPLATES
+    from trex_ray.researcher.heuristic import TEMPLATES, template_room
 
     p = Plan.model_validate(base)
     fmt = next(o for o in p.recipe.to_yaml_list() if "format" in o)["format"]
@@ -108,10 +108,14 @@ def plan_from_config(base: dict, brief: dict, c: dict, epochs: float) -> dict:
     elif c["data"] == "near-dup + length filter":
         ops += [{"length_filter": {"min_chars": 1, "max_tokens": p.train.max_seq_len}},
                 {"dedup_minhash": {"threshold": 0.85}}]
-    ops.append({"format": {**fmt, "template": TEMPLATES[c["template"]].replace("{goal}", goal)}})
+    template = TEMPLATES[c["template"]].replace("{goal}", goal)
+    ops.append({"format": {**fmt, "template": template}})
     mods = ["q_proj", "k_proj", "v_proj", "o_proj"] + (["gate_proj", "up_proj", "down_proj"] if c["mlp"] else [])
+    # the sequence limit grows with a longer template, as the heuristic's prompt-format direction does
+    # (without it every answer under a longer template was cut: val 0.0, or no trainable example at all)
     train = {**p.train.model_dump(), "learning_rate": c["learning_rate"], "epochs": round(epochs, 3),
-             "lora_r": c["lora_r"], "lora_alpha": 2 * c["lora_r"], "target_modules": mods}
+             "lora_r": c["lora_r"], "lora_alpha": 2 * c["lora_r"], "target_modules": mods,
+             "max_seq_len": template_room(p.train.max_seq_len, fmt.get("template", "{input}"), template)}
     return Plan.model_validate({**p.model_dump(), "direction": "tune config", "rationale": "sampled by Ray Tune",
                                 "recipe": {"ops": ops}, "train": train}).model_dump()
 

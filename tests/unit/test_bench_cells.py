@@ -236,3 +236,26 @@ def test_a_task_config_written_for_trex_ray_run_is_a_benchmark_task(sp, tmp_path
     assert sp.main(["--task-config", str(cfg), "--summarize", "--out", str(out), "--seeds", "1", "--trials", "3",
                     "--methods", "mcts", "--model", "m", "--concurrency", "2"]) == 0
     assert list(json.loads(out.read_text())["tasks"]) == ["mine"]
+
+
+def test_a_tune_config_with_a_longer_template_gets_room_for_its_answers(sp):
+    """Tune's sampled template replaces the sized plan's `{input}`: the sequence limit grows with it, as the
+    heuristic's prompt-format direction grows it (it did not, and every answer under the two longer templates
+    was cut: val 0.0 or no trainable example)."""
+    from trex_ray.plan import Plan
+    from trex_ray.researcher.heuristic import TEMPLATES, template_room
+
+    base = Plan.model_validate({"direction": "d", "recipe": {"ops": [{"load": {}}, {"format": {"template": "{input}"}}]},
+                                "train": {"max_seq_len": 64}}).model_dump()
+    brief = {"goal": "Convert the spoken time to 24-hour HH:MM."}
+    config = {"learning_rate": 1e-3, "lora_r": 8, "mlp": False, "data": "as is"}
+    limits = []
+    for i, t in enumerate(TEMPLATES):
+        plan = sp.plan_from_config(base, brief, {**config, "template": i}, 2.0)
+        template = next(o["args"].get("template", "{input}") for o in plan["recipe"]["ops"] if o["op"] == "format")
+        assert template == t.replace("{goal}", brief["goal"])
+        # ~3 characters a token for what the template adds, rounded up to 16
+        extra = len(template) - len("{input}")
+        assert plan["train"]["max_seq_len"] == template_room(64, "{input}", template) >= 64 + extra / 3
+        limits.append(plan["train"]["max_seq_len"])
+    assert limits[0] == 64 and limits[1] > 64 and limits[2] > 64

@@ -176,6 +176,14 @@ def _more_data(agent, base: Plan, brief, parent, rng):
     return None
 
 
+def template_room(max_seq_len: int, current: str, new: str) -> int:
+    """The sequence limit for a prompt template `new` in place of `current`: a longer template takes its room
+    from the answer, so the limit grows with it (~3 characters a token, rounded up to 16), or rows sized to
+    the old limit would lose their answers."""
+    extra = math.ceil(max(0, len(new) - len(current)) / 3)
+    return max_seq_len + 16 * math.ceil(extra / 16)
+
+
 def _prompt_format(agent, base: Plan, brief, parent, rng):
     ops = base.recipe.to_yaml_list()
     i = next(i for i, o in enumerate(ops) if next(iter(o)) == "format")
@@ -184,11 +192,8 @@ def _prompt_format(agent, base: Plan, brief, parent, rng):
     options = [x for x in (t.replace("{goal}", goal) for t in TEMPLATES) if x != cur]
     new = rng.choice(options)
     ops[i] = {"format": {**ops[i]["format"], "template": new}}
-    # a longer template takes its room from the answer: the sequence limit grows with it (~3 characters
-    # a token, rounded up to 16), or rows sized to the old limit would lose their answers
-    extra = math.ceil(max(0, len(new) - len(cur)) / 3)
-    train = {"max_seq_len": base.train.max_seq_len + 16 * math.ceil(extra / 16)} if extra else {}
-    return ops, train, ""
+    room = template_room(base.train.max_seq_len, cur, new)
+    return ops, ({"max_seq_len": room} if room != base.train.max_seq_len else {}), ""
 
 
 def _warm_start(agent, base: Plan, brief, parent, rng):
