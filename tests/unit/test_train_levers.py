@@ -32,7 +32,7 @@ def test_liger_in_a_worker_without_cuda_names_the_setting():
     from trex_ray.executor.train import apply_liger
 
     if torch.cuda.is_available():
-        pytest.skip("no GPU: the refusal is what a CPU machine says")
+        pytest.skip("a CUDA GPU is present: this checks what a machine without one says")
     with pytest.raises(ValueError, match=r"train\.liger needs a CUDA GPU"):
         apply_liger(None)
 

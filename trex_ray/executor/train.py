@@ -169,7 +169,8 @@ def _collate(batch: list[dict], pad_id: int):
 def _collate_flat(batch: list[dict], pad_id: int):
     """Padding-free: the micro-batch as one row, its examples (or packs) end to end, the position ids
     restarting at each (transformers' packed-sequence masks keep attention within an example; the first
-    token of each example is a prompt token, labelled -100, so no loss crosses from one to the next)."""
+    token of each example is a prompt token, labelled -100, so no loss crosses from one to the next).
+    `pad_id` is unused (nothing is padded): the signature is `_collate`'s, so the loop takes either."""
     import torch
 
     ids, labels, pos = [], [], []
