@@ -235,3 +235,20 @@ def test_without_a_state_api_training_goes_without_ray_trains_placement_group_cl
     with_data = _trainer_class()(lambda config: None, scaling_config=ScalingConfig(num_workers=1),
                                  datasets={"train": ray.data.range(4)})
     assert "DatasetsCallback" in [type(c).__name__ for c in with_data._create_default_callbacks()]
+
+
+def test_a_lone_worker_runs_without_the_torch_backend_and_several_workers_with_it():
+    """One worker has nobody to synchronise with: Ray Train's plain trainer and no-op backend, so the run's
+    controller process never imports torch. Several workers get TorchTrainer's process group (the
+    data-parallel test above trains through it)."""
+    from ray.train import ScalingConfig
+    from ray.train.backend import BackendConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from trex_ray.executor.train import _trainer_class
+
+    lone = _trainer_class(1)(lambda config: None, scaling_config=ScalingConfig(num_workers=1))
+    assert not isinstance(lone, TorchTrainer) and type(lone.backend_config) is BackendConfig
+    assert "torch" not in type(lone.backend_config).__module__  # unpickled in the controller: no torch import
+    several = _trainer_class(2)(lambda config: None, scaling_config=ScalingConfig(num_workers=2))
+    assert isinstance(several, TorchTrainer) and isinstance(several.backend_config, TorchConfig)

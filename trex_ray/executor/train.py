@@ -1,4 +1,5 @@
-"""Fine-tuning: one trial = one Ray Train `TorchTrainer` run of the loop below (transformers + PEFT).
+"""Fine-tuning: one trial = one Ray Train run of the loop below (transformers + PEFT): a `TorchTrainer`
+(DDP) with several workers, a `DataParallelTrainer` with no process group for a lone worker.
 
 The loop is written out in full: read the worker's share of the prepared rows (the recipe's Ray Data
 output, one Arrow table in the object store), tokenise with
@@ -640,9 +641,19 @@ def _state_api_served() -> bool:
     return True
 
 
-def _trainer_class():
-    """`TorchTrainer`, less two per-run helpers it starts that a trial has no use for:
+def _trainer_class(num_workers: int = 1):
+    """Ray Train's trainer for a run of `num_workers` workers, less two per-run helpers it starts that a
+    trial has no use for.
 
+    Several workers: `TorchTrainer`, whose backend brings up the torch process group that DDP and the
+    loop's all-reduces use. A lone worker has nobody to synchronise with: it runs under the plain
+    `DataParallelTrainer` (the same controller, worker group, reports, checkpoints and restarts) with
+    Ray Train's no-op backend, which keeps torch out of the run's controller process (~1.8 CPU-s of
+    imports a trial: the torch backend's config module imports torch wherever it is unpickled) and
+    skips a one-process gloo group. On a GPU the lone worker sees only its own device, which is then
+    `cuda:0`, the device TorchTrainer would have set.
+
+    The helpers left out:
     - its Ray Data manager, an actor (a process of its own, ~1.4 CPU-s to start) created for every run
       even with no `datasets`: a trial's rows reach its workers as one Arrow table instead (`_shard`);
     - where the cluster serves no state API, its placement-group cleaner. Ray Train starts a detached
@@ -652,11 +663,14 @@ def _trainer_class():
       hangs, so every trial ended 12 s late. On such clusters (the local ones `init_ray` starts)
       `runtime.release_orphan_placement_groups` does the cleaner's work.
     """
-    from ray.train.torch import TorchTrainer
+    if num_workers > 1:
+        from ray.train.torch import TorchTrainer as base
+    else:
+        from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer as base
 
     unused = {"DatasetsCallback"} | (set() if _state_api_served() else {"PlacementGroupCleanerCallback"})
 
-    class Trainer(TorchTrainer):
+    class Trainer(base):
         def _create_default_callbacks(self):
             return [c for c in super()._create_default_callbacks() if type(c).__name__ not in unused
                     or (type(c).__name__ == "DatasetsCallback" and self.datasets)]
@@ -682,7 +696,6 @@ def fit(
     import ray
     import ray.train
     from ray.train import FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
 
     # same storage + name would make Ray Train resume a stale run: start from an empty one. On a storage
     # URI the workers' checkpoint goes there (nodes without the driver's disk can write it)
@@ -697,9 +710,9 @@ def fit(
     # read task has to wait for a CPU (a 1-CPU cluster, where the worker holds the only one)
     rows = ray.put(pads.dataset(data_dir, format="parquet").to_table())
 
-    def trainer() -> TorchTrainer:
+    def trainer():
         _remove(storage)
-        return _trainer_class()(
+        return _trainer_class(num_workers)(
             train_loop,
             # the parent's adapter travels with the config, for workers on nodes without this disk
             train_loop_config={"train": train_cfg, "model_path": model_path,
