@@ -11,7 +11,7 @@ import os
 import time
 
 from ftbench.prepare import prepare
-from ftbench.tasks import HUB_TASKS, SPECS, DataNotAvailable, available, get_spec
+from ftbench.tasks import HUB_TASKS, PAPER_TREX, SPECS, DataNotAvailable, available, get_spec
 
 
 def baseline(task: str, model: str = "smollm2-135m", *, runs: str = "runs", profile: str = "lite",
@@ -70,7 +70,9 @@ def run(task: str, model: str = "smollm2-135m", *, runs: str = "runs", profile: 
         "policy": policy, "researcher": researcher, "budget_trials": budget_trials, "seed": seed,
         "base": base, "best": best, "best_node": res.best.id, "best_val": res.best.val_score,
         "relative_gain": relative_gain(base, best), "nodes": len(res.nodes) - 1,
+        "best_direction": (res.best.plan or {}).get("direction") if res.best.id != 0 else None,
         "spent": res.spent, "stop_reason": res.stop_reason, "run_dir": res.run_dir,
+        "machine": machine(), "code": code_version(), "written": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     with open(os.path.join(res.run_dir, "ftbench.json"), "w") as f:
         json.dump(record, f, indent=1)
@@ -101,10 +103,43 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}"
 
 
-def table(runs: str, data_dir: str | None = None, profile: str | None = None) -> str:
-    """The Markdown results table: one row per task. Among a task's runs (of `profile`, if given) the one
-    whose best node has the highest val score is reported (never chosen on test); tasks without a run
-    say whether their data is available."""
+def machine() -> dict:
+    """The host a run was measured on: CPU model, cores, and the GPU where torch sees one."""
+    import platform
+    import sys
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    gpu = None
+    torch = sys.modules.get("torch")  # only if the run already loaded it: no import for this alone
+    if torch is not None and torch.cuda.is_available():
+        gpu = torch.cuda.get_device_name(0)
+    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu}
+
+
+def code_version() -> str | None:
+    """The commit of this checkout (`-dirty` with uncommitted changes), for the record; None outside git."""
+    import subprocess
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10,
+                              cwd=here).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, timeout=10, cwd=here).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (head + ("-dirty" if dirty else "")) if head else None
+
+
+def table_rows(runs: str, data_dir: str | None = None, profile: str | None = None) -> list[dict]:
+    """One row per task: among a task's runs (of `profile`, if given) the one whose best node has the
+    highest val score (never chosen on test), with the fields of the results table; a task without a run
+    says whether its data is available. Every number comes from the run's ftbench.json (`run_dir`)."""
     best: dict[str, dict] = {}
     for r in collect(runs):
         if profile and r.get("profile") != profile:
@@ -113,29 +148,61 @@ def table(runs: str, data_dir: str | None = None, profile: str | None = None) ->
         key = (-1.0 if r.get("best_val") is None else r["best_val"], r.get("run_dir", ""))
         if cur is None or key > (-1.0 if cur.get("best_val") is None else cur["best_val"], cur.get("run_dir", "")):
             best[r["task"]] = r
-    lines = ["| task | metric | base | best | relative gain | nodes | budget |",
-             "| --- | --- | ---: | ---: | ---: | ---: | --- |"]
-    gains = []
+    rows = []
     for tid, spec in SPECS.items():
+        row = {"task": tid, "metric": spec.metric_label, "paper_trex": PAPER_TREX.get(tid)}
         r = best.get(tid)
         if r is None:
             st = status(tid, data_dir)
-            lines.append(f"| {tid} | {spec.metric_label} | - | - | "
-                         f"{'data not available' if st == 'data not available' else 'not run'} | - | - |")
+            rows.append({**row, "status": "data not available" if st == "data not available" else "not run"})
             continue
-        gain = r.get("relative_gain")
+        base, top = r.get("base"), r.get("best")
+        spent = r.get("spent") or {}
+        rows.append({**row, "status": "run", "base": base, "best": top,
+                     "gain": None if base is None or top is None else top - base,
+                     "relative_gain": r.get("relative_gain"), "best_direction": r.get("best_direction"),
+                     "best_node": r.get("best_node"), "trials": r.get("nodes"),
+                     "accelerator_s": spent.get("accelerator_s"), "wall_clock_s": spent.get("wall_clock_s"),
+                     "profile": r.get("profile"), "model": r.get("model"), "seed": r.get("seed"),
+                     "machine": r.get("machine"), "code": r.get("code"), "run_dir": r.get("run_dir")})
+    return rows
+
+
+def _machine_label(m: dict | None) -> str:
+    if not m:
+        return "-"
+    return m["gpu"] if m.get("gpu") else f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores"
+
+
+def table(runs: str, data_dir: str | None = None, profile: str | None = None) -> str:
+    """The Markdown results table (`table_rows`): per task the metric, base and best test scores, the gain
+    (points and relative), the best node's direction, trials, accelerator seconds, wall time, machine,
+    and the paper's TREX figure beside."""
+    lines = ["| task | metric | base | best | gain | relative gain | best direction | trials | accel-s | wall min "
+             "| model, profile | machine | paper (TREX) |",
+             "| --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | --- | --- | ---: |"]
+    gains = []
+    for row in table_rows(runs, data_dir, profile):
+        paper = "-" if row["paper_trex"] is None else f"{row['paper_trex']:.1f}"
+        if row["status"] != "run":
+            lines.append(f"| {row['task']} | {row['metric']} | - | - | - | {row['status']} | - | - | - | - | - | - "
+                         f"| {paper} |")
+            continue
+        gain = row["relative_gain"]
         if gain is not None:
             gains.append(gain)
-        spent = r.get("spent") or {}
-        budget = f"{r['budget_trials']} trials, {r['profile']}, {r['model']}"
-        if spent.get("wall_clock_s"):
-            budget += f", {spent['wall_clock_s'] / 60:.0f} min"
-        lines.append(f"| {tid} | {spec.metric_label} | {_pct(r.get('base'))} | {_pct(r.get('best'))} | "
-                     f"{'-' if gain is None else f'{100 * gain:+.1f}%'} | {r.get('nodes', '-')} | {budget} |")
+        points = "-" if row["gain"] is None else f"{100 * row['gain']:+.1f}"
+        acc = "-" if row["accelerator_s"] is None else f"{row['accelerator_s']:.0f}"
+        wall = "-" if not row["wall_clock_s"] else f"{row['wall_clock_s'] / 60:.0f}"
+        lines.append(f"| {row['task']} | {row['metric']} | {_pct(row['base'])} | {_pct(row['best'])} | {points} | "
+                     f"{'-' if gain is None else f'{100 * gain:+.1f}%'} | {row['best_direction'] or '-'} | "
+                     f"{row['trials'] if row['trials'] is not None else '-'} | {acc} | {wall} | "
+                     f"{row['model']}, {row['profile']} | {_machine_label(row['machine'])} | {paper} |")
     if gains:
         lines.append(f"\nMean relative gain over {len(gains)} task(s): {100 * sum(gains) / len(gains):+.1f}%. "
                      "Scores are test-split percentages; base = the base model prompted with the task goal, best = "
-                     "the search's best node (chosen on val), tested once.")
+                     "the search's best node (chosen on val), tested once; gain in points. The paper's column is "
+                     "TREX's reported score with Qwen3-1.7B on the full splits: not comparable with a lite run.")
     return "\n".join(lines)
 
 
@@ -147,4 +214,4 @@ def status(task: str, data_dir: str | None = None) -> str:
     return "data not available"
 
 
-__all__ = ["baseline", "run", "table", "collect", "relative_gain", "status", "DataNotAvailable"]
+__all__ = ["baseline", "run", "table", "table_rows", "collect", "relative_gain", "status", "machine", "DataNotAvailable"]

@@ -91,9 +91,12 @@ def cmd_run(args) -> int:
 
 
 def cmd_table(args) -> int:
-    from ftbench.bench import table
+    from ftbench.bench import table, table_rows
 
     print(table(args.runs, args.data_dir, args.profile))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(table_rows(args.runs, args.data_dir, args.profile), f, indent=1)
     return 0
 
 
@@ -126,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("table", help="the Markdown results table of a folder of runs")
     p.add_argument("runs", nargs="?", default="runs")
     p.add_argument("--profile", default=None, choices=PROFILES, help="only runs of this profile")
+    p.add_argument("--json", default=None, metavar="FILE", help="also write the table's rows as JSON (every field, "
+                   "with each row's run folder, commit and machine)")
     _common(p, run_like=False)
     p.set_defaults(fn=cmd_table)
     args = parser.parse_args(argv)

@@ -391,6 +391,11 @@ def load_gta(root: str) -> Splits:
 
 HUB_TASKS = ("sst2", "econlogicqa")  # tasks whose Hub copy's layout the loaders know
 
+# TREX's reported test score per task (arXiv 2604.14116: Qwen3-1.7B, the full splits, up to 20 rounds), in
+# each task's own metric as a percentage; shown beside ours in `ftbench table`, never compared as equals
+PAPER_TREX = {"aci_bench": 50.2, "tomg_bench": 68.1, "omebench": 48.4, "hoc": 89.7, "sst2": 97.2, "cs_bench": 58.1,
+              "openfindata": 69.9, "econlogicqa": 45.4, "gta": 65.2, "lawbench": 42.1}
+
 
 def hub_reachable(timeout: float = 2.0) -> bool:
     """Whether huggingface.co answers at all (checked once per process, so offline loads stay fast)."""

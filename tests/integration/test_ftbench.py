@@ -40,6 +40,8 @@ def test_ftbench_run_on_sst2_smoke_beats_the_base_model_on_test(tmp_path):
     assert trial["train_stats"]["loss_curve"][-1] < trial["train_stats"]["loss_curve"][0]
     plan = next(e["plan"] for e in events if e["type"] == "node_added" and e["id"] == 1)
     assert plan["train"]["epochs"] == 1 and "caps epochs" in plan["rationale"]  # sized within the cap
+    # the record says what won and where it ran, for the results table
+    assert rec["best_direction"] == plan["direction"] and rec["machine"]["cores"] >= 1 and rec["code"]
     assert rec["best_node"] == 1 and trial["score"] > nodes[0]["score"]  # the gain on val too
     manifest = json.loads((runs / "data" / "sst2-smoke" / "manifest.json").read_text())
     assert manifest["rows"] == {"train": 96, "val": 32, "test": 64}

@@ -161,15 +161,24 @@ def test_relative_gain_and_table(tmp_path):
         (runs / name / "ftbench.json").write_text(json.dumps({
             "task": "sst2", "metric": "accuracy", "profile": profile, "model": "smollm2-135m", "budget_trials": 4,
             "base": 0.5, "best": best, "best_val": best_val, "relative_gain": relative_gain(0.5, best), "nodes": 4,
-            "spent": {"wall_clock_s": 600}, "run_dir": str(runs / name)}))
+            "best_direction": f"direction {name}", "code": f"abc{name}",
+            "machine": {"cpu": "AMD EPYC", "cores": 2, "gpu": None},
+            "spent": {"wall_clock_s": 600, "accelerator_s": 1234.4}, "run_dir": str(runs / name)}))
     out = table(str(runs), data_dir=FIXTURES)
     rows = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| ")}
-    assert "| 50.0 | 70.0 | +40.0% | 4 |" in rows["sst2"]
+    assert "| 50.0 | 70.0 | +20.0 | +40.0% | direction b | 4 | 1234 | 10 | smollm2-135m, lite | AMD EPYC, 2 cores | 97.2 |" \
+        in rows["sst2"]
     full = table(str(runs), data_dir=FIXTURES, profile="full")
-    assert "| 50.0 | 90.0 | +80.0% | 4 |" in full
-    assert "not run" in rows["openfindata"]  # the fixture folder has it
+    assert "| 50.0 | 90.0 | +40.0 | +80.0% | direction a |" in full
+    assert "not run" in rows["openfindata"] and rows["openfindata"].endswith("| 69.9 |")  # the fixture folder has it
     assert "data not available" in rows["omebench"]
     assert "Mean relative gain over 1 task(s): +40.0%" in out
+    # the JSON rows hold every field, each traceable to its run folder and commit
+    assert main(["table", str(runs), "--data-dir", FIXTURES, "--json", str(tmp_path / "t.json")]) == 0
+    got = {r["task"]: r for r in json.loads((tmp_path / "t.json").read_text())}
+    assert got["sst2"]["run_dir"] == str(runs / "b") and got["sst2"]["code"] == "abcb"
+    assert got["sst2"]["gain"] == pytest.approx(0.2) and got["sst2"]["paper_trex"] == 97.2
+    assert got["omebench"]["status"] == "data not available" and set(got) == set(SPECS)
 
 
 @needs_data
