@@ -70,7 +70,7 @@ def run(task: str, model: str = "smollm2-135m", *, runs: str = "runs", profile: 
         "policy": policy, "researcher": researcher, "budget_trials": budget_trials, "seed": seed,
         "base": base, "best": best, "best_node": res.best.id, "best_val": res.best.val_score,
         "relative_gain": relative_gain(base, best), "nodes": len(res.nodes) - 1,
-        "best_direction": (res.best.plan or {}).get("direction") if res.best.id != 0 else None,
+        "best_direction": res.best.direction if res.best.id != 0 else None,
         "spent": res.spent, "stop_reason": res.stop_reason, "run_dir": res.run_dir,
         "machine": machine(), "code": code_version(), "written": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
