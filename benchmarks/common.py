@@ -61,18 +61,13 @@ def machine_speed(size: int = 512, reps: int = 7) -> dict:
     (GFLOP/s, the median of `reps` timings). Accelerator seconds measured on two machines compare only when
     this rate agrees: the same trials have been seen to run 1.5-1.8x apart on machines reporting the same CPU
     model. Measured once, before a run: a machine that slows down during a run is not caught."""
-    import platform
     import statistics
 
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    from ftbench.bench import machine
+
+    host = machine()  # torch is loaded here, so it names the GPU where there is one
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -87,7 +82,7 @@ def machine_speed(size: int = 512, reps: int = 7) -> dict:
     finally:
         torch.set_num_threads(threads)
     gflops = 8 * 2 * size ** 3 / statistics.median(times) / 1e9
-    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "gflops_1thread": round(gflops, 1)}
+    return {**host, "gflops_1thread": round(gflops, 1)}
 
 
 def same_speed(a: dict | None, b: dict | None, tolerance: float = 0.15) -> bool:
