@@ -142,12 +142,13 @@ def test_a_tracker_whose_server_stops_mid_search_loses_nothing(majority_task, tm
                 _stop(proc)
 
     try:
-        res = trex_ray.search(majority_task, base_model="tiny-random", budget=trex_ray.Budget(trials=3), max_concurrent=1,
+        res = trex_ray.search(majority_task, base_model="tiny-random", budget=trex_ray.Budget(trials=2), max_concurrent=1,
                               storage=str(tmp_path / "runs"), progress=False, callbacks=[StopTheServer(), "mlflow"])
     finally:
         if proc.poll() is None:
             _stop(proc)
-    assert [n.id for n in res.nodes] == [0, 1, 2, 3] and all(n.status == "ok" for n in res.nodes)
+    # the trial after the stop still runs and is recorded; the tracker's many failing calls for it are said once
+    assert [n.id for n in res.nodes] == [0, 1, 2] and all(n.status == "ok" for n in res.nodes)
     assert res.best.test_score is not None
     said = [r for r in caplog.records if "mlflow stopped receiving" in r.getMessage()]
     assert len(said) == 1  # reported once, then left alone
