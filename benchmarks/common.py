@@ -9,6 +9,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from ftbench.bench import code_version  # noqa: E402,F401 - the benchmarks' records name their commit alike
+
 # Qwen3-1.7B's published architecture; "tiny" keeps its layout at a size a CPU trains in seconds
 SHAPES = {
     "qwen3-1.7b": dict(vocab_size=151936, hidden_size=2048, intermediate_size=6144, num_hidden_layers=28,
@@ -34,26 +36,6 @@ def random_qwen3(out: str, shape: str = "qwen3-1.7b") -> str:
     model.save_pretrained(out)
     tok.save_pretrained(out)
     return out
-
-
-def code_version(where: str | None = None) -> str | None:
-    """The commit the measurement ran on (`-dirty` with uncommitted changes to the code), for the record; None
-    outside git. Changes under benchmarks/results/ (results a run writes, such as a re-measured baseline) do not
-    count: they are not code. `where`: a folder in the repository (default: this file's)."""
-    import subprocess
-
-    here = where or os.path.dirname(os.path.abspath(__file__))
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10,
-                              cwd=here).stdout.strip()
-        if not head:
-            return None
-        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":/",
-                                  ":(exclude,top)benchmarks/results"],
-                                 capture_output=True, text=True, timeout=10, cwd=here).stdout.strip()
-        return head + ("-dirty" if changed else "")
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 def machine_speed(size: int = 512, reps: int = 7) -> dict:

@@ -121,19 +121,24 @@ def machine() -> dict:
     return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu}
 
 
-def code_version() -> str | None:
-    """The commit of this checkout (`-dirty` with uncommitted changes), for the record; None outside git."""
+def code_version(where: str | None = None) -> str | None:
+    """The commit the run or measurement ran on (`-dirty` with uncommitted changes to the code), for the
+    record; None outside git. Changes under benchmarks/results/ (results a run writes, such as a re-measured
+    baseline) do not count: they are not code. `where`: a folder in the repository (default: this file's)."""
     import subprocess
 
-    here = os.path.dirname(os.path.abspath(__file__))
+    here = where or os.path.dirname(os.path.abspath(__file__))
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10,
                               cwd=here).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, timeout=10, cwd=here).stdout.strip()
+        if not head:
+            return None
+        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":/",
+                                  ":(exclude,top)benchmarks/results"],
+                                 capture_output=True, text=True, timeout=10, cwd=here).stdout.strip()
+        return head + ("-dirty" if changed else "")
     except (OSError, subprocess.SubprocessError):
         return None
-    return (head + ("-dirty" if dirty else "")) if head else None
 
 
 def table_rows(runs: str, data_dir: str | None = None, profile: str | None = None) -> list[dict]:
