@@ -298,6 +298,8 @@ def _measure(args, tasks, methods, seeds, same, cells, fresh: bool) -> None:
     threads = threads_per_trial(args.concurrency)
     ev = start_evaluation("transformers", model_path, use_gpu=False, threads=threads)
     work = tempfile.mkdtemp(prefix="trex-policies-")
+    # the runs' folders (trees, reports, adapters) stay there for reading; a run's record is its cell
+    print(f"runs in {work} (kept: delete it when read)", flush=True)
     ready: dict = {}
     for seed, name, method in todo:
         if name not in ready:
