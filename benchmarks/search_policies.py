@@ -229,12 +229,17 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default=None, help="default smollm2-135m (tiny-random with --quick)")
     ap.add_argument("--trials", type=int, default=None, help="trial budget per method (default 8; 1 with --quick)")
     ap.add_argument("--seeds", type=int, default=None, help="seeds per method (default 3; 1 with --quick)")
+    ap.add_argument("--only-seeds", nargs="+", type=int, default=None, metavar="S",
+                    help="measure only these seeds (of 0..--seeds-1), e.g. a whole seed of every method on one "
+                    "machine; the summary still covers every finished seed")
     ap.add_argument("--concurrency", type=int, default=2, help="trials in flight, the same for every method")
     ap.add_argument("--out", default=None, help="JSON file (the PNG goes beside it, each finished run in <out>.cells/)")
     ap.add_argument("--fresh", action="store_true", help="run every (task, method, seed) again, even those whose "
                     "result is already in <out>.cells/ with the same model, trials and concurrency (--quick always does)")
     ap.add_argument("--summarize", action="store_true", help="run nothing: summarise the finished runs in <out>.cells/")
     args = ap.parse_args(argv)
+    if args.only_seeds and not set(args.only_seeds) <= set(range(args.seeds or (1 if args.quick else 3))):
+        ap.error(f"--only-seeds {args.only_seeds}: each seed must be below --seeds; raise --seeds to include them")
     for path in args.task_config:
         TASK_CONFIGS[task_from_config(path).name] = os.path.abspath(path)
     tasks = (args.tasks or ([] if TASK_CONFIGS else ["demo"] if args.quick else list(TASKS))) + list(TASK_CONFIGS)
@@ -284,9 +289,10 @@ def _measure(args, tasks, methods, seeds, same, cells, fresh: bool) -> None:
     from trex_ray.executor.eval_service import start_evaluation
     from trex_ray.runtime import init_ray, threads_per_trial
 
-    todo = [(s, t, m) for s in range(seeds) for t in tasks for m in methods
+    wanted = [s for s in range(seeds) if getattr(args, "only_seeds", None) is None or s in args.only_seeds]
+    todo = [(s, t, m) for s in wanted for t in tasks for m in methods
             if fresh or _cell(cells, t, f"{m}-{s}", same)[1] is None]
-    print(f"{len(todo)} runs to make ({seeds * len(tasks) * len(methods) - len(todo)} already in {cells})", flush=True)
+    print(f"{len(todo)} runs to make ({len(wanted) * len(tasks) * len(methods) - len(todo)} already in {cells})", flush=True)
     if not todo:
         return
     machine = machine_speed()  # before Ray and the trials take the cores

@@ -259,3 +259,20 @@ def test_a_tune_config_with_a_longer_template_gets_room_for_its_answers(sp):
         assert plan["train"]["max_seq_len"] == template_room(64, "{input}", template) >= 64 + extra / 3
         limits.append(plan["train"]["max_seq_len"])
     assert limits[0] == 64 and limits[1] > 64 and limits[2] > 64
+
+
+def test_only_seeds_measures_just_those_seeds(sp, tmp_path, capsys, monkeypatch):
+    cells = str(tmp_path / "p.cells")
+    for m in ("mcts", "greedy"):  # seed 1 is finished, seed 0 is not
+        _write(cells, "demo", f"{m}-1", _run(m, 1, [0.2], [0.1], budget=1))
+    monkeypatch.setattr("trex_ray.runtime.init_ray", lambda *a, **k: (_ for _ in ()).throw(AssertionError("ran")))
+    args = sp.argparse.Namespace(quick=False, concurrency=2, only_seeds=[1])
+    sp._measure(args, ["demo"], ["mcts", "greedy"], 2, {**SAME, "budget": 1}, cells, fresh=False)
+    assert "0 runs to make (2 already in" in capsys.readouterr().out  # seed 0's missing runs are not made
+    args.only_seeds = [0]
+    with pytest.raises(AssertionError, match="ran"):
+        sp._measure(args, ["demo"], ["mcts", "greedy"], 2, {**SAME, "budget": 1}, cells, fresh=False)
+    assert "2 runs to make (0 already in" in capsys.readouterr().out
+    with pytest.raises(SystemExit):  # a seed outside --seeds is refused before anything runs
+        sp.main(["--tasks", "demo", "--seeds", "2", "--only-seeds", "2", "--out", str(tmp_path / "x.json")])
+    assert "--only-seeds [2]: each seed must be below --seeds" in capsys.readouterr().err
