@@ -14,6 +14,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -301,6 +302,7 @@ def _setup(config: dict) -> _Run:
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     t0 = time.time()
 
+    sweep_scratch()  # what trials killed on this host left behind
     rows = _shard(config["rows"], rank, world)
     model, tok = load_model(config["model_path"], cfg.get("precision", "auto"), cfg.get("quantization", "none"),
                             bool(cfg.get("gradient_checkpointing")))
@@ -445,7 +447,7 @@ def _val_point(r: _Run, config: dict) -> bool:
             # every val row, the run's engine, metric and decoding: this is the node's val evaluation
             r.best_val = out if early.get("whole") else None
             inner = getattr(r.model, "module", r.model)
-            r.best_dir = r.best_dir or tempfile.mkdtemp(prefix="trex-best-")
+            r.best_dir = r.best_dir or _scratch("trex-best-")
             inner.save_pretrained(r.best_dir)
         elif r.best_score > early.get("floor", float("-inf")):
             # patience runs only once the model has beaten where it started (the baseline): a task whose
@@ -476,7 +478,7 @@ def _score_now(r: _Run, config: dict) -> dict:
     try:
         path = None
         if early.get("ev") is not None and r.cfg["method"] == "lora":
-            path = tempfile.mkdtemp(prefix="trex-eval-")
+            path = _scratch("trex-eval-")
             inner.save_pretrained(path)
             ev, model, adapter = early["ev"], config["model_path"], shipping.ship(path, always=True)
         else:
@@ -570,6 +572,43 @@ def _progress(path: str | None, **fields) -> None:
             f.write(json.dumps({"t": round(time.time(), 2), **fields}) + "\n")
     except OSError:
         pass
+
+
+SCRATCH = re.compile(r"^trex-(?:best|eval)-(\d+)-")
+
+
+def _scratch(prefix: str) -> str:
+    """A temporary folder named after this process, so that a later trial can remove it if this worker is
+    killed before it cleans up (`sweep_scratch`)."""
+    return tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-")
+
+
+def sweep_scratch(where: str | None = None) -> list[str]:
+    """Remove the checkpoint and evaluation folders of training workers on this host that are gone (a worker
+    killed mid-trial by a lost node, a timeout or the OOM killer never reaches its clean-up). Returns them."""
+    where = where or tempfile.gettempdir()
+    gone = []
+    try:
+        names = os.listdir(where)
+    except OSError:
+        return gone
+    for name in names:
+        m = SCRATCH.match(name)
+        if not m or _alive(int(m.group(1))):
+            continue
+        shutil.rmtree(os.path.join(where, name), ignore_errors=True)
+        gone.append(name)
+    return gone
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _remove(path: str) -> None:
