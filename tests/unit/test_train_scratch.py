@@ -11,7 +11,7 @@ import tempfile
 from trex_ray.executor.train import _scratch, sweep_scratch
 
 
-def test_a_killed_workers_folders_are_swept_and_a_live_ones_kept(tmp_path, monkeypatch):
+def test_a_killed_workers_folders_are_swept_and_a_live_ones_kept(tmp_path):
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()  # a worker that died without cleaning up
     stale = [tmp_path / f"trex-best-{gone.pid}-abc", tmp_path / f"trex-eval-{gone.pid}-def"]

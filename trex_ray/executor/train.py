@@ -302,7 +302,8 @@ def _setup(config: dict) -> _Run:
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     t0 = time.time()
 
-    sweep_scratch()  # what trials killed on this host left behind
+    if ctx.get_local_rank() == 0:  # once a host: what trials killed on it left behind
+        sweep_scratch()
     rows = _shard(config["rows"], rank, world)
     model, tok = load_model(config["model_path"], cfg.get("precision", "auto"), cfg.get("quantization", "none"),
                             bool(cfg.get("gradient_checkpointing")))
