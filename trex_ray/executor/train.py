@@ -624,6 +624,12 @@ def _remove(path: str) -> None:
         fs.delete_dir(p)
 
 
+def _died_at_start(err: BaseException) -> BaseException | None:
+    """The worker death behind a Ray Train controller error, if that is what it is."""
+    cause = getattr(err, "controller_failure", None)
+    return cause if cause is not None and _worker_died(cause) else None
+
+
 def _worker_died(err: BaseException) -> bool:
     """A worker that is gone (its process or node died), as opposed to one whose code raised."""
     import ray.exceptions
@@ -774,9 +780,14 @@ def fit(
             break
         except ray.train.TrainingFailedError as e:
             failures = list((getattr(e, "worker_failures", None) or {}).values())
+            # a worker that died while Ray Train launched the group reaches us as the controller's own error,
+            # which Ray never retries (its launch call is outside its start-up retries): a lost worker too,
+            # with every restart still ours to make
+            at_start = _died_at_start(e) if not failures else None
+            failures = failures or ([at_start] if at_start is not None else [])
             known = [k for k in map(classify, failures) if k is not None]
             lost = [f for f in failures if _worker_died(f)]
-            if lost and not known and attempt < retries - ray_restarts:
+            if lost and not known and attempt < retries - (0 if at_start is not None else ray_restarts):
                 attempt += 1
                 continue
             if lost and not known:
