@@ -142,7 +142,7 @@ def tune_trial(config: dict, ctx: dict) -> None:
         spent += r.get("accelerator_s") or 0.0
         if r["status"] != "ok":
             tune.report({"val": 0.0, "failed": True, "accelerator_s": spent, "adapter": None, "plan": plan,
-                         "segment": k + 1, "finished_at": time.time()})
+                         "segment": k + 1, "finished_at": time.time(), "error": _error(r.get("error"))})
             return
         parent = r["artifacts"].get("adapter")
         tune.report({"val": r["score"], "failed": False, "accelerator_s": spent, "adapter": parent, "plan": plan,
@@ -176,7 +176,8 @@ def run_tune(method: str, task, ctx: dict, trials: int, concurrency: int, seed: 
         m = r.metrics or {}
         done.append({"val": m.get("val", 0.0), "accelerator_s": m.get("accelerator_s", 0.0), "adapter": m.get("adapter"),
                      "plan": m.get("plan"), "finished_at": m.get("finished_at", 0.0), "failed": m.get("failed", True),
-                     "segments": m.get("segment", 0)})
+                     "segments": m.get("segment", 0),
+                     "error": m.get("error") or (_error(str(r.error)) if r.error is not None else None)})
     done.sort(key=lambda d: d["finished_at"])
     return {"trials": done}
 
@@ -198,7 +199,17 @@ def run_trex(method: str, task, model: str, trials: int, concurrency: int, seed:
                    key=lambda n: n.finish_order)
     return {"run_dir": res.run_dir, "trials": [
         {"val": n.score if n.status == "ok" else 0.0, "accelerator_s": (n.result or {}).get("accelerator_s", 0.0),
-         "adapter": views[n.id].adapter, "plan": n.plan, "failed": n.status != "ok", "node": n.id} for n in order]}
+         "adapter": views[n.id].adapter, "plan": n.plan, "failed": n.status != "ok", "node": n.id,
+         "error": _error((n.result or {}).get("error")) if n.status != "ok" else None} for n in order]}
+
+
+def _error(err) -> str | None:
+    """What a failed trial's result says went wrong, in a line (the cell keeps it beside the failure)."""
+    if not err:
+        return None
+    if isinstance(err, dict):
+        return f"{err.get('stage', '?')}/{err.get('type', '?')}: {str(err.get('message', ''))[:300]}"
+    return str(err)[:300]
 
 
 # -- measuring ------------------------------------------------------------------------------------------
@@ -324,7 +335,8 @@ def _measure(args, tasks, methods, seeds, same, cells, fresh: bool) -> None:
                 "best_val": [r["trials"][i]["val"] if i >= 0 else s["baseline_val"] for i in idx],
                 "best_test": test_curve(r["trials"], idx, s["test_of"]),
                 "accelerator_s": round(sum(t["accelerator_s"] or 0 for t in r["trials"]), 1),
-                "trials": [{k: t.get(k) for k in ("val", "accelerator_s", "failed", "segments")} for t in r["trials"]]}
+                "trials": [{k: t.get(k) for k in ("val", "accelerator_s", "failed", "segments", "error")
+                            if k != "error" or t.get("error")} for t in r["trials"]]}
         save_json(cell, _cell(cells, name, f"{method}-{seed}", same)[0])
         print(f"{name:12s} {method:14s} seed {seed}: best val {cell['best_val'][-1]:.3f} test {cell['best_test'][-1]:.3f} "
               f"({len(r['trials'])} trials, {cell['accelerator_s']:.0f} accel-s, {cell['seconds']:.0f} s)", flush=True)

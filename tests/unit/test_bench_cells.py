@@ -276,3 +276,23 @@ def test_only_seeds_measures_just_those_seeds(sp, tmp_path, capsys, monkeypatch)
     with pytest.raises(SystemExit):  # a seed outside --seeds is refused before anything runs
         sp.main(["--tasks", "demo", "--seeds", "2", "--only-seeds", "2", "--out", str(tmp_path / "x.json")])
     assert "--only-seeds [2]: each seed must be below --seeds" in capsys.readouterr().err
+
+
+def test_a_failed_trial_keeps_what_went_wrong_in_its_cell(sp, tmp_path, monkeypatch):
+    """A failure recorded as val 0 says why (stage, type, message), so a failed benchmark run can be read from its
+    cell; a trial that succeeded carries no error key."""
+    cells = str(tmp_path / "p.cells")
+    monkeypatch.setattr("trex_ray.runtime.init_ray", lambda *a, **k: None)
+    monkeypatch.setattr("trex_ray.models.resolve_model", lambda name: name)
+    monkeypatch.setattr("trex_ray.executor.eval_service.start_evaluation", lambda *a, **k: None)
+    monkeypatch.setattr(sp, "_setup", lambda *a, **k: {"task": None, "ctx": {}, "baseline_val": 0.0,
+                                                       "test_of": lambda t: 0.0})
+    error = sp._error({"stage": "train", "type": "worker_lost", "message": "the training workers died"})
+    monkeypatch.setattr(sp, "run_trex", lambda *a, **k: {"trials": [
+        {"val": 0.5, "accelerator_s": 1.0, "failed": False, "error": None},
+        {"val": 0.0, "accelerator_s": 0.0, "failed": True, "error": error}]})
+    sp._measure(sp.argparse.Namespace(quick=False, concurrency=2), ["demo"], ["mcts"], 1, {**SAME, "budget": 2},
+                cells, fresh=False)
+    trials = json.load(open(os.path.join(cells, "demo", "mcts-0.json")))["trials"]
+    assert "error" not in trials[0]
+    assert trials[1]["error"] == "train/worker_lost: the training workers died"
