@@ -177,7 +177,7 @@ def run_tune(method: str, task, ctx: dict, trials: int, concurrency: int, seed: 
         done.append({"val": m.get("val", 0.0), "accelerator_s": m.get("accelerator_s", 0.0), "adapter": m.get("adapter"),
                      "plan": m.get("plan"), "finished_at": m.get("finished_at", 0.0), "failed": m.get("failed", True),
                      "segments": m.get("segment", 0),
-                     "error": m.get("error") or (_error(str(r.error)) if r.error is not None else None)})
+                     "error": _error(m.get("error") or r.error)})
     done.sort(key=lambda d: d["finished_at"])
     return {"trials": done}
 

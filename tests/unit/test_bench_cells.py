@@ -112,15 +112,20 @@ def test_reuse_summarises_settings_measured_earlier_without_searching(tmp_path, 
     assert "not all measured on one machine" in text and "no reuse: Xeon, 90.0 GFLOP/s a thread" in text
 
 
-def test_a_run_cut_short_is_not_recorded_as_finished(sp, tmp_path, monkeypatch):
-    """An interrupted run (Ray Tune returns the trials so far on Ctrl-C) raises and leaves no cell behind, so a
-    later call makes it again instead of summarising half a run."""
-    cells = str(tmp_path / "p.cells")
+def _no_cluster(sp, monkeypatch):
+    """`_measure` with no Ray, model or evaluation behind it: the runs are what each test hands it."""
     monkeypatch.setattr("trex_ray.runtime.init_ray", lambda *a, **k: None)
     monkeypatch.setattr("trex_ray.models.resolve_model", lambda name: name)
     monkeypatch.setattr("trex_ray.executor.eval_service.start_evaluation", lambda *a, **k: None)
     monkeypatch.setattr(sp, "_setup", lambda *a, **k: {"task": None, "ctx": {}, "baseline_val": 0.0,
                                                        "test_of": lambda t: 0.0})
+
+
+def test_a_run_cut_short_is_not_recorded_as_finished(sp, tmp_path, monkeypatch):
+    """An interrupted run (Ray Tune returns the trials so far on Ctrl-C) raises and leaves no cell behind, so a
+    later call makes it again instead of summarising half a run."""
+    cells = str(tmp_path / "p.cells")
+    _no_cluster(sp, monkeypatch)
     monkeypatch.setattr(sp, "run_trex", lambda *a, **k: {"trials": [{"val": 0.5, "accelerator_s": 1.0, "failed": False}]})
     args = sp.argparse.Namespace(quick=False, concurrency=2)
     with pytest.raises(RuntimeError, match="1 of 3 trials finished"):
@@ -282,11 +287,7 @@ def test_a_failed_trial_keeps_what_went_wrong_in_its_cell(sp, tmp_path, monkeypa
     """A failure recorded as val 0 says why (stage, type, message), so a failed benchmark run can be read from its
     cell; a trial that succeeded carries no error key."""
     cells = str(tmp_path / "p.cells")
-    monkeypatch.setattr("trex_ray.runtime.init_ray", lambda *a, **k: None)
-    monkeypatch.setattr("trex_ray.models.resolve_model", lambda name: name)
-    monkeypatch.setattr("trex_ray.executor.eval_service.start_evaluation", lambda *a, **k: None)
-    monkeypatch.setattr(sp, "_setup", lambda *a, **k: {"task": None, "ctx": {}, "baseline_val": 0.0,
-                                                       "test_of": lambda t: 0.0})
+    _no_cluster(sp, monkeypatch)
     error = sp._error({"stage": "train", "type": "worker_lost", "message": "the training workers died"})
     monkeypatch.setattr(sp, "run_trex", lambda *a, **k: {"trials": [
         {"val": 0.5, "accelerator_s": 1.0, "failed": False, "error": None},
