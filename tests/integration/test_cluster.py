@@ -10,7 +10,9 @@
   run, with the finished nodes intact and the trial budget honoured;
 - training on a second node started apart (`ray start --address`) in another working directory, the run on
   a storage URI;
-- `ray job submit` against a head started with `ray start --head` runs `trex-ray run config.yaml`.
+- `ray job submit` against a head started with `ray start --head` runs `trex-ray run config.yaml`;
+- another cluster's dashboard answering where a dashboard-less local cluster advertises its own: training
+  there keeps its workers (Ray Train's placement-group cleaner would ask that dashboard and kill them).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -144,21 +147,19 @@ def test_a_search_on_a_one_cpu_cluster_completes(tmp_path):
 
 
 def _free_port() -> int:
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
 @contextlib.contextmanager
-def ray_head(*args: str, env: dict | None = None):
+def ray_head(*args: str, env: dict | None = None, dashboard_port: int | None = None):
     """`ray start --head --block` in a process group of its own (never `ray stop`, which would stop every
     Ray on the machine); yields the GCS and dashboard addresses once the dashboard answers."""
     import urllib.error
     import urllib.request
 
-    gcs, dash = _free_port(), _free_port()
+    gcs, dash = _free_port(), dashboard_port or _free_port()
     proc = subprocess.Popen([os.path.join(BIN, "ray"), "start", "--head", "--block", f"--port={gcs}",
                              "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
                              # not the default 52365: another Ray on this machine (the suite's own) holds it,
@@ -403,3 +404,71 @@ def test_ray_job_submit_runs_a_search_on_a_ray_head(tmp_path):
     assert result["spent"]["trials"] == 1
     splits = json.load(open(tmp_path / "runs" / "job" / "splits.json"))
     assert splits["train"]["rows"] == 176 and splits["train"]["source"].endswith("examples/clock-data/train.jsonl")
+
+
+FOREIGN_DASHBOARD = r"""
+import json, os, sys
+from pathlib import Path
+import pyarrow as pa, pyarrow.parquet as pq
+from trex_ray.executor import train as train_mod
+from trex_ray.models import resolve_model
+from trex_ray.plan import TrainConfig
+from trex_ray.runtime import init_ray
+
+tmp = Path(sys.argv[1])
+init_ray(None, 1)  # a local cluster of this process's own, as a search starts it: it runs no dashboard
+from ray.experimental import internal_kv
+os.makedirs(tmp / "data")
+pq.write_table(pa.table({"user": [f"{i} plus {i}?" for i in range(64)], "system": ["Answer."] * 64,
+                         "output": [str(2 * i) for i in range(64)]}), tmp / "data" / "part.parquet")
+out = {"advertised": internal_kv._internal_kv_get("dashboard", namespace="dashboard").decode(),
+       "served": train_mod._state_api_served()}
+try:  # ~10 s of training, no restart allowed: Ray Train's cleaner checks on the controller every second
+    stats = train_mod.fit(data_dir=str(tmp / "data"), model_path=resolve_model("tiny-random"),
+                          train_cfg=TrainConfig(epochs=20, batch_size=4).model_dump(), init_adapter=None,
+                          node_dir=str(tmp / "node"), threads=1, retries=0)
+    out["steps"] = stats["steps"]
+except Exception as e:
+    out["error"] = f"{type(e).__name__}: {str(e)[:800]}"
+print("RESULT " + json.dumps(out))
+"""
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def _a_dashboard_at_8265():
+    """A `ray start` head serving its dashboard at 127.0.0.1:8265; or, where that port is taken already, the
+    Ray dashboard that holds it (another cluster on this machine: the case under test all the same)."""
+    import urllib.error
+    import urllib.request
+
+    if _port_free(8265):
+        return ray_head("--num-cpus=1", dashboard_port=8265)
+    try:
+        json.loads(urllib.request.urlopen("http://127.0.0.1:8265/api/version", timeout=5).read())["session_name"]
+    except urllib.error.HTTPError:  # a Ray dashboard that wants a token
+        pass
+    except (OSError, ValueError, KeyError):
+        pytest.skip("127.0.0.1:8265 is held by something other than a Ray dashboard")
+    return contextlib.nullcontext()
+
+
+def test_another_clusters_dashboard_at_the_advertised_address_does_not_kill_training(tmp_path):
+    """A local cluster runs no dashboard yet advertises Ray's default address, 127.0.0.1:8265, where any other
+    Ray on the machine serves its dashboard (a `ray start` head, a test cluster). Ray Train's placement-group
+    cleaner asked that dashboard whether the run's controller lived, heard "no such actor" and removed the live
+    run's placement group: its worker died ("its placement group was removed"), on the first start and on
+    every restart. That dashboard names another session, so the cleaner is left out and the run trains on."""
+    with _a_dashboard_at_8265():
+        out = _py(FOREIGN_DASHBOARD, tmp_path)
+    assert out["advertised"].endswith(":8265")
+    assert out["served"] is False  # something answers there, but not as this cluster
+    assert out.get("error") is None, out["error"]
+    assert out["steps"] == 20 * 16

@@ -57,3 +57,16 @@ def test_the_levers_plan_measures_each_lever_alone_then_together(tt):
         # every setting is a valid training config
         for s in runs:
             TrainConfig(**{k: v for k, v in s.items() if k != "batch_x2"})
+
+
+def test_a_lost_workers_report_keeps_why_it_ended_past_the_cut():
+    """Ray puts why a worker process ended (its exit detail) after its class, id, pid, namespace and address:
+    past the first 300 characters that a lost-worker error quotes. The quote keeps it."""
+    from trex_ray.executor.train import _death
+
+    report = ("The actor died unexpectedly before finishing this task.\n\tclass_name: RayTrainWorker\n\tactor_id: "
+              + "2f17" * 60 + "\nThe actor is dead because its worker process has died. Worker exit type: "
+              "INTENDED_SYSTEM_EXIT Worker exit detail: Destroying worker since its placement group was removed.")
+    line = _death(RuntimeError(report))
+    assert line.startswith("The actor died unexpectedly") and "placement group was removed" in line
+    assert _death(RuntimeError("short: Worker exit detail: gone")) == "short: Worker exit detail: gone"

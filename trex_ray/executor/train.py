@@ -630,6 +630,16 @@ def _died_at_start(err: BaseException) -> BaseException | None:
     return cause if cause is not None and _worker_died(cause) else None
 
 
+def _death(err: BaseException) -> str:
+    """A worker's death in a line: the start of Ray's report and, where it gives one, why the process ended
+    (which Ray's report puts past where a message is cut)."""
+    import re
+
+    text = str(err)
+    why = re.search(r"Worker exit detail: ([^\n]*)", text)
+    return text[:300] + (f" ... (exit detail: {why.group(1)[:300]})" if why and why.start() > 250 else "")
+
+
 def _worker_died(err: BaseException) -> bool:
     """A worker that is gone (its process or node died), as opposed to one whose code raised."""
     import ray.exceptions
@@ -665,26 +675,41 @@ def _downsample(xs: list[float], n: int) -> list[float]:
 
 
 def _state_api_served() -> bool:
-    """Whether this cluster's dashboard answers HTTP, which is where Ray's state API is served (the local
-    cluster `runtime.init_ray` starts runs its dashboard without it)."""
-    import urllib.error
+    """Whether this cluster serves Ray's state API: its dashboard answers at the address the cluster
+    advertises, and it is this cluster's own. A cluster that runs no dashboard (the local one
+    `runtime.init_ray` starts) still advertises the default address, 127.0.0.1:8265, where another cluster
+    on the machine (a `ray start` head) may serve its own dashboard. That one does not know this cluster's
+    actors: asked by Ray Train's placement-group cleaner whether a live run's controller is alive, it says
+    there is no such actor, and the cleaner removes the run's placement group, killing its workers. So the
+    answer is yes only when the dashboard names this cluster's session; anything unknown is a no (a cleaner
+    left out costs a group left behind by a controller that died, which `release_orphan_placement_groups`
+    sweeps on our own cluster; a wrong cleaner kills live runs)."""
+    import json
     import urllib.request
 
     from ray.experimental import internal_kv
 
     try:
         address = internal_kv._internal_kv_get("dashboard", namespace="dashboard")
-    except Exception:  # noqa: BLE001 - an unknown answer keeps Ray Train's defaults
-        return True
-    if not address:
+        session = internal_kv._internal_kv_get("session_name", namespace="session")
+    except Exception:  # noqa: BLE001 - not readable: not known to be served
         return False
+    if not address or not session:
+        return False
+    headers = {}
+    try:  # a cluster with token authentication answers only a request that carries the token
+        from ray._private.authentication.http_token_authentication import get_auth_headers_if_auth_enabled
+
+        headers = get_auth_headers_if_auth_enabled({}) or {}
+    except Exception:  # noqa: BLE001 - an older Ray: no token authentication
+        pass
     try:
-        urllib.request.urlopen(f"http://{address.decode()}/api/version", timeout=2).close()
-    except urllib.error.HTTPError:  # it answers
-        return True
-    except OSError:
+        req = urllib.request.Request(f"http://{address.decode()}/api/version", headers=headers)
+        with urllib.request.urlopen(req, timeout=2) as r:
+            served = json.loads(r.read()).get("session_name")
+    except (OSError, ValueError, AttributeError):  # nothing there, refused us, or not a Ray dashboard
         return False
-    return True
+    return served == session.decode()
 
 
 def _trainer_class(num_workers: int = 1):
@@ -702,12 +727,14 @@ def _trainer_class(num_workers: int = 1):
     The helpers left out:
     - its Ray Data manager, an actor (a process of its own, ~1.4 CPU-s to start) created for every run
       even with no `datasets`: a trial's rows reach its workers as one Arrow table instead (`_shard`);
-    - where the cluster serves no state API, its placement-group cleaner. Ray Train starts a detached
-      cleaner per run that asks the state API whether the run's controller is alive, and at the end of
-      every run waits up to 12 s for it to stop. Where no state API is served the cleaner can never clean
-      anything, and where a `ray start` cluster once ran on the machine it asks that dead cluster and
-      hangs, so every trial ended 12 s late. On such clusters (the local ones `init_ray` starts)
-      `runtime.release_orphan_placement_groups` does the cleaner's work.
+    - where the cluster serves no state API of its own (`_state_api_served`), its placement-group
+      cleaner. Ray Train starts a detached cleaner per run that asks the state API whether the run's
+      controller is alive, and at the end of every run waits up to 12 s for it to stop. Where no state
+      API is served the cleaner can never clean anything; where a `ray start` cluster once ran on the
+      machine it asks that dead cluster and hangs, so every trial ended 12 s late; and where another
+      cluster's dashboard answers at the address this cluster advertises, it hears that the controller
+      does not exist and removes the live run's placement group, killing its workers. On such clusters
+      (the local ones `init_ray` starts) `runtime.release_orphan_placement_groups` does the cleaner's work.
     """
     if num_workers > 1:
         from ray.train.torch import TorchTrainer as base
@@ -792,7 +819,7 @@ def fit(
                 continue
             if lost and not known:
                 raise WorkerLost(f"the training workers died (their node was lost or killed) and {retries} "
-                                 f"restart(s) allowed by train_retries did not finish the run: {str(lost[0])[:300]}") from None
+                                 f"restart(s) allowed by train_retries did not finish the run: {_death(lost[0])}") from None
             # the workers' own exception, not Ray's wrapper text; with several workers, the one that is a
             # known failure (the others' errors may only echo it, e.g. a peer that left a collective)
             if known:
