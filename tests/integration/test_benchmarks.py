@@ -29,7 +29,8 @@ def test_train_throughput_quick_measures_every_option(tmp_path):
     res = data["results"]
     assert {(r["method"], r["packing"], r["precision"], r["gradient_checkpointing"]) for r in res} == {
         ("lora", False, "bf16", False), ("full", False, "bf16", False), ("lora", True, "fp32", True)}
-    assert all("error" not in r and r["tokens_per_s"] > 0 and 0 < r["mfu"] < 1 for r in res)
+    assert all("error" not in r and r["tokens_per_s"] > 0 and 0 < r["mfu"] < 1 for r in res), \
+        [(r["method"], r.get("error"), r.get("tokens_per_s"), r.get("mfu")) for r in res]
     packed = next(r for r in res if r["packing"])
     plain = res[0]
     assert packed["padding_share"] < plain["padding_share"]  # packing removes padding
