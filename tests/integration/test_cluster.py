@@ -146,10 +146,14 @@ def test_a_search_on_a_one_cpu_cluster_completes(tmp_path):
     assert out["cpus"] == 1 and out["statuses"] == ["ok", "ok"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _free_ports(n: int) -> list[int]:
+    """`n` distinct ports nobody listens on: all held open together while they are picked (one picked at a
+    time, the kernel can hand the same port out twice, and `ray start` refuses two components on one port)."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
 
 
 @contextlib.contextmanager
@@ -159,12 +163,13 @@ def ray_head(*args: str, env: dict | None = None, dashboard_port: int | None = N
     import urllib.error
     import urllib.request
 
-    gcs, dash = _free_port(), dashboard_port or _free_port()
+    gcs, dash, agent = _free_ports(3)
+    dash = dashboard_port or dash
     proc = subprocess.Popen([os.path.join(BIN, "ray"), "start", "--head", "--block", f"--port={gcs}",
                              "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
                              # not the default 52365: another Ray on this machine (the suite's own) holds it,
                              # and the job server needs this agent
-                             f"--dashboard-agent-listen-port={_free_port()}", *args],
+                             f"--dashboard-agent-listen-port={agent}", *args],
                             env=env or _env(), start_new_session=True, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     try:
@@ -366,7 +371,7 @@ def test_training_runs_on_a_second_node_with_its_own_working_directory(tmp_path)
     uri = f"file://{tmp_path}/remote"
     with ray_head("--num-cpus=3") as (gcs, _):
         worker = subprocess.Popen([os.path.join(BIN, "ray"), "start", f"--address={gcs}", "--num-cpus=2",
-                                   '--resources={"accel": 1}', f"--dashboard-agent-listen-port={_free_port()}",
+                                   '--resources={"accel": 1}', f"--dashboard-agent-listen-port={_free_ports(1)[0]}",
                                    "--block"], cwd=node2,
                                   env=_env(TREX_RAY_CACHE=str(node2 / "cache")), start_new_session=True,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -445,19 +450,24 @@ def _port_free(port: int) -> bool:
 
 def _a_dashboard_at_8265():
     """A `ray start` head serving its dashboard at 127.0.0.1:8265; or, where that port is taken already, the
-    Ray dashboard that holds it (another cluster on this machine: the case under test all the same)."""
+    Ray dashboard that holds it (another cluster on this machine: the case under test all the same). A port
+    held by a dashboard still starting or stopping (another test's cluster) is waited on for a minute."""
     import urllib.error
     import urllib.request
 
-    if _port_free(8265):
-        return ray_head("--num-cpus=1", dashboard_port=8265)
-    try:
-        json.loads(urllib.request.urlopen("http://127.0.0.1:8265/api/version", timeout=5).read())["session_name"]
-    except urllib.error.HTTPError:  # a Ray dashboard that wants a token
-        pass
-    except (OSError, ValueError, KeyError):
-        pytest.skip("127.0.0.1:8265 is held by something other than a Ray dashboard")
-    return contextlib.nullcontext()
+    deadline = time.time() + 60
+    while True:
+        if _port_free(8265):
+            return ray_head("--num-cpus=1", dashboard_port=8265)
+        try:
+            json.loads(urllib.request.urlopen("http://127.0.0.1:8265/api/version", timeout=5).read())["session_name"]
+            return contextlib.nullcontext()
+        except urllib.error.HTTPError:  # a Ray dashboard that wants a token
+            return contextlib.nullcontext()
+        except (OSError, ValueError, KeyError):
+            if time.time() > deadline:
+                pytest.skip("127.0.0.1:8265 is held by something other than a Ray dashboard")
+            time.sleep(1)
 
 
 def test_another_clusters_dashboard_at_the_advertised_address_does_not_kill_training(tmp_path):
