@@ -61,6 +61,7 @@ def run(task: str, model: str = "smollm2-135m", *, runs: str = "runs", profile: 
     t = prepare(task, os.path.join(runs, "data", f"{task}-{profile}"), profile=profile, data_dir=data_dir)
     budget = trex_ray.Budget(trials=budget_trials, wall_clock_s=wall_clock_s)
     name = run_name or f"{task}-{profile}-{policy}-{time.strftime('%Y%m%d-%H%M%S')}"
+    code = code_version()  # what the run starts on: a commit made while it runs is not what it measured
     res = trex_ray.search(t, model, budget, researcher=researcher, policy=policy, max_concurrent=max_concurrent,
                           storage=runs, run_name=name, seed=seed, evaluator=evaluator, progress=progress,
                           resume=resume, **search_kw)
@@ -72,8 +73,11 @@ def run(task: str, model: str = "smollm2-135m", *, runs: str = "runs", profile: 
         "relative_gain": relative_gain(base, best), "nodes": len(res.nodes) - 1,
         "best_direction": res.best.direction if res.best.id != 0 else None,
         "spent": res.spent, "stop_reason": res.stop_reason, "run_dir": res.run_dir,
-        "machine": machine(), "code": code_version(), "written": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "machine": machine(), "code": code, "written": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
+    end = code_version()
+    if end != code:  # the checkout changed under the run: its later trials may have imported the new code
+        record["code_at_end"] = end
     with open(os.path.join(res.run_dir, "ftbench.json"), "w") as f:
         json.dump(record, f, indent=1)
     return record

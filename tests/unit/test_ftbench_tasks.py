@@ -181,6 +181,27 @@ def test_relative_gain_and_table(tmp_path):
     assert got["omebench"]["status"] == "data not available" and set(got) == set(SPECS)
 
 
+def test_a_record_names_the_commit_its_run_started_on(tmp_path, monkeypatch):
+    """A run takes tens of minutes; a commit made meanwhile is not what it measured (and its later trials may
+    have imported it): the record's `code` is the commit at the start, with `code_at_end` when they differ."""
+    import types
+
+    import trex_ray
+    from ftbench import bench
+
+    commits = iter(["abc1111", "def2222", "def2222"])
+    monkeypatch.setattr(bench, "code_version", lambda where=None: next(commits))
+    monkeypatch.setattr(bench, "prepare", lambda *a, **k: None)
+    node = types.SimpleNamespace(test_score=0.5, id=0, val_score=0.5, direction=None)
+    (tmp_path / "r").mkdir()
+    result = types.SimpleNamespace(baseline=node, best=node, nodes=[node], spent={}, stop_reason="trials",
+                                   run_dir=str(tmp_path / "r"))
+    monkeypatch.setattr(trex_ray, "search", lambda *a, **k: result)  # the record's assembly alone
+    rec = bench.run("sst2", runs=str(tmp_path), run_name="r")
+    assert rec["code"] == "abc1111" and rec["code_at_end"] == "def2222"
+    assert json.loads((tmp_path / "r" / "ftbench.json").read_text())["code"] == "abc1111"
+
+
 @needs_data
 def test_cli_list_reports_every_task_and_its_data(capsys):
     assert main(["list", "--data-dir", DATA]) == 0
