@@ -189,7 +189,7 @@ def test_a_record_names_the_commit_its_run_started_on(tmp_path, monkeypatch):
     import trex_ray
     from ftbench import bench
 
-    commits = iter(["abc1111", "def2222", "def2222"])
+    commits = iter(["abc1111", "def2222"])  # at the start, at the end
     monkeypatch.setattr(bench, "code_version", lambda where=None: next(commits))
     monkeypatch.setattr(bench, "prepare", lambda *a, **k: None)
     node = types.SimpleNamespace(test_score=0.5, id=0, val_score=0.5, direction=None)

@@ -637,7 +637,7 @@ def _death(err: BaseException) -> str:
 
     text = str(err)
     why = re.search(r"Worker exit detail: ([^\n]*)", text)
-    return text[:300] + (f" ... (exit detail: {why.group(1)[:300]})" if why and why.start() > 250 else "")
+    return text[:300] + (f" ... (exit detail: {why.group(1)[:300]})" if why and why.end() > 300 else "")
 
 
 def _worker_died(err: BaseException) -> bool:
