@@ -674,6 +674,31 @@ def _downsample(xs: list[float], n: int) -> list[float]:
             for i in range(n)]
 
 
+def dashboard_session(address: str, timeout: float = 2.0) -> str | None:
+    """The session a Ray dashboard at `address` (host:port) names for itself, or None where nothing answers
+    there as a Ray dashboard. A cluster with token authentication answers only a request that carries the
+    token, which is sent where this process has one."""
+    import json
+    import urllib.request
+
+    headers = {}
+    try:
+        from ray._private.authentication.http_token_authentication import get_auth_headers_if_auth_enabled
+
+        headers = get_auth_headers_if_auth_enabled({}) or {}
+    except Exception:  # noqa: BLE001 - an older Ray: no token authentication
+        pass
+    try:
+        req = urllib.request.Request(f"http://{address}/api/version", headers=headers)
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return json.loads(r.read()).get("session_name")
+    except (OSError, ValueError, AttributeError):  # nothing there, refused us, or not a Ray dashboard
+        return None
+
+
+_SERVED: set[str] = set()  # the sessions whose own dashboard has answered (in this process)
+
+
 def _state_api_served() -> bool:
     """Whether this cluster serves Ray's state API: its dashboard answers at the address the cluster
     advertises, and it is this cluster's own. A cluster that runs no dashboard (the local one
@@ -683,10 +708,11 @@ def _state_api_served() -> bool:
     there is no such actor, and the cleaner removes the run's placement group, killing its workers. So the
     answer is yes only when the dashboard names this cluster's session; anything unknown is a no (a cleaner
     left out costs a group left behind by a controller that died, which `release_orphan_placement_groups`
-    sweeps on our own cluster; a wrong cleaner kills live runs)."""
-    import json
-    import urllib.request
+    sweeps on our own cluster; a wrong cleaner kills live runs).
 
+    A yes is kept per session (a cluster's own dashboard stays while the cluster runs); a no is asked again
+    at the next trial, since a `ray start` head's dashboard may still be starting when its first trial asks.
+    Where nothing listens, asking again costs one refused local connection."""
     from ray.experimental import internal_kv
 
     try:
@@ -696,20 +722,10 @@ def _state_api_served() -> bool:
         return False
     if not address or not session:
         return False
-    headers = {}
-    try:  # a cluster with token authentication answers only a request that carries the token
-        from ray._private.authentication.http_token_authentication import get_auth_headers_if_auth_enabled
-
-        headers = get_auth_headers_if_auth_enabled({}) or {}
-    except Exception:  # noqa: BLE001 - an older Ray: no token authentication
-        pass
-    try:
-        req = urllib.request.Request(f"http://{address.decode()}/api/version", headers=headers)
-        with urllib.request.urlopen(req, timeout=2) as r:
-            served = json.loads(r.read()).get("session_name")
-    except (OSError, ValueError, AttributeError):  # nothing there, refused us, or not a Ray dashboard
-        return False
-    return served == session.decode()
+    session = session.decode()
+    if session not in _SERVED and dashboard_session(address.decode()) == session:
+        _SERVED.add(session)
+    return session in _SERVED
 
 
 def _trainer_class(num_workers: int = 1):
