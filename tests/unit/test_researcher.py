@@ -509,3 +509,26 @@ def test_the_journalled_diagnosis_and_direction_records_reach_the_context():
     from trex_ray.tree import Tree
 
     assert build_context(Tree.replay(b.events), a)["parent"]["categories"] == ctx["parent"]["categories"]
+
+
+def test_going_back_to_an_earlier_template_is_the_earlier_plan(agent, brief):
+    """SST-2 lite, mcts seed 1: "prompt format" on a node that had changed the template went back to the
+    first plan's template with the longer node's sequence limit, so it re-ran the first plan (the same val, the
+    same ~500 accelerator seconds) under a signature of its own. The room a template took is given back."""
+    from trex_ray.researcher.heuristic import TEMPLATES, template_room
+
+    goal = brief.get("goal") or brief.get("objective", "")
+    texts = [t.replace("{goal}", goal) for t in TEMPLATES]
+    for a in texts:
+        for b in texts:
+            assert template_room(template_room(128, a, b), b, a) == 128
+    base = agent.initial_plan(brief)
+    seen = 0
+    for seed in range(12):
+        there = agent._apply("prompt format", base, brief, {"plan": base.model_dump()}, random.Random(seed))
+        back = agent._apply("prompt format", there, brief, {"plan": there.model_dump()}, random.Random(seed + 100))
+        if back.recipe.prompt.template == base.recipe.prompt.template:
+            seen += 1
+            assert back.train.max_seq_len == base.train.max_seq_len
+            assert back.signature(None) == base.signature(None)  # the tree's duplicate check now skips it
+    assert seen  # some seeds do go back

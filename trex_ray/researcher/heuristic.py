@@ -179,9 +179,11 @@ def _more_data(agent, base: Plan, brief, parent, rng):
 def template_room(max_seq_len: int, current: str, new: str) -> int:
     """The sequence limit for a prompt template `new` in place of `current`: a longer template takes its room
     from the answer, so the limit grows with it (~3 characters a token, rounded up to 16), or rows sized to
-    the old limit would lose their answers."""
-    extra = math.ceil(max(0, len(new) - len(current)) / 3)
-    return max_seq_len + 16 * math.ceil(extra / 16)
+    the old limit would lose their answers; a shorter one gives that room back, by the same rounding, so that
+    going back to an earlier template gives back the earlier plan (whose signature the tree knows: a search
+    once re-ran its first plan, the same up to this limit, as a "new" prompt format)."""
+    step = 16 * math.ceil(math.ceil(abs(len(new) - len(current)) / 3) / 16)
+    return max(16, max_seq_len + step if len(new) >= len(current) else max_seq_len - step)
 
 
 def _prompt_format(agent, base: Plan, brief, parent, rng):
