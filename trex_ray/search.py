@@ -444,6 +444,7 @@ class Search:
             train_retries=s.train_retries, train_workers=s.train_workers,
             **({"storage_uri": mirror.uri} if mirror is not None else {}),
             reporter=TrialReporter(self.tree, nid), recipe_cache=s.recipe_cache,
+            concurrent_workers=self.max_concurrent * s.train_workers,  # for the memory each may take (on CPU)
         )
         self.in_flight[ref] = (nid, parent_id, time.time())
         self.show.launched(nid, parent_id, plan.model_dump())
@@ -506,7 +507,15 @@ class Search:
         nid, parent_id, started = self.in_flight.pop(ref)
         took = time.time() - started
         self.trial_s = 0.7 * self.trial_s + 0.3 * took if self.trial_s else took
-        self._record_finished(nid, parent_id, ray.get(ref))
+        try:
+            result = ray.get(ref)
+        except (ray.exceptions.OutOfMemoryError, ray.exceptions.WorkerCrashedError) as e:
+            result = _trial_died(e, took, self.task.metric)  # its process was killed: a failed node, not a crash
+            if not self.in_flight:  # what its Ray Train run held (a placement group) goes with it
+                from trex_ray.runtime import release_orphan_placement_groups
+
+                release_orphan_placement_groups()
+        self._record_finished(nid, parent_id, result)
 
     def _record_finished(self, nid: int, parent_id: int, result: dict) -> None:
         """A trial's result into the tree (backprop) now; its diagnosis, and every third trial the insights,
@@ -571,6 +580,22 @@ def _write_report(run_dir: str) -> None:
         write_report(run_dir)
     except Exception as e:  # noqa: BLE001
         log.warning("could not write the report of %s: %s", run_dir, e)
+
+
+def _trial_died(e: Exception, seconds: float, metric: str) -> dict:
+    """The result of a trial whose own process died: killed by Ray's memory monitor (out_of_memory, which the
+    researcher answers with a smaller batch) or crashed."""
+    import ray
+
+    from trex_ray.results import NodeResult
+
+    oom = isinstance(e, ray.exceptions.OutOfMemoryError)
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+    message = ("the trial's process was killed by Ray's memory monitor: the node ran out of memory"
+               if oom else "the trial's process died") + f" ({first})"
+    return NodeResult(status="failed", error={"stage": "trial", "type": "out_of_memory" if oom else "crashed",
+                                              "message": message},
+                      metric=metric, seconds=round(seconds, 2), accelerator_s=round(seconds, 2)).model_dump()
 
 
 def _stop_trials(refs: list, grace_s: float = 60.0, release: bool = True) -> None:

@@ -57,6 +57,11 @@ def test_node_folders_hold_plan_result_and_a_peft_adapter(finished_run):
         assert json.load(open(os.path.join(n.path, "result.json")))["score"] == n.val_score
         cfg = PeftConfig.from_pretrained(n.adapter)
         assert cfg.r == n.plan["train"]["lora_r"] or n.plan["train"]["warm_start"] == "parent"
+    # on CPU each training worker ran under a memory cap sized from its node's free memory (two trials at once,
+    # two CPUs: at most 0.8 of what was free, each), so that trials outgrowing the host fail as out_of_memory
+    free_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    caps = [n.result["train_stats"]["memory_limit_gb"] for n in ok]
+    assert all(cap is not None and 0 < cap <= 0.8 * free_gb for cap in caps), caps
     model = AutoModelForCausalLM.from_pretrained(resolve_model("tiny-random"))
     peft_model = PeftModel.from_pretrained(model, ok[0].adapter)
     assert any("lora_A" in name for name, _ in peft_model.named_parameters())
@@ -345,3 +350,31 @@ def test_a_perfect_val_score_ends_the_search_and_keeps_the_budget(majority_task,
                             storage=runs, run_name="spends", progress=False, executor=make_trial(None),
                             stop_at_perfect=False)
     assert len(every.nodes) == 4 and every.best.id == 1 and every.stop_reason != "perfect val score"
+
+
+def test_a_trial_whose_process_dies_is_a_failed_node_and_the_search_goes_on(majority_task, tmp_path):
+    """A trial's own process can die (killed by Ray's memory monitor, a segfault): Ray does not run it again
+    (as a retriable task a memory kill would be re-run without end) and the search records a failed node
+    with the reason, then plans the next trial, instead of raising out of the loop."""
+    import ray
+
+    from trex_ray.executor.trial import run_trial
+    from trex_ray.results import NodeResult
+
+    assert run_trial._default_options.get("max_retries") == 0
+
+    @ray.remote(num_cpus=0, max_retries=0)
+    def trial(*, node_id, task, **_):
+        if node_id == 1:
+            os._exit(1)  # the process dies, as a kill would leave it
+        return NodeResult(status="ok", score=0.5, metric=task["metric"], reward=0.5, seconds=0.1,
+                          accelerator_s=0.1).model_dump()
+
+    res = trex_ray.search(majority_task, base_model="tiny-random", budget=trex_ray.Budget(trials=2), max_concurrent=1,
+                          storage=str(tmp_path / "runs"), progress=False, executor=trial)
+    nodes = {n.id: n for n in res.nodes}
+    assert nodes[1].status == "failed", nodes[1].result
+    assert nodes[1].result["error"]["type"] == "crashed" and "died" in nodes[1].result["error"]["message"]
+    assert nodes[2].status == "ok" and res.spent["trials"] == 2
+    events = [json.loads(x) for x in open(os.path.join(res.run_dir, "journal.jsonl"))]
+    assert any(e["type"] == "diagnosis" and e["id"] == 1 for e in events)  # the researcher saw it

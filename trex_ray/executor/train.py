@@ -64,10 +64,64 @@ def classify(err: BaseException) -> TrainingFailed | None:
 _UNCAPPED: tuple[int, int] | None = None  # this worker's data limit before `_limit_memory`
 
 
+AUTO_MEMORY_SHARE = 0.8  # of the memory free when a CPU worker starts training, split among the workers beside it
+_LIMIT_GB: float | None = None  # the cap this worker trains under (train stats)
+
+
+def _memory_free_bytes() -> int | None:
+    """Memory free to this process: the host's available memory, or less where a cgroup (v2 or v1) limits
+    this container (its usage less the page cache it can drop, as the kernel counts it)."""
+    try:
+        with open("/proc/meminfo") as f:
+            free = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        return None
+    for limit_f, usage_f, stat_f, key in (
+            ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current", "/sys/fs/cgroup/memory.stat", "inactive_file"),
+            ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes",
+             "/sys/fs/cgroup/memory/memory.stat", "total_inactive_file")):
+        try:
+            with open(limit_f) as f:
+                limit = f.read().strip()
+            if limit == "max" or int(limit) >= 2**60:  # no limit set
+                continue
+            with open(usage_f) as f:
+                used = int(f.read())
+            with open(stat_f) as f:
+                used -= next((int(line.split()[1]) for line in f if line.split()[0] == key), 0)
+            return min(free, int(limit) - used)
+        except (OSError, ValueError):
+            continue
+    return free
+
+
+def auto_memory_limit_gb(concurrent_workers: int | None, worker_cpus: float = 1.0,
+                         node_cpus: float | None = None) -> float | None:
+    """The memory a CPU training worker may take beyond what it holds, when the user set none: a share of
+    what is free on its node as it starts, split among the training workers that can run there at once (the
+    search's trials in flight times their workers, at most as many as the node's CPUs hold). Past it the
+    worker's allocations fail and the trial retries in micro-batches, then fails as out_of_memory, which the
+    researcher answers with a smaller batch: without it, K trials that together outgrow the host are killed
+    by Ray's memory monitor and, as tasks, retried from scratch with no end and no record."""
+    if not concurrent_workers:
+        return None
+    free = _memory_free_bytes()
+    if free is None:
+        return None
+    if node_cpus is None:  # this worker's node, as Ray counts its CPUs
+        import ray
+
+        node_cpus = next((n["Resources"].get("CPU", 1.0) for n in ray.nodes()
+                          if n["NodeID"] == ray.get_runtime_context().get_node_id()), 1.0)
+    beside = max(1, min(concurrent_workers, int(node_cpus // max(worker_cpus, 1e-9))))
+    return round(max(0.25, AUTO_MEMORY_SHARE * free / beside / 2**30), 2)
+
+
 def _limit_memory(gb: float | None) -> None:
     """Cap this worker's data memory at what it holds now plus `gb` GiB (Linux RLIMIT_DATA), so that a
     trial that asks for too much fails with an allocation error instead of taking the machine down."""
-    global _UNCAPPED
+    global _UNCAPPED, _LIMIT_GB
+    _LIMIT_GB = gb or None
     if not gb:
         return
     import resource
@@ -309,7 +363,7 @@ def _setup(config: dict) -> _Run:
                             bool(cfg.get("gradient_checkpointing")))
     if cfg.get("liger"):  # before the adapter wraps it: the kernels replace the model's own layers
         apply_liger(model)
-    _limit_memory(config.get("memory_limit_gb"))
+    _limit_memory(config.get("memory_limit_gb") or auto_memory_limit_gb(config.get("auto_memory_workers")))
     examples, cut = tokenize_rows(tok, rows, cfg["max_seq_len"])
     if not examples:
         raise ValueError(f"no trainable examples after tokenisation: none of the {len(rows)} rows keeps an answer token "
@@ -525,6 +579,7 @@ def _save(run: _Run, config: dict) -> None:
         "device": str(device), "final_loss": sum(r.curve[-5:]) / len(r.curve[-5:]),
         "loss_curve": _downsample(r.curve, 100), "warm_start": bool(r.warm),
         "trainable_params": sum(p.numel() for p in r.params), "micro_batch_size": r.micro,
+        "memory_limit_gb": _LIMIT_GB,
         "node": ray.get_runtime_context().get_node_id(),
         # in-training val: (step, score) at each evaluation, why training stopped, the step of the kept checkpoint
         "val_curve": r.val_curve, "stopped": r.stopped, "kept_step": r.best_step if r.best_dir else r.step,
@@ -771,7 +826,7 @@ def fit(
     *, data_dir: str, model_path: str, train_cfg: dict, init_adapter: str | None, node_dir: str,
     num_workers: int = 1, use_gpu: bool = False, threads: int | None = None, micro_batch_size: int | None = None,
     memory_limit_gb: float | None = None, resources: dict | None = None, retries: int = 1,
-    node_uri: str | None = None, reporter=None, early: dict | None = None,
+    node_uri: str | None = None, reporter=None, early: dict | None = None, concurrent_workers: int | None = None,
 ) -> dict:
     """Run the training loop under Ray Train; copy the artifact into `node_dir`; return train stats.
 
@@ -780,7 +835,9 @@ def fit(
     started again before it counts as failed; a run that failed in its own code is not. `reporter(stage, **info)`
     (picklable, see `progress.TrialReporter`) hears the step, steps and loss about once a second. `early`:
     in-training val evaluation and early stopping (`executor.trial.early_stopping`); None trains the plan's
-    epochs unchecked."""
+    epochs unchecked. `memory_limit_gb`: the cap on each worker's memory beyond its model; unset on CPU, each
+    worker takes a share of its node's free memory (`auto_memory_limit_gb`) given the `concurrent_workers`
+    training at once in the search (None: uncapped)."""
     import pyarrow.dataset as pads
     import ray
     import ray.train
@@ -808,6 +865,7 @@ def fit(
                                "init_adapter": shipping.ship(init_adapter, always=True),
                                "threads": threads, "micro_batch_size": micro_batch_size,
                                "memory_limit_gb": memory_limit_gb, "reporter": reporter, "early": early,
+                               "auto_memory_workers": None if use_gpu else concurrent_workers,
                                "rows": rows,
                                "progress_path": os.path.join(node_dir, "logs", "train_progress.jsonl")},
             scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu,

@@ -60,13 +60,15 @@ def write_json(path: str, obj) -> None:
     os.replace(tmp, path)
 
 
-@ray.remote(num_cpus=0)
+# not retried by Ray: a trial task killed by Ray's memory monitor would be run again from the start, with no end
+# (Ray retries memory kills of a retriable task without limit) and no record; the search records it as failed
+@ray.remote(num_cpus=0, max_retries=0)
 def run_trial(*, node_id: int, plan: dict, parent_adapter: str | None, task: dict, model_path: str,
               run_dir: str, cache_root: str, baseline_score: float, ev: Evaluation,
               threads: int | None = None, use_gpu: bool = False, data_llm: dict | None = None,
               memory_limit_gb: float | None = None, train_resources: dict | None = None,
               train_retries: int = 1, train_workers: int = 1, storage_uri: str | None = None, reporter=None,
-              recipe_cache: bool = True) -> dict:
+              recipe_cache: bool = True, concurrent_workers: int | None = None) -> dict:
     node_dir = os.path.join(run_dir, "nodes", str(node_id))
     os.makedirs(node_dir, exist_ok=True)
     write_json(os.path.join(node_dir, "plan.json"), plan)
@@ -95,6 +97,7 @@ def run_trial(*, node_id: int, plan: dict, parent_adapter: str | None, task: dic
         fit = dict(data_dir=data_dir, model_path=model_path, train_cfg=p.train.model_dump(), init_adapter=init,
                    early=early_stopping(p, task, ev, baseline_score),
                    node_dir=node_dir, num_workers=train_workers, use_gpu=use_gpu, memory_limit_gb=memory_limit_gb,
+                   concurrent_workers=concurrent_workers,
                    # the trial's share of cores, divided among its workers
                    threads=max(1, threads // train_workers) if threads else threads,
                    resources=train_resources, retries=train_retries, reporter=reporter,
@@ -106,7 +109,9 @@ def run_trial(*, node_id: int, plan: dict, parent_adapter: str | None, task: dic
             _log(node_dir, f"train: out of memory ({str(e)[:200]}); retrying with micro-batches of {micro}")
             train_stats = train_mod.fit(**fit, micro_batch_size=micro)
             train_stats["oom_retry"] = str(e)[:300]
-        _log(node_dir, f"train: {train_stats['steps']} steps, final loss {train_stats['final_loss']:.4f}")
+        _log(node_dir, f"train: {train_stats['steps']} steps, final loss {train_stats['final_loss']:.4f}"
+                       + (f" (memory cap {train_stats['memory_limit_gb']:g} GiB a worker)"
+                          if train_stats.get("memory_limit_gb") else ""))
 
         stage = "eval"
         prompt = p.recipe.prompt
