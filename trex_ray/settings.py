@@ -94,7 +94,9 @@ class SearchSettings(BaseModel):
                                      "cap on every plan (the first plan is sized within it; a longer plan is cut to it)."
                                      )
     trial_memory_gb: float | None = Field(None, gt=0, description="Memory a training worker may take on top of its "
-                                          "model (Linux); past it the trial retries in micro-batches, then fails.")
+                                          "model (Linux); past it the trial retries in micro-batches, then fails. Unset, a CPU "
+                                          "worker takes 0.8 of its node's free memory split among the workers "
+                                          "training there at once.")
     train_resources: dict[str, float] | None = Field(None, description="Resources each training worker asks for "
                                                      "beyond its CPU or GPU, e.g. {accel: 1} (a custom resource of "
                                                      "your GPU nodes).")
