@@ -7,8 +7,8 @@
     ftbench table runs/                                  the Markdown results table
 
 Data: `--data-dir` or $FTBENCH_DATA (default ../shared/ftbench_data), `<dir>/<task>/` in the original
-release's layout. `--profile lite` (the default) caps rows and lengths so a task runs on 2 CPU cores in
-minutes; `--profile full` is the benchmark as defined.
+release's layout. `--profile lite` (the default) caps rows, lengths and training tokens so a task runs on 2
+CPU cores in under an hour or so; `--profile full` is the benchmark as defined.
 """
 
 from __future__ import annotations

@@ -1,9 +1,11 @@
 """From a task's splits to the JSONL files and `trex_ray.Task` a search runs on, in a profile.
 
 - `full`: the splits as the task's split policy defines them.
-- `lite`: for a 2-core CPU and SmolLM2-135M in minutes: rows whose input+output are longer than the
-  task's `lite_max_chars` are dropped, then each split is cut to the task's `lite` sizes (a seeded
-  sample). Lite scores are for development; they are not comparable with full runs.
+- `lite`: for a 2-core CPU and SmolLM2-135M in under an hour a task: rows whose input+output are longer
+  than the task's `lite_max_chars` are dropped, then each split is cut to the task's `lite` sizes (a
+  seeded sample), and the train split to `LITE_TRAIN_TOKENS` tokens as SmolLM2-135M trains on them (its
+  tokenizer and chat template, the task's system prompt; a seeded subset). Lite scores are for
+  development; they are not comparable with full runs.
 - `smoke`: lite cut further, to at most `SMOKE` rows per split: a check that a task runs end to end and
   learns, in a few minutes on 2 cores (CI's FT-Bench run). Its scores say little.
 
@@ -21,6 +23,44 @@ from ftbench.tasks import SEED, Splits, TaskSpec, get_spec, load
 
 PROFILES = ("full", "lite", "smoke")
 SMOKE = (96, 32, 64)  # at most this many rows per split (train, val, test) in the smoke profile
+# The lite train split's size in tokens. Training on CPU is compute-bound: SmolLM2-135M trains about 100-150
+# tokens a second on one core (2 trials in flight on 2 cores), and a trial passes over the split up to its
+# epoch cap (6 for these sizes), so the time of a task follows its tokens, not its rows. sst2, econlogicqa
+# and cs_bench (15-19k tokens) ran in 45-90 min; tomg_bench's 450 rows (76k tokens) trained at 30 s a step,
+# 5 hours for its six trials. Measured with the packaged model's tokenizer whatever model a run uses.
+LITE_TRAIN_TOKENS = 20_000
+LITE_YARDSTICK = "smollm2-135m"
+
+
+def train_tokens(spec: TaskSpec, rows: list[dict]) -> list[int]:
+    """Each row's length in tokens as the lite profile's model trains on it: the templated prompt (the task's
+    system prompt and input) and the answer with its end of turn."""
+    from transformers import AutoTokenizer
+
+    from trex_ray.models import resolve_model
+    from trex_ray.prompting import render, task_system
+
+    tok = AutoTokenizer.from_pretrained(resolve_model(LITE_YARDSTICK))
+    system = task_system(spec.goal)
+    return [len(tok(render(tok, r["input"], system, r.get("chat")), add_special_tokens=False)["input_ids"])
+            + len(tok(r["output"], add_special_tokens=False)["input_ids"]) + 1 for r in rows]
+
+
+def _within_tokens(spec: TaskSpec, rows: list[dict], budget: int) -> list[dict]:
+    """`rows` cut to a seeded random subset of at most `budget` tokens (all of them where they fit): rows are
+    taken in a seeded order until the next would pass the budget, so long and short rows are kept alike."""
+    lengths = train_tokens(spec, rows)
+    if sum(lengths) <= budget:
+        return rows
+    order = list(range(len(rows)))
+    random.Random(f"{SEED}:lite-tokens:{spec.id}").shuffle(order)
+    kept, total = [], 0
+    for i in order:
+        if total + lengths[i] > budget:
+            break
+        kept.append(i)
+        total += lengths[i]
+    return [rows[i] for i in sorted(kept)]
 
 
 def apply_profile(spec: TaskSpec, splits: Splits, profile: str) -> Splits:
@@ -39,9 +79,12 @@ def apply_profile(spec: TaskSpec, splits: Splits, profile: str) -> Splits:
         if len(rows) > cap:
             idx = sorted(random.Random(f"{SEED}:lite:{spec.id}:{name}").sample(range(len(rows)), cap))
             rows = [rows[i] for i in idx]
+        if profile == "lite" and name == "train":
+            rows = _within_tokens(spec, rows, LITE_TRAIN_TOKENS)
         out.append(rows)
     return Splits(*out, source=splits.source, notes=[*splits.notes, f"{profile} profile: at most {caps} rows "
-                  f"(train, val, test)" + (f", input+output <= {spec.lite_max_chars} chars" if spec.lite_max_chars else "")])
+                  f"(train, val, test)" + (f", input+output <= {spec.lite_max_chars} chars" if spec.lite_max_chars else "")
+                  + (f", train within {LITE_TRAIN_TOKENS:,} tokens ({LITE_YARDSTICK})" if profile == "lite" else "")])
 
 
 def prepare(task: str, out_dir: str, *, profile: str = "lite", data_dir: str | None = None):

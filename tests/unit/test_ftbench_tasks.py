@@ -145,6 +145,27 @@ def test_lite_profile_caps_rows_and_writes_a_task(tmp_path):
         prepare("sst2", str(tmp_path / "x"), profile="huge", data_dir=DATA)
 
 
+@needs_data
+def test_lite_train_splits_hold_at_most_the_token_budget_and_short_ones_are_kept_whole(tmp_path):
+    """A lite task's time follows its training tokens: each lite train split is within LITE_TRAIN_TOKENS under
+    SmolLM2-135M's tokenizer and template; the splits already within it (and their recorded runs) are the
+    row caps' sample, unchanged; a cut one is a seeded subset, the same on every prepare."""
+    from ftbench.prepare import LITE_TRAIN_TOKENS, apply_profile, train_tokens
+
+    for name in ("sst2", "econlogicqa", "cs_bench", "tomg_bench", "lawbench", "omebench"):
+        spec = SPECS[name]
+        splits = load(name, DATA)
+        lite = apply_profile(spec, splits, "lite")
+        assert sum(train_tokens(spec, lite.train)) <= LITE_TRAIN_TOKENS, name
+        if name in ("sst2", "econlogicqa", "cs_bench"):  # 15-19k tokens: the row caps alone decide
+            assert len(lite.train) == min(spec.lite[0], len(splits.train)), name
+        else:  # 46k-237k tokens at the row caps: cut, to more than a token budget's worth of one long row
+            assert 20 <= len(lite.train) < spec.lite[0], (name, len(lite.train))
+            assert apply_profile(spec, splits, "lite").train == lite.train
+            assert {r["input"] for r in lite.train} <= {r["input"] for r in splits.train}
+    assert "train within 20,000 tokens" in " ".join(lite.notes)
+
+
 def test_unknown_task_is_a_config_error_naming_the_tasks():
     with pytest.raises(ConfigError) as e:
         load("sst3")
