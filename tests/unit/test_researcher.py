@@ -321,6 +321,25 @@ def test_shape():
     assert shape(" 3:15 PM ") == "9:9 a"
 
 
+def test_diagnose_tells_a_loop_and_a_checker_graded_answer_from_a_verbose_one(agent):
+    """FT-Bench tomg_bench (molecules checked against constraints, no reference text): its failures were all
+    called "verbose" for being longer than an empty reference; 15 of 20 were SMILES stuck in a loop."""
+    from trex_ray.researcher.heuristic import looping
+
+    bad = [
+        {"got": "CC(C(=O)NC(C(=O)C(=O)Nc1ccc(C(=O)N)C1)C(=O)C(=O)C(=O)C(=O)C(=O)C(=O)C(=O)C(=O)C(=O)", "expected": ""},
+        {"got": "CC(C)N1C(C)C(=O)N1C(C)C(=O)C1C", "expected": ""},  # a molecule, the wrong one
+        {"got": "The answer is 15:15. The answer is 15:15. The answer is 15:15. The answer is 15:15.",
+         "expected": "15:15"},
+        {"got": "The time you asked about is quarter past three, so 15:15", "expected": "15:15"},
+    ]
+    d = agent.diagnose({"status": "ok", "score": 0.1, "bad_cases": bad}, None)
+    assert d["categories"] == {"repetition": 2, "wrong value": 1, "verbose": 1}
+    assert "2 repetition" in d["text"]
+    assert not looping("CCCCCCCCc1ccccc1C(=O)OCCN(C)C")  # a long chain is chemistry, not a loop
+    assert not looping("the the the the cat sat on the mat and then went home for its dinner")
+
+
 def test_diagnose_categories_and_text(agent):
     bad = [
         {"got": "", "expected": "15:15"},

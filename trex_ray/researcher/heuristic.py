@@ -9,8 +9,10 @@
   format errors -> prompt format; regression -> lower lr, cleaner data; improvement -> warm start and
   keep going, at the parent's pace while it was still learning), then the concrete plan: the
   parent's plan with that direction applied. A plan whose signature is already in the tree is skipped.
-- diagnose: sorts bad cases into empty / wrong format / verbose / wrong value by comparing the shape
-  of the output with the reference, and compares with the parent.
+- diagnose: sorts bad cases into empty / repetition (a generation stuck in a loop) / wrong format /
+  verbose / wrong value by comparing the shape of the output with the reference (an answer graded by a
+  checker with no reference, such as a molecule checked against constraints, is wrong in value), and
+  compares with the parent.
 - distill: mean change over the parent per direction, across the tree.
 
 It plans with the op catalogue (`trex_ray.aidp.ops.catalogue`): cleaner data goes from MinHash and
@@ -71,6 +73,16 @@ def shape(text: str) -> str:
     return re.sub(r"\s+", " ", s)
 
 
+def looping(text: str) -> bool:
+    """Whether a generation is stuck in a loop: one unit of 2-40 characters repeated at least three times back
+    to back, covering half the text or more (a long carbon chain in a SMILES string, or a repeated word in a
+    sentence, covers less)."""
+    for m in re.finditer(r"(.{2,40}?)\1{2,}", text, re.S):
+        if m.end() - m.start() >= len(text) / 2:
+            return True
+    return False
+
+
 def _failure_kind(node: dict) -> str:
     kind = node.get("error_type") or str(node.get("error") or "").split(" ", 1)[0]
     return "diverged" if kind == "diverged" else "resources" if kind in ("out_of_memory", "timeout") else "any"
@@ -103,7 +115,8 @@ def signals(ctx: dict) -> dict:
             sig["still rising"] = True
     elif loss and loss[-1] < 0.02:
         sig["memorised"] = True
-    if (cats.get("wrong format", 0) + cats.get("verbose", 0)) / bad > 0.3:
+    # an answer that does not stop (a loop) is a fault of form, as a verbose one is
+    if (cats.get("wrong format", 0) + cats.get("verbose", 0) + cats.get("repetition", 0)) / bad > 0.3:
         sig["format"] = True
     if cats.get("wrong value", 0) / bad > 0.6:
         sig["wrong value"] = True
@@ -324,7 +337,8 @@ class HeuristicResearcher:
         if profile.get("classification_like") and profile.get("majority_share", 0) > 0.6:
             risks.append(f"label imbalance: majority label is {profile['majority_share']:.0%}")
         cats = self._categories(baseline.get("bad_cases", []))
-        if cats.get("wrong format", 0) + cats.get("verbose", 0) > len(baseline.get("bad_cases", [])) / 2:
+        if cats.get("wrong format", 0) + cats.get("verbose", 0) + cats.get("repetition", 0) > \
+                len(baseline.get("bad_cases", [])) / 2:
             risks.append("the base model mostly answers in the wrong format: training on the answer format matters")
         start = first_settings(profile)
         return {
@@ -508,6 +522,10 @@ class HeuristicResearcher:
             got, exp = (b.get("got") or "").strip(), str(b.get("expected", "")).strip()
             if not got:
                 c["empty"] += 1
+            elif looping(got):
+                c["repetition"] += 1
+            elif not exp:  # graded by a checker, with no reference text: only the content can be wrong
+                c["wrong value"] += 1
             elif len(got) > 3 * max(len(exp), 4):
                 c["verbose"] += 1
             elif shape(got) != shape(exp):
