@@ -1,7 +1,7 @@
 """From a task's splits to the JSONL files and `trex_ray.Task` a search runs on, in a profile.
 
 - `full`: the splits as the task's split policy defines them.
-- `lite`: for a 2-core CPU and SmolLM2-135M in under an hour a task: rows whose input+output are longer
+- `lite`: for a 2-core CPU and SmolLM2-135M in one to two hours a task: rows whose input+output are longer
   than the task's `lite_max_chars` are dropped, then each split is cut to the task's `lite` sizes (a
   seeded sample), and the train split to `LITE_TRAIN_TOKENS` tokens as SmolLM2-135M trains on them (its
   tokenizer and chat template, the task's system prompt; a seeded subset). Lite scores are for
