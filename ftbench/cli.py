@@ -8,7 +8,7 @@
 
 Data: `--data-dir` or $FTBENCH_DATA (default ../shared/ftbench_data), `<dir>/<task>/` in the original
 release's layout. `--profile lite` (the default) caps rows, lengths and training tokens so a task runs on 2
-CPU cores in one to two hours; `--profile full` is the benchmark as defined.
+CPU cores in one to two hours (estimated from the tasks measured); `--profile full` is the benchmark as defined.
 """
 
 from __future__ import annotations
