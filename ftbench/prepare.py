@@ -35,15 +35,11 @@ LITE_YARDSTICK = "smollm2-135m"
 def train_tokens(spec: TaskSpec, rows: list[dict]) -> list[int]:
     """Each row's length in tokens as the lite profile's model trains on it: the templated prompt (the task's
     system prompt and input) and the answer with its end of turn."""
-    from transformers import AutoTokenizer
+    from trex_ray.models import resolve_model, token_lengths
+    from trex_ray.prompting import task_system
 
-    from trex_ray.models import resolve_model
-    from trex_ray.prompting import render, task_system
-
-    tok = AutoTokenizer.from_pretrained(resolve_model(LITE_YARDSTICK))
-    system = task_system(spec.goal)
-    return [len(tok(render(tok, r["input"], system, r.get("chat")), add_special_tokens=False)["input_ids"])
-            + len(tok(r["output"], add_special_tokens=False)["input_ids"]) + 1 for r in rows]
+    prompts, answers = token_lengths(resolve_model(LITE_YARDSTICK), rows, task_system(spec.goal))
+    return [p + a for p, a in zip(prompts, answers)]
 
 
 def _within_tokens(spec: TaskSpec, rows: list[dict], budget: int) -> list[dict]:

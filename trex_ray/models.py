@@ -238,23 +238,29 @@ def model_facts(model_path: str) -> dict:
             "linear_modules": sorted(linear)}
 
 
+def token_lengths(model_path: str, rows: list[dict], system: str) -> tuple[list[int], list[int]]:
+    """Each row's prompt tokens (the system prompt and the input, templated; a conversation's prompt holds its
+    earlier turns) and answer tokens (with the end of turn), under the model's own tokenizer."""
+    from transformers import AutoTokenizer
+
+    from trex_ray.prompting import render
+
+    tok = AutoTokenizer.from_pretrained(model_path, **remote_code())
+    prompts = [len(tok(render(tok, r["input"], system, r.get("chat")), add_special_tokens=False)["input_ids"])
+               for r in rows]
+    answers = [len(tok(r["output"], add_special_tokens=False)["input_ids"]) + 1 for r in rows]
+    return prompts, answers
+
+
 def token_profile(model_path: str, rows: list[dict], system: str, sample: int = 2000) -> dict:
     """Token lengths of a task's rows under the model's own tokenizer and chat template: the prompt (the
     system prompt and the input, templated) and the answer, as mean / p50 / p95 / p99 / max over up to
     `sample` rows spread over the split."""
-    from transformers import AutoTokenizer
-
-    from trex_ray.prompting import render
     from trex_ray.task import length_stats
 
-    tok = AutoTokenizer.from_pretrained(model_path, **remote_code())
     step = max(1, len(rows) // sample)
     picked = rows[::step][:sample]
-    # a conversation's prompt holds its earlier turns
-    prompts = [len(tok(render(tok, r["input"], system, r.get("chat")), add_special_tokens=False)["input_ids"])
-               for r in picked]
-    answers = [len(tok(r["output"], add_special_tokens=False)["input_ids"]) + 1 for r in picked]  # + end of turn
-
+    prompts, answers = token_lengths(model_path, picked, system)
     return {"rows": len(picked), "prompt": length_stats(prompts), "answer": length_stats(answers),
             "total": length_stats([p + a for p, a in zip(prompts, answers)])}
 

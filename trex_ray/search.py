@@ -471,7 +471,6 @@ class Search:
     def stop_overdue(self, done: list) -> bool:
         """Trials past `trial_timeout_s` are stopped (their training workers and resources go with them)
         and recorded as failed; whether there were any."""
-        from trex_ray.results import NodeResult
 
         limit = self.s.trial_timeout_s
         overdue = [r for r, (_, _, t) in self.in_flight.items()
@@ -480,11 +479,8 @@ class Search:
             _stop_trials(overdue, grace_s=10.0, release=len(overdue) == len(self.in_flight))
         for ref in overdue:
             nid, parent_id, _ = self.in_flight.pop(ref)
-            result = NodeResult(status="failed", error={
-                "stage": "timeout", "type": "timeout",
-                "message": f"the trial ran past trial_timeout_s={limit:g} s and was stopped"},
-                metric=self.task.metric, seconds=round(limit, 2),
-                accelerator_s=round(limit, 2)).model_dump()  # it held its device all along
+            result = _failed("timeout", "timeout", f"the trial ran past trial_timeout_s={limit:g} s and was stopped",
+                             limit, self.task.metric)  # it held its device all along
             self._record_finished(nid, parent_id, result)
         return bool(overdue)
 
@@ -582,20 +578,24 @@ def _write_report(run_dir: str) -> None:
         log.warning("could not write the report of %s: %s", run_dir, e)
 
 
+def _failed(stage: str, kind: str, message: str, seconds: float, metric: str) -> dict:
+    """A failed trial's result made by the driver (the trial could not report its own), its seconds counted."""
+    from trex_ray.results import NodeResult
+
+    return NodeResult(status="failed", error={"stage": stage, "type": kind, "message": message}, metric=metric,
+                      seconds=round(seconds, 2), accelerator_s=round(seconds, 2)).model_dump()
+
+
 def _trial_died(e: Exception, seconds: float, metric: str) -> dict:
     """The result of a trial whose own process died: killed by Ray's memory monitor (out_of_memory, which the
     researcher answers with a smaller batch) or crashed."""
     import ray
 
-    from trex_ray.results import NodeResult
-
     oom = isinstance(e, ray.exceptions.OutOfMemoryError)
     first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
     message = ("the trial's process was killed by Ray's memory monitor: the node ran out of memory"
                if oom else "the trial's process died") + f" ({first})"
-    return NodeResult(status="failed", error={"stage": "trial", "type": "out_of_memory" if oom else "crashed",
-                                              "message": message},
-                      metric=metric, seconds=round(seconds, 2), accelerator_s=round(seconds, 2)).model_dump()
+    return _failed("trial", "out_of_memory" if oom else "crashed", message, seconds, metric)
 
 
 def _stop_trials(refs: list, grace_s: float = 60.0, release: bool = True) -> None:
