@@ -83,6 +83,11 @@ def looping(text: str) -> bool:
     return False
 
 
+def form_faults(cats: dict) -> int:
+    """Bad cases wrong in form rather than content: the wrong shape, too long, or a loop that does not stop."""
+    return cats.get("wrong format", 0) + cats.get("verbose", 0) + cats.get("repetition", 0)
+
+
 def _failure_kind(node: dict) -> str:
     kind = node.get("error_type") or str(node.get("error") or "").split(" ", 1)[0]
     return "diverged" if kind == "diverged" else "resources" if kind in ("out_of_memory", "timeout") else "any"
@@ -115,8 +120,7 @@ def signals(ctx: dict) -> dict:
             sig["still rising"] = True
     elif loss and loss[-1] < 0.02:
         sig["memorised"] = True
-    # an answer that does not stop (a loop) is a fault of form, as a verbose one is
-    if (cats.get("wrong format", 0) + cats.get("verbose", 0) + cats.get("repetition", 0)) / bad > 0.3:
+    if form_faults(cats) / bad > 0.3:
         sig["format"] = True
     if cats.get("wrong value", 0) / bad > 0.6:
         sig["wrong value"] = True
@@ -337,8 +341,7 @@ class HeuristicResearcher:
         if profile.get("classification_like") and profile.get("majority_share", 0) > 0.6:
             risks.append(f"label imbalance: majority label is {profile['majority_share']:.0%}")
         cats = self._categories(baseline.get("bad_cases", []))
-        if cats.get("wrong format", 0) + cats.get("verbose", 0) + cats.get("repetition", 0) > \
-                len(baseline.get("bad_cases", [])) / 2:
+        if form_faults(cats) > len(baseline.get("bad_cases", [])) / 2:
             risks.append("the base model mostly answers in the wrong format: training on the answer format matters")
         start = first_settings(profile)
         return {
