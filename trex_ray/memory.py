@@ -42,6 +42,7 @@ def _brief(n: Node, full: bool = False) -> dict:
         out["data_stats"] = res.get("data_stats", {})
         out["bad_cases"] = res.get("bad_cases", [])[:12]
         out["categories"] = n.categories  # from the journalled diagnosis
+        out["answers"] = (res.get("val") or {}).get("answers")  # how varied its val answers were
     return out
 
 

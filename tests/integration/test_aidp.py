@@ -85,6 +85,20 @@ def test_randomised_ops_are_deterministic_given_their_seed(data):
     assert len(frames[0]) > 0 and frames[0].equals(frames[1])
 
 
+def test_label_balance_caps_each_answer_and_keeps_the_rarer_ones_whole(data):
+    """The "balance answers" plan: every answer at most `max_per_label` rows, answers under the cap kept."""
+    ctx, extra, tmp = data
+    recipe = parse_recipe([{"load": {}}, {"label_balance": {"max_per_label": 10, "seed": 4}}, {"format": {}}])
+    out, stats = pipeline.run_recipe(recipe, ctx, str(tmp / "balanced"))
+    import pandas as pd
+
+    counts = pd.read_parquet(out)["output"].value_counts().to_dict()
+    # 28 rows are "even" (the two duplicates too), 14 "odd"; "x" and "y" one each
+    assert counts == {"even": 10, "odd": 10, "x": 1, "y": 1}
+    op = next(s for s in stats["ops"] if s["op"] == "label_balance")
+    assert op["rows_in"] - op["rows_out"] == sum(op["dropped"].values()) == 18 + 4
+
+
 def test_decontamination_is_on_by_default_and_reported(data):
     ctx, extra, tmp = data
     out, stats = pipeline.run_recipe(_recipe("load", extra), ctx, str(tmp / "c"))

@@ -551,3 +551,67 @@ def test_going_back_to_an_earlier_template_is_the_earlier_plan(agent, brief):
             assert back.train.max_seq_len == base.train.max_seq_len
             assert back.signature(None) == base.signature(None)  # the tree's duplicate check now skips it
     assert seen  # some seeds do go back
+
+
+def test_answer_spread_counts_the_most_common_answer_against_the_references():
+    from trex_ray.executor.evaluate import answer_spread
+
+    a = answer_spread(["B, D, A, C", "b, d, a, c.", " B,  D, A, C", "A, B, C, D"], ["A, B, C, D", "B, D, A, C", "C", "D"])
+    assert a == {"n": 4, "distinct": 2, "top": "B, D, A, C", "top_count": 3, "top_in_refs": 1}
+    assert answer_spread([], [])["n"] == 0
+    assert answer_spread(["x", "y"], ["", ""])["top_in_refs"] == 0  # a reference-free task
+
+
+@pytest.mark.parametrize("top_count,top_in_refs,n,expected", [
+    (14, 3, 20, True),    # EconLogicQA lite: one order to 14 of 20 rows, the reference of 3
+    (50, 32, 64, True),   # a binary task answered "positive" 50 times where 32 are positive
+    (36, 32, 64, False),  # the same task learnt: a few more of the majority answer than the references hold
+    (20, 20, 20, False),  # every reference is that answer: not a prior, the data
+    (10, 0, 20, True),    # a reference-free task (a checker grades it) given one molecule half the time
+    (4, 0, 6, False),     # too few rows to tell
+])
+def test_collapsed_answers_need_most_rows_and_a_quarter_beyond_the_references(top_count, top_in_refs, n, expected):
+    spread = {"n": n, "distinct": 2, "top": "B, D, A, C", "top_count": top_count, "top_in_refs": top_in_refs}
+    assert heuristic.collapsed(spread) is expected
+
+
+def test_one_answer_to_most_rows_is_diagnosed_and_the_next_plans_even_out_the_answers(agent, tmp_path):
+    """EconLogicQA lite: every node gave one order ("B, D, A, C", the most common in train) to nearly every
+    val row, was diagnosed "wrong value", and the next plans were generic refinements. Now the diagnosis
+    says one answer was learnt, and the plans after it balance the answers' frequencies or lower the
+    learning rate."""
+    orders = ["B, D, A, C"] * 10 + [f"{a}, {b}, C, D" for a, b in ("AB", "BA")] * 5 + ["C, D, A, B"] * 4
+    train = [{"q": f"order the events of case {i}", "a": o} for i, o in enumerate(orders * 2)]
+    val = [{"q": f"order the events of case {100 + i}", "a": o} for i, o in enumerate(orders[::2])]
+    paths = {s: write_jsonl(tmp_path / f"{s}.jsonl", rows) for s, rows in [("train", train), ("val", val), ("test", val)]}
+    task = Task.from_jsonl(name="order", input_field="q", output_field="a", goal="Order the events.", **paths)
+    brief = agent.analyze({**task.profile(), "base_model": "tiny", "model_params": 1e8}, {"score": 0.0, "bad_cases": []})
+    assert brief["distinct_outputs"] == 4 and brief["train_rows"] == 48
+    answers = {"n": 12, "distinct": 2, "top": "B, D, A, C", "top_count": 10, "top_in_refs": 5}
+    result = {"status": "ok", "score": 0.25, "val": {"score": 0.25, "num_bad": 9, "answers": answers},
+              "bad_cases": [{"input": "q", "expected": "A, B, C, D", "got": "B, D, A, C"}] * 9}
+    text = agent.diagnose(result, {"score": 0.0})["text"]
+    assert "one answer to 10 of 12 val rows ('B, D, A, C', the reference of 5)" in text
+    plain = _parent_ctx(agent, brief, loss=(2.0, 0.1), categories={"wrong value": 9})
+    stuck = {**plain, "parent": {**plain["parent"], "answers": answers}}
+    assert "collapsed" in heuristic.signals(stuck) and "collapsed" not in heuristic.signals(plain)
+    before, after = _direction_counts(agent, brief, plain, 300), _direction_counts(agent, brief, stuck, 300)
+    assert before["balance answers"] == 0 and after["balance answers"] > 0.3 * 300
+    assert after["lower learning rate"] > before["lower learning rate"]
+    plan = next(agent.propose(brief, stuck, random.Random(s)) for s in range(300)
+                if agent.propose(brief, stuck, random.Random(s)).direction == "balance answers")
+    ops = plan.recipe.to_yaml_list()
+    assert [next(iter(o)) for o in ops][-2:] == ["label_balance", "format"]
+    assert ops[-2]["label_balance"]["max_per_label"] == 12  # 48 rows over 4 distinct answers
+    # a task whose every answer is its own has nothing to balance: the direction is not offered
+    unique = {**brief, "distinct_outputs": brief["train_rows"]}
+    assert _direction_counts(agent, unique, stuck, 200)["balance answers"] == 0
+
+
+def test_the_answer_spread_of_a_node_reaches_the_context():
+    b = TreeBuilder(root_score=0.2)
+    a = b.add(0, direction="more epochs")
+    answers = {"n": 20, "distinct": 3, "top": "B, D, A, C", "top_count": 14, "top_in_refs": 3}
+    b.finish(a, {"status": "ok", "score": 0.2, "reward": 0.0, "metric": "exact_match",
+                 "val": {"score": 0.2, "answers": answers}})
+    assert build_context(b.tree, a)["parent"]["answers"] == answers

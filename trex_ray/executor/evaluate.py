@@ -11,6 +11,7 @@ a whole split of a `Task` (a search's baseline and test evaluations, FT-Bench, t
 from __future__ import annotations
 
 import time
+from collections import Counter
 
 from trex_ray import prompting
 from trex_ray.metrics import score
@@ -78,8 +79,27 @@ def evaluate_rows(
         "bad_cases": bad[:num_bad_cases],
         "num_bad": len(bad),
         "predictions": preds,
+        "answers": answer_spread(preds, refs),
         **extra,
     }
+
+
+def _answer_key(text: str) -> str:
+    return " ".join(text.split()).lower().rstrip(".")
+
+
+def answer_spread(preds: list[str], refs: list[str]) -> dict:
+    """How varied the answers are: the number of distinct answers (case, spacing and a final full stop
+    aside), the most common one (`top`, cut to 120 characters), how many rows got it (`top_count`) and how
+    many references are that answer (`top_in_refs`; 0 where the task has no reference text). A model that
+    gives one answer to most inputs has learnt a prior, not the task: `heuristic.collapsed` reads this."""
+    keys = [_answer_key(p) for p in preds]
+    if not keys:
+        return {"n": 0, "distinct": 0, "top": "", "top_count": 0, "top_in_refs": 0}
+    top, count = Counter(keys).most_common(1)[0]
+    first = next(p for p, k in zip(preds, keys) if k == top)
+    return {"n": len(keys), "distinct": len(set(keys)), "top": first.strip()[:120], "top_count": count,
+            "top_in_refs": sum(_answer_key(r) == top for r in refs)}
 
 
 def baseline_eval_cfg(task) -> dict:

@@ -11,7 +11,8 @@
   parent's plan with that direction applied. A plan whose signature is already in the tree is skipped.
 - diagnose: sorts bad cases into empty / repetition (a generation stuck in a loop) / wrong format /
   verbose / wrong value by comparing the shape of the output with the reference (an answer graded by a
-  checker with no reference, such as a molecule checked against constraints, is wrong in value), and
+  checker with no reference, such as a molecule checked against constraints, is wrong in value), says when
+  one answer was given to most val rows (a learnt prior: `collapsed` -> balance answers, lower lr), and
   compares with the parent.
 - distill: mean change over the parent per direction, across the tree.
 
@@ -83,6 +84,18 @@ def looping(text: str) -> bool:
     return False
 
 
+def collapsed(answers: dict | None) -> bool:
+    """Whether one answer was given to most val rows, far more often than the references hold it: at least
+    half the rows get it, and the rows it gets beyond its share of the references are a quarter of all (so
+    at least a quarter of val is wrong by that one answer). A model there has learnt the answers' prior,
+    not how the input decides the answer. `answers`: `evaluate.answer_spread` of the val predictions."""
+    a = answers or {}
+    n = a.get("n") or 0
+    if n < 8 or not a.get("top"):
+        return False
+    return a["top_count"] >= n / 2 and a["top_count"] - a.get("top_in_refs", 0) >= n / 4
+
+
 def form_faults(cats: dict) -> int:
     """Bad cases wrong in form rather than content: the wrong shape, too long, or a loop that does not stop."""
     return cats.get("wrong format", 0) + cats.get("verbose", 0) + cats.get("repetition", 0)
@@ -98,7 +111,8 @@ def signals(ctx: dict) -> dict:
     latest finished child failed in training; with the kind: diverged or resources), broke (the direction
     of a latest child that failed otherwise), underfitting, memorised,
     still rising (the under-fitting was seen on val: its in-training val was still rising at the epoch cap),
-    format, wrong value (the parent's diagnosis), improved, regressed (the parent against its own)."""
+    format, wrong value (the parent's diagnosis), collapsed (one answer to most val rows: `collapsed`),
+    improved, regressed (the parent against its own)."""
     parent = ctx["parent"]
     done = [c for c in ctx.get("children") or [] if c["status"] in ("ok", "failed")]
     sig: dict = {}
@@ -124,6 +138,8 @@ def signals(ctx: dict) -> dict:
         sig["format"] = True
     if cats.get("wrong value", 0) / bad > 0.6:
         sig["wrong value"] = True
+    if collapsed(parent.get("answers")):
+        sig["collapsed"] = True
     anc = ctx.get("ancestors") or []
     prev = anc[-1]["score"] if anc else None
     if prev is not None and parent["score"] is not None:
@@ -237,6 +253,18 @@ def related_candidate(brief: dict) -> dict | None:
     return next((c for c in brief.get("related_data") or [] if c.get("score", 0) >= RELATED_MIN), None)
 
 
+def _balance_answers(agent, base: Plan, brief, parent, rng):
+    ops = base.recipe.to_yaml_list()
+    names = [next(iter(o)) for o in ops]
+    rows, distinct = brief.get("train_rows") or 0, brief.get("distinct_outputs") or 0
+    if "label_balance" in names or not _can(brief, "label_balance") or not distinct or distinct >= rows:
+        return None  # balanced already, or every training answer is its own: nothing to balance
+    cap = max(2, math.ceil(rows / distinct))
+    ops.insert(names.index("format"), {"label_balance": {"max_per_label": cap, "seed": rng.randrange(1000)}})
+    return ops, {}, (f"the parent gave one answer to most val rows; cap every answer at {cap} training rows (the "
+                     f"mean over its {distinct} distinct answers) so that no answer's frequency is what is learnt")
+
+
 def _related_data(agent, base: Plan, brief, parent, rng):
     c = related_candidate(brief)
     ops = base.recipe.to_yaml_list()
@@ -271,7 +299,9 @@ class Direction:
     training less, or with a smaller step or adapter, a model whose val was still rising at its cap);
     `remedies`: decisive signals it answers. A decisive signal of the parent's (`DECISIVE`) leaves the
     directions that answer it their weight and damps the others (`DAMPED`): a model seen on val to be
-    still improving when its training stopped gains most from more training, not from a new prompt."""
+    still improving when its training stopped gains most from more training, not from a new prompt; one
+    that gives one answer to most inputs (collapsed) from evened-out answers or a smaller step, not from
+    the generic refinements (EconLogicQA lite: six of them all kept the one answer)."""
 
     name: str
     prior: float
@@ -283,7 +313,7 @@ class Direction:
     remedies: tuple = ()
 
 
-DECISIVE = ("still rising",)
+DECISIVE = ("still rising", "collapsed")
 DAMPED = 0.25  # the weight left to a direction that does not answer a decisive signal
 
 
@@ -298,10 +328,10 @@ DIRECTIONS: tuple[Direction, ...] = (
     Direction("higher learning rate", 1.0, {"underfitting": 1.5}, {"diverged": 0.0},
               _train(lambda t: None if t.learning_rate >= 3e-2 else {"learning_rate": min(3e-2, t.learning_rate * 2)}),
               "the adapter moved too little; take larger steps", remedies=("still rising",)),
-    Direction("lower learning rate", 0.7, {"memorised": 1.0, "regressed": 0.5},
+    Direction("lower learning rate", 0.7, {"memorised": 1.0, "regressed": 0.5, "collapsed": 1.0},
               {"any": 3.0, "diverged": 8.0, "resources": 3.0},
               _train(lambda t: None if t.learning_rate <= 2e-5 else {"learning_rate": t.learning_rate / 2}),
-              "steadier optimisation with a smaller step", against=("underfitting",)),
+              "steadier optimisation with a smaller step", against=("underfitting",), remedies=("collapsed",)),
     Direction("more LoRA capacity", 0.8, {"underfitting": 1.0, "wrong value": 0.5}, {"resources": 0.0},
               _more_capacity, "more adapter capacity (MLP projections too) for what the model gets wrong"),
     Direction("less LoRA capacity", 0.4, {}, {"any": 1.0, "diverged": 1.0, "resources": 3.0},
@@ -314,6 +344,10 @@ DIRECTIONS: tuple[Direction, ...] = (
               "more training examples"),
     Direction("prompt format", 0.6, {"format": 1.5}, {}, _prompt_format,
               "the outputs miss the expected format; state the task and answer format in the prompt"),
+    # one answer to most inputs: the answers' frequencies were learnt; train on them evened out
+    Direction("balance answers", 0.0, {"collapsed": 2.5}, {"resources": 0.0}, _balance_answers,
+              "the parent gave one answer to most val rows; even out the answers' frequencies in training",
+              remedies=("collapsed",)),
     # a small task's most related dataset found by data research (offered only where there is one)
     Direction("add related data", 0.5, {"memorised": 1.0, "wrong value": 0.5}, {"resources": 0.0}, _related_data,
               "more examples of the same kind, from a related dataset"),
@@ -357,6 +391,7 @@ class HeuristicResearcher:
             "max_epochs": profile.get("max_epochs"),
             "goal": profile.get("goal", ""),
             "labels": sorted(profile.get("label_balance") or {}) or None,
+            "distinct_outputs": (profile.get("train") or {}).get("distinct_outputs"),
             "data_ops": [op["name"] for op in catalogue()],
             # data research (the search's catalogue): what may be mixed in, most related first
             "related_data": [c for c in profile.get("related_data") or [] if c.get("mixable")],
@@ -551,6 +586,10 @@ class HeuristicResearcher:
             total = sum(cats.values())
             parts.append(f"{nbad} failures; of {total} sampled: " +
                          ", ".join(f"{v} {k}" for k, v in sorted(cats.items(), key=lambda kv: -kv[1])))
+        answers = (result.get("val") or {}).get("answers")
+        if collapsed(answers):
+            parts.append(f"one answer to {answers['top_count']} of {answers['n']} val rows ({answers['top'][:60]!r}, "
+                         f"the reference of {answers.get('top_in_refs', 0)}): a learnt prior, not the task")
         ts = result.get("train_stats", {})
         curve = ts.get("loss_curve") or []
         if ts.get("stopped"):

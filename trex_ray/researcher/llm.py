@@ -263,6 +263,7 @@ class LLMResearcher:
             train=render({k: v for k, v in (result.get("train_stats") or {}).items() if k != "loss_curve"}, 800),
             data=render({k: (result.get("data_stats") or {}).get(k) for k in ("rows", "ops")}, 1500),
             error=render(result.get("error"), 600), categories=render(base.get("categories"), 300),
+            answers=render((result.get("val") or {}).get("answers"), 300),
             bad_cases=render((result.get("bad_cases") or [])[:10], 2500))
         got, _, err = self._ask("diagnose", user, DiagnosisReply.model_validate,
                                 schema=DiagnosisReply.model_json_schema())
