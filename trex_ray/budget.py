@@ -1,6 +1,7 @@
 """Budgets: how much a search may spend. Any combination of limits; the search stops launching at the
 first one reached, lets (or, for wall-clock, makes) in-flight trials end, and returns the best so far.
-Spending carries across `resume`: trials already in the tree and time already recorded count.
+Spending carries across `resume`: trials already in the tree and time already recorded count. A plateau
+(`patience_trials` trials in a row without a better val) stops it too, where asked for.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ class Budget(BaseModel):
     )
 
     llm_usd: float | None = Field(None, gt=0, description="Dollars spent on the researcher's LLM calls.")
+    patience_trials: int | None = Field(
+        None, ge=1, description="Stop after this many trials in a row finished without beating the best val so far "
+        "(a plateau); None: never. Not a limit on its own: set one of the others too.")
 
     @model_validator(mode="after")
     def _some_limit(self) -> "Budget":
@@ -34,8 +38,9 @@ class Spend(BaseModel):
     accelerator_s: float = 0.0
     llm_usd: float = 0.0
 
-    def exhausted(self, budget: Budget) -> str | None:
-        """The name of the first limit reached, or None."""
+    def exhausted(self, budget: Budget, since_best: int = 0) -> str | None:
+        """The name of the first limit reached, or None. `since_best`: trials finished after the best node
+        (the plateau `patience_trials` reads)."""
         if budget.trials is not None and self.trials >= budget.trials:
             return "trials"
         if budget.wall_clock_s is not None and self.wall_clock_s >= budget.wall_clock_s:
@@ -44,4 +49,6 @@ class Spend(BaseModel):
             return "accelerator_hours"
         if budget.llm_usd is not None and self.llm_usd >= budget.llm_usd:
             return "llm_usd"
+        if budget.patience_trials is not None and since_best >= budget.patience_trials:
+            return "patience_trials"
         return None

@@ -315,7 +315,10 @@ class Search:
 
     def stop_reason(self) -> str | None:
         """The first budget limit reached (or what ended the search), None while it goes on."""
-        return self.stopped or self.spent().exhausted(self.s.budget)
+        if self.stopped:
+            return self.stopped
+        state = self.call(self.tree.state)
+        return self.spent(state).exhausted(self.s.budget, state.get("since_best", 0))
 
     def refresh(self) -> None:
         """The live view: the tree's state, what is spent, the best node so far."""

@@ -175,6 +175,13 @@ class Tree:
         """Trials launched that count against the budget (all non-root nodes that were not cancelled)."""
         return sum(1 for n in self.nodes.values() if n.parent_id is not None and n.status != CANCELLED)
 
+    def since_best(self) -> int:
+        """Trials (ok or failed) that finished after the best node did: how long the search has gone without
+        a better val (every finished trial, while none beat the root)."""
+        best = self.best() if self.nodes and self.root.status == OK else None
+        after = (best.finish_order or 0) if best is not None and best.parent_id is not None else 0
+        return sum(1 for n in self.finished() if n.parent_id is not None and (n.finish_order or 0) > after)
+
     def best(self) -> Node:
         """The finished node with the highest val score; the earliest wins ties (the root if nothing beat it)."""
         ok = [n for n in self.nodes.values() if n.status == OK and n.score is not None]

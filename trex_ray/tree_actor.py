@@ -94,6 +94,7 @@ def state_of(t: Tree) -> dict:
         "trials": t.trials(),
         "running": [n.id for n in t.running()],
         "best": t.best().id if t.nodes and t.root.status == "ok" else None,
+        "since_best": t.since_best(),
         "insights": list(t.insights),
         "accelerator_s": sum((n.result or {}).get("accelerator_s", 0.0) for n in t.nodes.values()),
         "llm_usage": dict(t.llm_usage),

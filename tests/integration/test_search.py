@@ -378,3 +378,28 @@ def test_a_trial_whose_process_dies_is_a_failed_node_and_the_search_goes_on(majo
     assert nodes[2].status == "ok" and res.spent["trials"] == 2
     events = [json.loads(x) for x in open(os.path.join(res.run_dir, "journal.jsonl"))]
     assert any(e["type"] == "diagnosis" and e["id"] == 1 for e in events)  # the researcher saw it
+
+
+def test_a_plateau_of_trials_without_a_better_val_ends_the_search(majority_task, tmp_path):
+    """`patience_trials`: the search stops launching once that many trials in a row finished without beating
+    the best val (SST-2 lite: every trial after the first scored at most its 0.922, and seven more were
+    spent); a resume with more patience goes on from there."""
+    import ray
+
+    from trex_ray.results import NodeResult
+
+    scores = {1: 0.9, 2: 0.95, 3: 0.93, 4: 0.95, 5: 0.5, 6: 0.97}  # 4 ties the best: not better
+
+    @ray.remote(num_cpus=0, max_retries=0)
+    def trial(*, node_id, task, **_):  # the loop is under test here, not training
+        return NodeResult(status="ok", score=scores[node_id], metric=task["metric"], reward=scores[node_id],
+                          seconds=0.1, accelerator_s=0.1).model_dump()
+
+    runs = str(tmp_path / "runs")
+    res = trex_ray.search(majority_task, base_model="tiny-random", budget=trex_ray.Budget(trials=8, patience_trials=2),
+                          max_concurrent=1, storage=runs, run_name="plateau", progress=False, executor=trial)
+    assert res.stop_reason == "patience_trials" and res.spent["trials"] == 4 and res.best.id == 2
+    again = trex_ray.search(majority_task, base_model="tiny-random",
+                            budget=trex_ray.Budget(trials=8, patience_trials=3), max_concurrent=1, storage=runs,
+                            run_name="plateau", resume=True, progress=False, executor=trial)
+    assert again.stop_reason == "patience_trials" and again.spent["trials"] == 5 and again.best.id == 2

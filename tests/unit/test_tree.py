@@ -129,6 +129,31 @@ def test_best_highest_score_earliest_wins_ties_root_if_nothing_beats_it():
     assert tb.tree.best().id == top
 
 
+def test_since_best_counts_the_trials_finished_after_the_best_node():
+    from trex_ray.budget import Budget, Spend
+
+    tb = TreeBuilder(root_score=0.5)
+    assert tb.tree.since_best() == 0
+    tb.child(0, 0.4)
+    tb.finish(tb.add(0), failed())
+    running = tb.add(0)
+    assert tb.tree.since_best() == 2  # nothing beat the root: every finished trial counts, a running one not
+    hi = tb.child(0, 0.8)
+    assert tb.tree.best().id == hi and tb.tree.since_best() == 0
+    tb.child(hi, 0.8)  # a tie does not beat it
+    tb.finish(running, ok(0.7))  # launched before the best, finished after it: it counts
+    assert tb.tree.since_best() == 2
+    budget = Budget(trials=20, patience_trials=3)
+    assert Spend(trials=5).exhausted(budget, since_best=2) is None
+    tb.child(hi, 0.6)
+    assert Spend(trials=6).exhausted(budget, since_best=tb.tree.since_best()) == "patience_trials"
+    tb.child(hi, 0.9)
+    assert tb.tree.since_best() == 0
+    assert Spend(trials=6).exhausted(Budget(trials=20), since_best=50) is None  # no plateau asked for
+    with pytest.raises(ValueError):
+        Budget(trials=None, patience_trials=3)  # a plateau alone may never come: another limit is needed
+
+
 def test_best_ignores_cancelled_and_failed_scores(tb):
     a = tb.add(0)
     tb.finish(a, {"status": "failed", "score": 0.99, "reward": 1.0})
