@@ -363,6 +363,8 @@ class Task(BaseModel):
                 "input_chars": length_stats(ilen),
                 "output_chars": length_stats(olen),
                 "distinct_outputs": len({r["output"] for r in rows}),
+                # rows of the most common answer: how far one answer dominates (0 for an empty split)
+                "top_output_rows": max(Counter(r["output"] for r in rows).values(), default=0),
             }
         out["splits"] = {s: data["splits"][s]["source"] for s in SPLITS}
         out["dropped"] = data["dropped"]  # split -> reason -> rows

@@ -179,7 +179,11 @@ class Tree:
         """Trials (ok or failed) that finished after the best node did: how long the search has gone without
         a better val (every finished trial, while none beat the root)."""
         best = self.best() if self.nodes and self.root.status == OK else None
-        after = (best.finish_order or 0) if best is not None and best.parent_id is not None else 0
+        after = 0
+        if best is not None and best.parent_id is not None:  # the first to finish with the best score (a
+            # lower id finishing later with the same score is no gain)
+            after = min(n.finish_order or 0 for n in self.finished() if n.status == OK and n.score == best.score
+                        and n.parent_id is not None)
         return sum(1 for n in self.finished() if n.parent_id is not None and (n.finish_order or 0) > after)
 
     def best(self) -> Node:

@@ -556,23 +556,51 @@ def test_going_back_to_an_earlier_template_is_the_earlier_plan(agent, brief):
 def test_answer_spread_counts_the_most_common_answer_against_the_references():
     from trex_ray.executor.evaluate import answer_spread
 
-    a = answer_spread(["B, D, A, C", "b, d, a, c.", " B,  D, A, C", "A, B, C, D"], ["A, B, C, D", "B, D, A, C", "C", "D"])
-    assert a == {"n": 4, "distinct": 2, "top": "B, D, A, C", "top_count": 3, "top_in_refs": 1}
+    a = answer_spread(["B, D, A, C", "b, d, a, c.", " B,  D, A, C", "A, B, C, D"], ["A, B, C, D", "B, D, A, C", "C", "D"],
+                      [0.0, 1.0, 0.0, 1.0])
+    assert a == {"n": 4, "distinct": 2, "top": "B, D, A, C", "top_count": 3, "top_wrong": 2, "top_in_refs": 1}
     assert answer_spread([], [])["n"] == 0
     assert answer_spread(["x", "y"], ["", ""])["top_in_refs"] == 0  # a reference-free task
 
 
-@pytest.mark.parametrize("top_count,top_in_refs,n,expected", [
-    (14, 3, 20, True),    # EconLogicQA lite: one order to 14 of 20 rows, the reference of 3
-    (50, 32, 64, True),   # a binary task answered "positive" 50 times where 32 are positive
-    (36, 32, 64, False),  # the same task learnt: a few more of the majority answer than the references hold
-    (20, 20, 20, False),  # every reference is that answer: not a prior, the data
-    (10, 0, 20, True),    # a reference-free task (a checker grades it) given one molecule half the time
-    (4, 0, 6, False),     # too few rows to tell
+def test_the_metric_decides_which_answers_are_wrong_not_the_text():
+    """A sentiment model right on every row that says "Sentiment: positive" to the six positive ones gives one
+    answer to most rows, none of them wrong: not a collapse (the references say "positive")."""
+    from trex_ray.executor.evaluate import evaluate_rows
+
+    class Echo:  # the evaluation backend, answering from a table: the grading is under test
+        def generate(self, model_path, adapter, conversations, *, max_new_tokens, batch_size=16):
+            from types import SimpleNamespace
+
+            texts = ["Sentiment: " + ("positive" if "good" in c[-1]["content"] else "negative") for c in conversations]
+            return SimpleNamespace(texts=texts, backend="table", input_tokens=0, output_tokens=0, extra={})
+
+    rows = [{"input": f"a good film {i}", "output": "positive"} for i in range(6)]
+    rows += [{"input": f"a dull film {i}", "output": "negative"} for i in range(4)]
+    right = evaluate_rows(Echo(), "m", None, rows, template="{input}", system=None, metric="accuracy",
+                          labels=["positive", "negative"], max_new_tokens=4, batch_size=4, num_bad_cases=5)
+    assert right["score"] == 1.0 and right["answers"]["top_count"] == 6 and right["answers"]["top_wrong"] == 0
+    assert not heuristic.collapsed(right["answers"])
+    flipped = [{**r, "output": "negative" if r["output"] == "positive" else "positive"} for r in rows]
+    wrong = evaluate_rows(Echo(), "m", None, flipped, template="{input}", system=None, metric="accuracy",
+                          labels=["positive", "negative"], max_new_tokens=4, batch_size=4, num_bad_cases=5)
+    assert wrong["answers"]["top_wrong"] == 6 and heuristic.collapsed(wrong["answers"])
+
+
+@pytest.mark.parametrize("top_count,top_wrong,n,expected", [
+    (14, 11, 20, True),   # EconLogicQA lite: one order to 14 of 20 rows, right for 3
+    (50, 18, 64, True),   # a binary task answered "positive" 50 times where 32 are positive
+    (36, 4, 64, False),   # the same task learnt: a few more of the majority answer than the references hold
+    (20, 0, 20, False),   # every reference is that answer: not a prior, the data
+    (10, 10, 20, True),   # a reference-free task (a checker grades it) given one failing molecule half the time
+    (4, 4, 6, False),     # too few rows to tell
 ])
-def test_collapsed_answers_need_most_rows_and_a_quarter_beyond_the_references(top_count, top_in_refs, n, expected):
-    spread = {"n": n, "distinct": 2, "top": "B, D, A, C", "top_count": top_count, "top_in_refs": top_in_refs}
+def test_collapsed_answers_need_most_rows_and_a_quarter_wrong_with_them(top_count, top_wrong, n, expected):
+    spread = {"n": n, "distinct": 2, "top": "B, D, A, C", "top_count": top_count, "top_wrong": top_wrong}
     assert heuristic.collapsed(spread) is expected
+    # a spread recorded without the metric's grades falls back to the references written the same
+    old = {"n": n, "distinct": 2, "top": "B, D, A, C", "top_count": top_count, "top_in_refs": top_count - top_wrong}
+    assert heuristic.collapsed(old) is expected
 
 
 def test_one_answer_to_most_rows_is_diagnosed_and_the_next_plans_even_out_the_answers(agent, tmp_path):
@@ -586,12 +614,12 @@ def test_one_answer_to_most_rows_is_diagnosed_and_the_next_plans_even_out_the_an
     paths = {s: write_jsonl(tmp_path / f"{s}.jsonl", rows) for s, rows in [("train", train), ("val", val), ("test", val)]}
     task = Task.from_jsonl(name="order", input_field="q", output_field="a", goal="Order the events.", **paths)
     brief = agent.analyze({**task.profile(), "base_model": "tiny", "model_params": 1e8}, {"score": 0.0, "bad_cases": []})
-    assert brief["distinct_outputs"] == 4 and brief["train_rows"] == 48
-    answers = {"n": 12, "distinct": 2, "top": "B, D, A, C", "top_count": 10, "top_in_refs": 5}
+    assert brief["distinct_outputs"] == 4 and brief["train_rows"] == 48 and brief["top_output_rows"] == 20
+    answers = {"n": 12, "distinct": 2, "top": "B, D, A, C", "top_count": 10, "top_wrong": 5, "top_in_refs": 5}
     result = {"status": "ok", "score": 0.25, "val": {"score": 0.25, "num_bad": 9, "answers": answers},
               "bad_cases": [{"input": "q", "expected": "A, B, C, D", "got": "B, D, A, C"}] * 9}
     text = agent.diagnose(result, {"score": 0.0})["text"]
-    assert "one answer to 10 of 12 val rows ('B, D, A, C', the reference of 5)" in text
+    assert "one answer to 10 of 12 val rows ('B, D, A, C', wrong for 5)" in text
     plain = _parent_ctx(agent, brief, loss=(2.0, 0.1), categories={"wrong value": 9})
     stuck = {**plain, "parent": {**plain["parent"], "answers": answers}}
     assert "collapsed" in heuristic.signals(stuck) and "collapsed" not in heuristic.signals(plain)
@@ -603,9 +631,12 @@ def test_one_answer_to_most_rows_is_diagnosed_and_the_next_plans_even_out_the_an
     ops = plan.recipe.to_yaml_list()
     assert [next(iter(o)) for o in ops][-2:] == ["label_balance", "format"]
     assert ops[-2]["label_balance"]["max_per_label"] == 12  # 48 rows over 4 distinct answers
-    # a task whose every answer is its own has nothing to balance: the direction is not offered
-    unique = {**brief, "distinct_outputs": brief["train_rows"]}
-    assert _direction_counts(agent, unique, stuck, 200)["balance answers"] == 0
+    assert ops[-2]["label_balance"].get("seed", 0) == 0  # made again, it is the same plan: the tree knows it was tried
+    again = {**stuck, "tried": stuck["tried"] + [plan.signature(1)]}
+    assert _direction_counts(agent, brief, again, 200)["balance answers"] == 0
+    # a task whose answers are near-even (or each its own) has nothing to balance: the direction is not offered
+    even = {**brief, "top_output_rows": 18}
+    assert _direction_counts(agent, even, stuck, 200)["balance answers"] == 0
 
 
 def test_the_answer_spread_of_a_node_reaches_the_context():

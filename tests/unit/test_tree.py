@@ -149,6 +149,12 @@ def test_since_best_counts_the_trials_finished_after_the_best_node():
     assert Spend(trials=6).exhausted(budget, since_best=tb.tree.since_best()) == "patience_trials"
     tb.child(hi, 0.9)
     assert tb.tree.since_best() == 0
+    # two trials in flight at once: the lower id, finishing second with the same score, is the best node
+    # (ties go to the earliest id) but no gain: the plateau counts from the first to reach the score
+    first, second = tb.add(0), tb.add(0)
+    tb.finish(second, ok(0.95))
+    tb.finish(first, ok(0.95))
+    assert tb.tree.best().id == first and tb.tree.since_best() == 1
     assert Spend(trials=6).exhausted(Budget(trials=20), since_best=50) is None  # no plateau asked for
     with pytest.raises(ValueError):
         Budget(trials=None, patience_trials=3)  # a plateau alone may never come: another limit is needed

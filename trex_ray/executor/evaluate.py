@@ -79,7 +79,7 @@ def evaluate_rows(
         "bad_cases": bad[:num_bad_cases],
         "num_bad": len(bad),
         "predictions": preds,
-        "answers": answer_spread(preds, refs),
+        "answers": answer_spread(preds, refs, scored.per_example),
         **extra,
     }
 
@@ -88,18 +88,23 @@ def _answer_key(text: str) -> str:
     return " ".join(text.split()).lower().rstrip(".")
 
 
-def answer_spread(preds: list[str], refs: list[str]) -> dict:
+def answer_spread(preds: list[str], refs: list[str], per_example: list[float] | None = None) -> dict:
     """How varied the answers are: the number of distinct answers (case, spacing and a final full stop
-    aside), the most common one (`top`, cut to 120 characters), how many rows got it (`top_count`) and how
-    many references are that answer (`top_in_refs`; 0 where the task has no reference text). A model that
-    gives one answer to most inputs has learnt a prior, not the task: `heuristic.collapsed` reads this."""
+    aside), the most common one (`top`, cut to 120 characters), how many rows got it (`top_count`), how
+    many of those the metric scored below full marks (`top_wrong`, from `per_example`; the metric decides,
+    not the text: "Sentiment: positive" is right where "positive" is), and how many references are that
+    answer as written (`top_in_refs`; 0 where the task has no reference text). A model that gives one
+    answer to most inputs, wrongly for many, has learnt a prior, not the task: `heuristic.collapsed`."""
     keys = [_answer_key(p) for p in preds]
     if not keys:
-        return {"n": 0, "distinct": 0, "top": "", "top_count": 0, "top_in_refs": 0}
+        return {"n": 0, "distinct": 0, "top": "", "top_count": 0, "top_wrong": 0, "top_in_refs": 0}
     top, count = Counter(keys).most_common(1)[0]
     first = next(p for p, k in zip(preds, keys) if k == top)
-    return {"n": len(keys), "distinct": len(set(keys)), "top": first.strip()[:120], "top_count": count,
-            "top_in_refs": sum(_answer_key(r) == top for r in refs)}
+    out = {"n": len(keys), "distinct": len(set(keys)), "top": first.strip()[:120], "top_count": count,
+           "top_in_refs": sum(_answer_key(r) == top for r in refs)}
+    if per_example is not None:
+        out["top_wrong"] = sum(1 for k, s in zip(keys, per_example) if k == top and s < 1.0)
+    return out
 
 
 def baseline_eval_cfg(task) -> dict:

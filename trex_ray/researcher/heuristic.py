@@ -85,15 +85,16 @@ def looping(text: str) -> bool:
 
 
 def collapsed(answers: dict | None) -> bool:
-    """Whether one answer was given to most val rows, far more often than the references hold it: at least
-    half the rows get it, and the rows it gets beyond its share of the references are a quarter of all (so
-    at least a quarter of val is wrong by that one answer). A model there has learnt the answers' prior,
-    not how the input decides the answer. `answers`: `evaluate.answer_spread` of the val predictions."""
+    """Whether one answer was given to most val rows, wrongly for many: at least half the rows get it and at
+    least a quarter of all are wrong with it (as the metric grades them; where that count is missing, the
+    rows it got beyond the references written the same). A model there has learnt the answers' prior, not
+    how the input decides the answer. `answers`: `evaluate.answer_spread` of the val predictions."""
     a = answers or {}
     n = a.get("n") or 0
     if n < 8 or not a.get("top"):
         return False
-    return a["top_count"] >= n / 2 and a["top_count"] - a.get("top_in_refs", 0) >= n / 4
+    wrong = a["top_wrong"] if "top_wrong" in a else a["top_count"] - a.get("top_in_refs", 0)
+    return a["top_count"] >= n / 2 and wrong >= n / 4
 
 
 def form_faults(cats: dict) -> int:
@@ -257,10 +258,13 @@ def _balance_answers(agent, base: Plan, brief, parent, rng):
     ops = base.recipe.to_yaml_list()
     names = [next(iter(o)) for o in ops]
     rows, distinct = brief.get("train_rows") or 0, brief.get("distinct_outputs") or 0
-    if "label_balance" in names or not _can(brief, "label_balance") or not distinct or distinct >= rows:
-        return None  # balanced already, or every training answer is its own: nothing to balance
+    if "label_balance" in names or not _can(brief, "label_balance") or not distinct:
+        return None
     cap = max(2, math.ceil(rows / distinct))
-    ops.insert(names.index("format"), {"label_balance": {"max_per_label": cap, "seed": rng.randrange(1000)}})
+    if (brief.get("top_output_rows") or 0) <= 1.5 * cap:
+        return None  # no training answer is far above the mean: balancing would cut next to nothing
+    # a fixed seed: the plan is the same plan each time it is made, so the tree knows it was tried
+    ops.insert(names.index("format"), {"label_balance": {"max_per_label": cap, "seed": 0}})
     return ops, {}, (f"the parent gave one answer to most val rows; cap every answer at {cap} training rows (the "
                      f"mean over its {distinct} distinct answers) so that no answer's frequency is what is learnt")
 
@@ -392,6 +396,7 @@ class HeuristicResearcher:
             "goal": profile.get("goal", ""),
             "labels": sorted(profile.get("label_balance") or {}) or None,
             "distinct_outputs": (profile.get("train") or {}).get("distinct_outputs"),
+            "top_output_rows": (profile.get("train") or {}).get("top_output_rows"),
             "data_ops": [op["name"] for op in catalogue()],
             # data research (the search's catalogue): what may be mixed in, most related first
             "related_data": [c for c in profile.get("related_data") or [] if c.get("mixable")],
@@ -588,8 +593,9 @@ class HeuristicResearcher:
                          ", ".join(f"{v} {k}" for k, v in sorted(cats.items(), key=lambda kv: -kv[1])))
         answers = (result.get("val") or {}).get("answers")
         if collapsed(answers):
+            wrong = answers.get("top_wrong", answers["top_count"] - answers.get("top_in_refs", 0))
             parts.append(f"one answer to {answers['top_count']} of {answers['n']} val rows ({answers['top'][:60]!r}, "
-                         f"the reference of {answers.get('top_in_refs', 0)}): a learnt prior, not the task")
+                         f"wrong for {wrong}): a learnt prior, not the task")
         ts = result.get("train_stats", {})
         curve = ts.get("loss_curve") or []
         if ts.get("stopped"):
