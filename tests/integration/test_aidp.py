@@ -94,9 +94,11 @@ def test_label_balance_caps_each_answer_and_keeps_the_rarer_ones_whole(data):
 
     counts = pd.read_parquet(out)["output"].value_counts().to_dict()
     # 28 rows are "even" (the two duplicates too), 14 "odd"; "x" and "y" one each
-    assert counts == {"even": 10, "odd": 10, "x": 1, "y": 1}
     op = next(s for s in stats["ops"] if s["op"] == "label_balance")
     assert op["rows_in"] - op["rows_out"] == sum(op["dropped"].values()) == 18 + 4
+    # decontamination (on by default) then removes the val and test questions ("what is 5/7 plus 5/7",
+    # both "even") where they were among the ten kept
+    assert counts["odd"] == 10 and 8 <= counts["even"] <= 10 and counts["x"] == counts["y"] == 1
 
 
 def test_decontamination_is_on_by_default_and_reported(data):
