@@ -474,7 +474,6 @@ class Search:
     def stop_overdue(self, done: list) -> bool:
         """Trials past `trial_timeout_s` are stopped (their training workers and resources go with them)
         and recorded as failed; whether there were any."""
-
         limit = self.s.trial_timeout_s
         overdue = [r for r, (_, _, t) in self.in_flight.items()
                    if limit is not None and r not in done and time.time() - t >= limit]

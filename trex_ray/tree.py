@@ -178,13 +178,14 @@ class Tree:
     def since_best(self) -> int:
         """Trials (ok or failed) that finished after the best node did: how long the search has gone without
         a better val (every finished trial, while none beat the root)."""
+        trials = [n for n in self.finished() if n.parent_id is not None]  # in finish order
         best = self.best() if self.nodes and self.root.status == OK else None
-        after = 0
-        if best is not None and best.parent_id is not None:  # the first to finish with the best score (a
-            # lower id finishing later with the same score is no gain)
-            after = min(n.finish_order or 0 for n in self.finished() if n.status == OK and n.score == best.score
-                        and n.parent_id is not None)
-        return sum(1 for n in self.finished() if n.parent_id is not None and (n.finish_order or 0) > after)
+        if best is None or best.parent_id is None:
+            return len(trials)
+        # counted from the first trial to finish with the best score (a lower id finishing later with the
+        # same score is no gain)
+        first = next(i for i, n in enumerate(trials) if n.status == OK and n.score == best.score)
+        return len(trials) - first - 1
 
     def best(self) -> Node:
         """The finished node with the highest val score; the earliest wins ties (the root if nothing beat it)."""

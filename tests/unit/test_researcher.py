@@ -559,8 +559,8 @@ def test_answer_spread_counts_the_most_common_answer_against_the_references():
     a = answer_spread(["B, D, A, C", "b, d, a, c.", " B,  D, A, C", "A, B, C, D"], ["A, B, C, D", "B, D, A, C", "C", "D"],
                       [0.0, 1.0, 0.0, 1.0])
     assert a == {"n": 4, "distinct": 2, "top": "B, D, A, C", "top_count": 3, "top_wrong": 2, "top_in_refs": 1}
-    assert answer_spread([], [])["n"] == 0
-    assert answer_spread(["x", "y"], ["", ""])["top_in_refs"] == 0  # a reference-free task
+    assert answer_spread([], [], [])["n"] == 0
+    assert answer_spread(["x", "y"], ["", ""], [0.0, 1.0])["top_in_refs"] == 0  # a reference-free task
 
 
 def test_the_metric_decides_which_answers_are_wrong_not_the_text():

@@ -88,7 +88,7 @@ def _answer_key(text: str) -> str:
     return " ".join(text.split()).lower().rstrip(".")
 
 
-def answer_spread(preds: list[str], refs: list[str], per_example: list[float] | None = None) -> dict:
+def answer_spread(preds: list[str], refs: list[str], per_example: list[float]) -> dict:
     """How varied the answers are: the number of distinct answers (case, spacing and a final full stop
     aside), the most common one (`top`, cut to 120 characters), how many rows got it (`top_count`), how
     many of those the metric scored below full marks (`top_wrong`, from `per_example`; the metric decides,
@@ -100,11 +100,9 @@ def answer_spread(preds: list[str], refs: list[str], per_example: list[float] | 
         return {"n": 0, "distinct": 0, "top": "", "top_count": 0, "top_wrong": 0, "top_in_refs": 0}
     top, count = Counter(keys).most_common(1)[0]
     first = next(p for p, k in zip(preds, keys) if k == top)
-    out = {"n": len(keys), "distinct": len(set(keys)), "top": first.strip()[:120], "top_count": count,
-           "top_in_refs": sum(_answer_key(r) == top for r in refs)}
-    if per_example is not None:
-        out["top_wrong"] = sum(1 for k, s in zip(keys, per_example) if k == top and s < 1.0)
-    return out
+    return {"n": len(keys), "distinct": len(set(keys)), "top": first.strip()[:120], "top_count": count,
+            "top_wrong": sum(1 for k, s in zip(keys, per_example) if k == top and s < 1.0),
+            "top_in_refs": sum(_answer_key(r) == top for r in refs)}
 
 
 def baseline_eval_cfg(task) -> dict:

@@ -93,8 +93,13 @@ def collapsed(answers: dict | None) -> bool:
     n = a.get("n") or 0
     if n < 8 or not a.get("top"):
         return False
-    wrong = a["top_wrong"] if "top_wrong" in a else a["top_count"] - a.get("top_in_refs", 0)
-    return a["top_count"] >= n / 2 and wrong >= n / 4
+    return a["top_count"] >= n / 2 and top_wrong(a) >= n / 4
+
+
+def top_wrong(answers: dict) -> int:
+    """Rows wrong with the most common answer (a spread without the metric's count: beyond the references
+    written the same)."""
+    return answers.get("top_wrong", answers["top_count"] - answers.get("top_in_refs", 0))
 
 
 def form_faults(cats: dict) -> int:
@@ -593,9 +598,8 @@ class HeuristicResearcher:
                          ", ".join(f"{v} {k}" for k, v in sorted(cats.items(), key=lambda kv: -kv[1])))
         answers = (result.get("val") or {}).get("answers")
         if collapsed(answers):
-            wrong = answers.get("top_wrong", answers["top_count"] - answers.get("top_in_refs", 0))
             parts.append(f"one answer to {answers['top_count']} of {answers['n']} val rows ({answers['top'][:60]!r}, "
-                         f"wrong for {wrong}): a learnt prior, not the task")
+                         f"wrong for {top_wrong(answers)}): a learnt prior, not the task")
         ts = result.get("train_stats", {})
         curve = ts.get("loss_curve") or []
         if ts.get("stopped"):
